@@ -1,0 +1,458 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
+"""The crypto core: keys, CSRs, certificates, parsing. Pure functions over ``cryptography``.
+
+Runs on the controller (recent ``cryptography``) and on nodes and CA hosts, which use their
+distribution's package: Debian 12 ships cryptography 38.0.4, so nothing here may rely on
+newer APIs (``not_valid_after_utc``, ``load_pem_x509_certificates``,
+``verify_directly_issued_by``...). No file or Ansible I/O happens here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import re
+
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+try:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError as exc:  # pragma: no cover - reported by the modules via missing_required_lib
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = exc
+else:
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+
+UTC = datetime.timezone.utc
+
+KEY_TYPES = ("ec", "rsa", "ed25519")
+EC_CURVES = ("secp256r1", "secp384r1")
+CURVE_ALIASES = {"p-256": "secp256r1", "p256": "secp256r1", "prime256v1": "secp256r1",
+                 "secp256r1": "secp256r1", "p-384": "secp384r1", "p384": "secp384r1",
+                 "secp384r1": "secp384r1"}
+RSA_SIZES = (2048, 3072, 4096)
+
+KEY_USAGES = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+              "key_agreement", "key_cert_sign", "crl_sign")
+KEY_USAGE_ALIASES = {
+    "digitalsignature": "digital_signature", "nonrepudiation": "content_commitment",
+    "contentcommitment": "content_commitment", "keyencipherment": "key_encipherment",
+    "dataencipherment": "data_encipherment", "keyagreement": "key_agreement",
+    "keycertsign": "key_cert_sign", "crlsign": "crl_sign",
+}
+EXTENDED_KEY_USAGES = ("server_auth", "client_auth")
+EKU_ALIASES = {"serverauth": "server_auth", "clientauth": "client_auth"}
+
+_PEM_CERT_RE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\s*[A-Za-z0-9+/=\s]*?-----END CERTIFICATE-----", re.S)
+PEM_CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
+
+
+# --------------------------------------------------------------------------- names & specs
+
+def canonical_key_usage(name):
+    key = re.sub(r"[\s_-]", "", str(name)).lower()
+    if key in KEY_USAGE_ALIASES:
+        return KEY_USAGE_ALIASES[key]
+    raise TrustzoneError("unknown key usage %r" % name,
+                         fix="use one of %s" % ", ".join(KEY_USAGES))
+
+
+def canonical_eku(name):
+    key = re.sub(r"[\s_-]", "", str(name)).lower()
+    if key in EKU_ALIASES:
+        return EKU_ALIASES[key]
+    raise TrustzoneError("unknown extended key usage %r" % name,
+                         fix="use one of %s" % ", ".join(EXTENDED_KEY_USAGES))
+
+
+def normalize_key_spec(key_type="ec", key_size=None, curve=None):
+    """Validate and complete a key specification: ``{'type', 'size'}`` / ``{'type', 'curve'}``."""
+    key_type = str(key_type or "ec").lower()
+    if key_type not in KEY_TYPES:
+        raise TrustzoneError("unknown key type %r" % key_type,
+                             fix="use one of %s" % ", ".join(KEY_TYPES))
+    if key_type == "rsa":
+        size = int(key_size or 3072)
+        if size not in RSA_SIZES:
+            raise TrustzoneError("RSA key size %s is not supported" % size,
+                                 fix="use one of %s" % ", ".join(str(s) for s in RSA_SIZES))
+        return {"type": "rsa", "size": size}
+    if key_type == "ec":
+        name = CURVE_ALIASES.get(str(curve or "secp256r1").lower())
+        if name is None:
+            raise TrustzoneError("EC curve %r is not supported" % curve,
+                                 fix="use secp256r1 (P-256) or secp384r1 (P-384)")
+        return {"type": "ec", "curve": name}
+    return {"type": "ed25519"}
+
+
+def describe_key(key):
+    """The key specification of a private or public key (same shape as ``normalize_key_spec``)."""
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return {"type": "rsa", "size": key.key_size}
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return {"type": "ec", "curve": key.curve.name}
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return {"type": "ed25519"}
+    return {"type": "unsupported:%s" % type(key).__name__}
+
+
+def key_spec_text(spec):
+    if spec.get("type") == "rsa":
+        return "RSA %s" % spec["size"]
+    if spec.get("type") == "ec":
+        return "EC %s" % spec["curve"]
+    return str(spec.get("type"))
+
+
+def generate_key(spec):
+    spec = normalize_key_spec(spec.get("type"), spec.get("size"), spec.get("curve"))
+    if spec["type"] == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=spec["size"])
+    if spec["type"] == "ec":
+        curve = ec.SECP256R1() if spec["curve"] == "secp256r1" else ec.SECP384R1()
+        return ec.generate_private_key(curve)
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def signature_hash(key):
+    """The digest to sign with for ``key``: never SHA-1; None for Ed25519."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+# --------------------------------------------------------------------------- serialization
+
+def private_key_pem(key, passphrase=None):
+    """PKCS#8 PEM; encrypted with the best available scheme when a passphrase is given."""
+    if passphrase:
+        encryption = serialization.BestAvailableEncryption(_to_bytes(passphrase))
+    else:
+        encryption = serialization.NoEncryption()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             encryption)
+
+
+def load_private_key(data, passphrase=None, path=None):
+    data = _to_bytes(data)
+    encrypted = b"ENCRYPTED" in data
+    if encrypted and not passphrase:
+        raise TrustzoneError("the private key is encrypted and no passphrase was given", path,
+                             fix="supply the passphrase (e.g. from Ansible Vault)")
+    try:
+        return serialization.load_pem_private_key(
+            data, password=_to_bytes(passphrase) if (passphrase and encrypted) else None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        if encrypted:
+            raise TrustzoneError("cannot decrypt the private key: wrong passphrase or damaged "
+                                 "key", path,
+                                 fix="check the passphrase variable; if it is right, restore "
+                                     "the key from a backup") from exc
+        raise TrustzoneError("not a readable PEM private key (%s)" % _short(exc), path,
+                             fix="remove the file so a new key is generated, or restore it "
+                                 "from a backup") from exc
+
+
+def certificate_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def load_certificate(data, path=None):
+    certs = load_certificates(data, path=path)
+    if len(certs) != 1:
+        raise TrustzoneError("expected one certificate, found %d" % len(certs), path,
+                             fix="keep only the leaf certificate in this file")
+    return certs[0]
+
+
+def load_certificates(data, path=None):
+    """Every certificate of a PEM bundle; anything malformed is an error, not skipped."""
+    text = _to_text(data)
+    blocks = _PEM_CERT_RE.findall(text)
+    if not blocks:
+        raise TrustzoneError("no PEM certificate found", path,
+                             fix="the file must hold '%s' blocks" % PEM_CERT_BEGIN)
+    if text.count("-----BEGIN") != len(blocks):
+        raise TrustzoneError("the file holds PEM blocks that are not certificates", path,
+                             fix="keep only certificates in this file")
+    certs = []
+    for block in blocks:
+        try:
+            certs.append(x509.load_pem_x509_certificate(block.encode("ascii")))
+        except ValueError as exc:
+            raise TrustzoneError("malformed certificate (%s)" % _short(exc), path,
+                                 fix="remove or replace the file") from exc
+    return certs
+
+
+def csr_pem(csr):
+    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def load_csr(data, path=None):
+    try:
+        return x509.load_pem_x509_csr(_to_bytes(data))
+    except ValueError as exc:
+        raise TrustzoneError("malformed certificate signing request (%s)" % _short(exc), path,
+                             fix="re-run so the node makes a new one") from exc
+
+
+def same_public_key(a, b):
+    """True if two keys (private or public) share one public key."""
+    return _spki(a) == _spki(b)
+
+
+def _spki(key):
+    if hasattr(key, "public_key"):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --------------------------------------------------------------------------- inspection
+
+def not_after(cert):
+    value = getattr(cert, "not_valid_after_utc", None)
+    return value if value is not None else cert.not_valid_after.replace(tzinfo=UTC)
+
+
+def not_before(cert):
+    value = getattr(cert, "not_valid_before_utc", None)
+    return value if value is not None else cert.not_valid_before.replace(tzinfo=UTC)
+
+
+def fingerprint(cert):
+    """SHA-256 fingerprint, lower-case hex without separators."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def common_name(obj):
+    attrs = obj.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return attrs[0].value if attrs else None
+
+
+def subject_text(obj):
+    return obj.subject.rfc4514_string()
+
+
+def names_of(obj):
+    """SANs of a certificate or CSR as ``{'dns': [...], 'ip': [...]}``, sorted, lower-case."""
+    try:
+        san = obj.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return {"dns": [], "ip": []}
+    return {
+        "dns": sorted({n.lower() for n in san.get_values_for_type(x509.DNSName)}),
+        "ip": sorted({str(ip) for ip in san.get_values_for_type(x509.IPAddress)}),
+    }
+
+
+def other_san_types(obj):
+    """SAN entries other than DNS and IP (e-mail, URI, ...), which we never sign."""
+    try:
+        san = obj.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return sorted({type(n).__name__ for n in san
+                   if not isinstance(n, (x509.DNSName, x509.IPAddress))})
+
+
+def key_usages_of(obj):
+    try:
+        ku = obj.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    return sorted(name for name in KEY_USAGES if getattr(ku, name))
+
+
+def extended_key_usages_of(obj):
+    try:
+        eku = obj.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    names = {ExtendedKeyUsageOID.SERVER_AUTH: "server_auth",
+             ExtendedKeyUsageOID.CLIENT_AUTH: "client_auth"}
+    return sorted(names.get(oid, oid.dotted_string) for oid in eku)
+
+
+def basic_constraints_of(obj):
+    """``(ca, path_length)`` or None when the extension is absent."""
+    try:
+        bc = obj.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    return bc.ca, bc.path_length
+
+
+def is_signed_by(cert, issuer):
+    """True when ``issuer``'s key made ``cert``'s signature and the names chain up."""
+    if cert.issuer != issuer.subject:
+        return False
+    pub = issuer.public_key()
+    try:
+        if isinstance(pub, rsa.RSAPublicKey):
+            pub.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                       cert.signature_hash_algorithm)
+        elif isinstance(pub, ec.EllipticCurvePublicKey):
+            pub.verify(cert.signature, cert.tbs_certificate_bytes,
+                       ec.ECDSA(cert.signature_hash_algorithm))
+        elif isinstance(pub, ed25519.Ed25519PublicKey):
+            pub.verify(cert.signature, cert.tbs_certificate_bytes)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def csr_signature_valid(csr):
+    return bool(csr.is_signature_valid)
+
+
+def chain_to(cert, intermediates, roots):
+    """The path ``[cert, intermediate..., root]`` to one of ``roots``, or None."""
+    path = [cert]
+    current = cert
+    pool = list(intermediates)
+    for _depth in range(len(pool) + 1):
+        for root in roots:
+            if is_signed_by(current, root):
+                return path + [root]
+        nxt = next((c for c in pool if is_signed_by(current, c)), None)
+        if nxt is None:
+            return None
+        pool.remove(nxt)
+        path.append(nxt)
+        current = nxt
+    return None
+
+
+# --------------------------------------------------------------------------- building
+
+def build_csr(key, common_name_value, dns_names=(), ip_addresses=()):
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name_value)]))
+    sans = _san_list(dns_names, ip_addresses)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, signature_hash(key))
+
+
+def zone_name_attributes(zone, common_name_value, unique=None):
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trustzone"),
+             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, zone),
+             x509.NameAttribute(NameOID.COMMON_NAME, common_name_value)]
+    if unique:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, unique))
+    return x509.Name(attrs)
+
+
+def random_serial():
+    """A positive serial with 159 random bits (RFC 5280 allows at most 20 octets)."""
+    return x509.random_serial_number()
+
+
+def build_ca_certificate(key, subject, not_before_value, not_after_value, path_length=None,
+                         issuer_cert=None, issuer_key=None):
+    """A CA certificate: self-signed root when no issuer is given, otherwise an intermediate."""
+    signer_key = issuer_key or key
+    issuer_name = issuer_cert.subject if issuer_cert is not None else subject
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject)
+               .issuer_name(issuer_name)
+               .public_key(key.public_key())
+               .serial_number(random_serial())
+               .not_valid_before(not_before_value)
+               .not_valid_after(not_after_value)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=path_length),
+                              critical=True)
+               .add_extension(_key_usage(["digital_signature", "key_cert_sign", "crl_sign"]),
+                              critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                              critical=False))
+    builder = builder.add_extension(
+        _aki(issuer_cert, signer_key) if issuer_cert is not None else
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+    return builder.sign(signer_key, signature_hash(signer_key))
+
+
+def build_leaf_certificate(public_key, subject, dns_names, ip_addresses, issuer_cert, issuer_key,
+                           not_before_value, not_after_value, key_usage, extended_key_usage,
+                           serial=None):
+    sans = _san_list(dns_names, ip_addresses)
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject)
+               .issuer_name(issuer_cert.subject)
+               .public_key(public_key)
+               .serial_number(serial or random_serial())
+               .not_valid_before(not_before_value)
+               .not_valid_after(not_after_value)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(_key_usage(key_usage), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                              critical=False)
+               .add_extension(_aki(issuer_cert, issuer_key), critical=False))
+    if extended_key_usage:
+        builder = builder.add_extension(_eku(extended_key_usage), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def _aki(issuer_cert, issuer_key):
+    try:
+        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
+
+
+def _key_usage(names):
+    wanted = {canonical_key_usage(n) for n in names}
+    flags = {name: name in wanted for name in KEY_USAGES}
+    return x509.KeyUsage(encipher_only=False, decipher_only=False, **flags)
+
+
+def _eku(names):
+    oids = {"server_auth": ExtendedKeyUsageOID.SERVER_AUTH,
+            "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH}
+    return x509.ExtendedKeyUsage([oids[canonical_eku(n)] for n in names])
+
+
+def _san_list(dns_names, ip_addresses):
+    sans = [x509.DNSName(n) for n in dns_names]
+    sans.extend(x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses)
+    return sans
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _to_bytes(value):
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def _to_text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _short(exc):
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__

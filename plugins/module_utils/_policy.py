@@ -1,0 +1,466 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
+"""Decisions: pure functions of (what is there, what is wanted, now).
+
+Nothing here touches files, the network or Ansible. Parsed objects come in, verdicts go out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_DNS_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DURATION_RE = re.compile(r"(\d+)\s*([smhdwy])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+# What every profile is unless it says otherwise. ``server`` and ``client`` are the two
+# identities of a node (Qlik's server certificate and QlikClient certificate).
+PROFILE_DEFAULTS = {
+    "key_type": "ec",
+    "key_size": None,
+    "key_curve": None,
+    "lifetime": "365d",
+    "renew_before": "30d",
+    "key_usage": None,  # derived from key type and EKU when not given
+    "extended_key_usage": ["server_auth"],
+    "owner": "root",
+    "group": "root",
+    "mode": "0644",
+    "key_mode": "0600",
+    "regenerate_key": True,
+}
+DEFAULT_PROFILES = [
+    {"name": "server", "extended_key_usage": ["server_auth"]},
+    {"name": "client", "extended_key_usage": ["client_auth"]},
+]
+
+# Renewal reasons, in the order they are checked and reported.
+REASONS = (
+    "missing_key", "unreadable_key", "missing_certificate", "unreadable_certificate",
+    "key_mismatch", "key_type", "not_yet_valid", "expired", "expiring", "names", "subject",
+    "key_usage", "extended_key_usage", "issuer",
+)
+
+
+# --------------------------------------------------------------------------- small parsers
+
+def parse_duration(value, what="duration"):
+    """``'90d'``, ``'12h'``, ``'1d12h'``, ``'10m'``, ``3600`` -> seconds (int, > 0)."""
+    if isinstance(value, bool):
+        raise TrustzoneError("%s must be a duration, not a boolean" % what)
+    if isinstance(value, (int, float)):
+        seconds = int(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        if text.isdigit():
+            seconds = int(text)
+        else:
+            parts = _DURATION_RE.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise TrustzoneError("%s %r is not a duration" % (what, value),
+                                     fix="write it like 90d, 12h, 30m, 1d12h or a number of "
+                                         "seconds")
+            seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise TrustzoneError("%s %r must be longer than zero" % (what, value))
+    return seconds
+
+
+def validate_name(value, what):
+    text = str(value or "")
+    if not NAME_RE.match(text):
+        raise TrustzoneError("%s %r is not a valid name" % (what, value),
+                             fix="use 1-32 characters of a-z, 0-9, '-' and '_', starting "
+                                 "with a letter or digit")
+    return text
+
+
+def parse_mode(value, what="mode"):
+    if isinstance(value, int):
+        mode = value
+    else:
+        text = str(value).strip()
+        if not re.match(r"^0?[0-7]{3,4}$", text):
+            raise TrustzoneError("%s %r is not an octal file mode" % (what, value),
+                                 fix="quote it as a string, e.g. '0640'")
+        mode = int(text, 8)
+    if mode & ~0o7777:
+        raise TrustzoneError("%s %r is not a file mode" % (what, value))
+    return mode
+
+
+def is_dns_name(name):
+    name = name.rstrip(".")
+    if not name or len(name) > 253:
+        return False
+    return all(_DNS_LABEL_RE.match(label) for label in name.split("."))
+
+
+# --------------------------------------------------------------------------- names
+
+def node_names(hostname, fqdn=None, addresses=(), extra_names=(), ansible_host=None):
+    """The names a node may hold, derived only from the inventory.
+
+    Returns ``{'common_name', 'dns': [...], 'ip': [...]}``. Loopback, unspecified and
+    ``localhost`` names are dropped (every host has them, so they identify nobody).
+    Facts reported by the node itself are deliberately not an input.
+    """
+    dns, ips = [], []
+    candidates = [hostname, fqdn, ansible_host]
+    candidates.extend(_as_list(addresses))
+    candidates.extend(_as_list(extra_names))
+    for raw in candidates:
+        if raw is None or str(raw).strip() == "":
+            continue
+        value = str(raw).strip().lower()
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            ip = None
+        if ip is not None:
+            if ip.is_loopback or ip.is_unspecified or ip.is_link_local:
+                continue
+            if str(ip) not in ips:
+                ips.append(str(ip))
+            continue
+        value = value.rstrip(".")
+        if value == "localhost" or value.startswith("localhost."):
+            continue
+        if not is_dns_name(value):
+            if raw in (hostname, ansible_host):
+                continue  # inventory aliases need not be DNS names
+            raise TrustzoneError("%r is neither a DNS name nor an IP address" % raw,
+                                 fix="correct trustzone_node_fqdn, trustzone_node_addresses "
+                                     "or trustzone_certs_extra_names in the inventory")
+        if value not in dns:
+            dns.append(value)
+    if fqdn and is_dns_name(str(fqdn).lower().rstrip(".")):
+        cn = str(fqdn).lower().rstrip(".")
+    elif dns:
+        cn = dns[0]
+    else:
+        cn = str(hostname)
+    return {"common_name": cn, "dns": sorted(dns), "ip": sorted(ips, key=_ip_sort_key)}
+
+
+def duplicate_names(names_by_host):
+    """``{name: [hosts...]}`` for every DNS name or IP that more than one host claims."""
+    owners = {}
+    for host, names in names_by_host.items():
+        for name in list(names.get("dns", [])) + list(names.get("ip", [])):
+            owners.setdefault(name, []).append(host)
+    return {name: sorted(hosts) for name, hosts in owners.items() if len(hosts) > 1}
+
+
+# --------------------------------------------------------------------------- profiles
+
+def resolve_profiles(profiles, zone, base_dir, names):
+    """Complete and validate the profiles of one node. Returns a list of resolved profiles."""
+    if profiles is None:
+        profiles = DEFAULT_PROFILES
+    if isinstance(profiles, dict):
+        profiles = [dict(v or {}, name=k) for k, v in profiles.items()]
+    seen = set()
+    out = []
+    for profile in profiles:
+        resolved = resolve_profile(profile, zone, base_dir, names)
+        if resolved["name"] in seen:
+            raise TrustzoneError("profile %r is defined twice" % resolved["name"],
+                                 fix="give every profile in trustzone_certs_profiles its own "
+                                     "name")
+        seen.add(resolved["name"])
+        out.append(resolved)
+    return out
+
+
+def resolve_profile(profile, zone, base_dir, names):
+    if not isinstance(profile, dict):
+        raise TrustzoneError("a profile must be a mapping, got %r" % (profile,))
+    unknown = set(profile) - set(PROFILE_DEFAULTS) - {
+        "name", "common_name", "dns", "ip", "cert_path", "key_path", "chain_path"}
+    name = validate_name(profile.get("name"), "profile name")
+    if unknown:
+        raise TrustzoneError("profile %r has unknown keys: %s" % (name, ", ".join(sorted(unknown))),
+                             fix="see the certs role's argument spec for the profile keys")
+    merged = dict(PROFILE_DEFAULTS)
+    merged.update({k: v for k, v in profile.items() if v is not None})
+    key = C.normalize_key_spec(merged["key_type"], merged["key_size"], merged["key_curve"])
+    eku = sorted({C.canonical_eku(e) for e in _as_list(merged["extended_key_usage"])})
+    if merged["key_usage"]:
+        ku = sorted({C.canonical_key_usage(k) for k in _as_list(merged["key_usage"])})
+    else:
+        ku = ["digital_signature"]
+        if key["type"] == "rsa" and "server_auth" in eku:
+            ku.append("key_encipherment")
+    if "key_cert_sign" in ku or "crl_sign" in ku:
+        raise TrustzoneError("profile %r asks for a CA key usage" % name,
+                             fix="leaf profiles may not carry key_cert_sign or crl_sign")
+    base_dir = str(base_dir).rstrip("/")
+    dns = _as_list(profile.get("dns")) if profile.get("dns") is not None else names["dns"]
+    ips = _as_list(profile.get("ip")) if profile.get("ip") is not None else names["ip"]
+    outside = sorted(set(dns) - set(names["dns"]) | set(ips) - set(names["ip"]))
+    if outside:
+        raise TrustzoneError("profile %r asks for names the inventory does not give this node: "
+                             "%s" % (name, ", ".join(outside)),
+                             fix="add them to trustzone_certs_extra_names for this host")
+    resolved = {
+        "name": name,
+        "zone": validate_name(zone, "zone name"),
+        "key": key,
+        "lifetime": parse_duration(merged["lifetime"], "lifetime of profile %r" % name),
+        "renew_before": parse_duration(merged["renew_before"],
+                                       "renew_before of profile %r" % name),
+        "key_usage": ku,
+        "extended_key_usage": eku,
+        "common_name": str(profile.get("common_name") or names["common_name"]),
+        "dns": sorted({str(n).lower() for n in dns}),
+        "ip": sorted({str(ipaddress.ip_address(str(i))) for i in ips}, key=_ip_sort_key),
+        "cert_path": profile.get("cert_path") or "%s/%s.crt" % (base_dir, name),
+        "key_path": profile.get("key_path") or "%s/%s.key" % (base_dir, name),
+        "chain_path": profile.get("chain_path") or "%s/%s-fullchain.pem" % (base_dir, name),
+        "owner": str(merged["owner"]),
+        "group": str(merged["group"]),
+        "mode": "%04o" % parse_mode(merged["mode"], "mode of profile %r" % name),
+        "key_mode": "%04o" % parse_mode(merged["key_mode"], "key_mode of profile %r" % name),
+        "regenerate_key": bool(merged["regenerate_key"]),
+    }
+    if int(resolved["key_mode"], 8) & 0o007:
+        raise TrustzoneError("key_mode %s of profile %r lets every user read the key"
+                             % (resolved["key_mode"], name),
+                             fix="use 0600, or 0640 with a dedicated group")
+    return resolved
+
+
+# --------------------------------------------------------------------------- renewal
+
+def assess(profile, key, key_error, cert, cert_error, chain, roots, now):
+    """Why the identity described by ``profile`` must be (re)issued; ``[]`` when it is fine.
+
+    ``key``/``cert`` are parsed objects or None; ``*_error`` is a message when the file exists
+    but could not be read. ``chain`` holds intermediates; ``roots`` the zone's current roots.
+    Returns a list of ``{'reason', 'detail'}`` in the order of ``REASONS``.
+    """
+    out = []
+
+    def add(reason, detail):
+        out.append({"reason": reason, "detail": detail})
+
+    if key_error:
+        add("unreadable_key", key_error)
+    elif key is None:
+        add("missing_key", "no private key at %s" % profile["key_path"])
+    if cert_error:
+        add("unreadable_certificate", cert_error)
+    elif cert is None:
+        add("missing_certificate", "no certificate at %s" % profile["cert_path"])
+    if key is not None and C.describe_key(key) != profile["key"]:
+        add("key_type", "key is %s, profile wants %s" % (
+            C.key_spec_text(C.describe_key(key)), C.key_spec_text(profile["key"])))
+    if cert is None:
+        return out
+    if key is not None and not C.same_public_key(key, cert.public_key()):
+        add("key_mismatch", "the certificate does not belong to the private key")
+    for reason, detail in certificate_reasons(cert, chain, profile, roots, now):
+        if reason == "key_type" and any(r["reason"] == "key_type" for r in out):
+            continue
+        add(reason, detail)
+    order = {r: i for i, r in enumerate(REASONS)}
+    return sorted(out, key=lambda r: order[r["reason"]])
+
+
+def certificate_reasons(cert, chain, profile, roots, now):
+    """The reasons that come from the certificate alone (no key), as ``(reason, detail)``."""
+    found = []
+    checks = (lifetime_reason, names_reason, subject_reason, cert_key_type_reason,
+              key_usage_reason, eku_reason, issuer_reason)
+    for check in checks:
+        result = check(cert, chain, profile, roots, now)
+        if result:
+            found.append(result)
+    return found
+
+
+def lifetime_reason(cert, chain, profile, roots, now):
+    start, end = C.not_before(cert), C.not_after(cert)
+    if now < start:
+        return ("not_yet_valid", "valid only from %s" % _iso(start))
+    if now >= end:
+        return ("expired", "expired %s" % _iso(end))
+    left = end - now
+    if left < datetime.timedelta(seconds=profile["renew_before"]):
+        return ("expiring", "%s left, renew within %s" % (
+            _human(left.total_seconds()), _human(profile["renew_before"])))
+    return None
+
+
+def names_reason(cert, chain, profile, roots, now):
+    have = C.names_of(cert)
+    if have["dns"] != sorted(profile["dns"]) or have["ip"] != sorted(profile["ip"]):
+        return ("names", "certificate names %s, profile wants %s" % (
+            _names_text(have), _names_text(profile)))
+    return None
+
+
+def subject_reason(cert, chain, profile, roots, now):
+    cn = C.common_name(cert)
+    if cn != profile["common_name"]:
+        return ("subject", "common name %r, profile wants %r" % (cn, profile["common_name"]))
+    return None
+
+
+def cert_key_type_reason(cert, chain, profile, roots, now):
+    have = C.describe_key(cert.public_key())
+    if have != profile["key"]:
+        return ("key_type", "certificate key is %s, profile wants %s" % (
+            C.key_spec_text(have), C.key_spec_text(profile["key"])))
+    return None
+
+
+def key_usage_reason(cert, chain, profile, roots, now):
+    have = C.key_usages_of(cert)
+    if have != sorted(profile["key_usage"]):
+        return ("key_usage", "key usage %s, profile wants %s" % (
+            ",".join(have) or "none", ",".join(profile["key_usage"])))
+    return None
+
+
+def eku_reason(cert, chain, profile, roots, now):
+    have = C.extended_key_usages_of(cert)
+    if have != sorted(profile["extended_key_usage"]):
+        return ("extended_key_usage", "extended key usage %s, profile wants %s" % (
+            ",".join(have) or "none", ",".join(profile["extended_key_usage"])))
+    return None
+
+
+def issuer_reason(cert, chain, profile, roots, now):
+    if not roots:
+        return None  # nothing to compare with (e.g. a check-mode run before the root exists)
+    if C.chain_to(cert, chain or [], roots) is None:
+        return ("issuer", "issued by %r, which is not a current root of zone %s" % (
+            cert.issuer.rfc4514_string(), profile["zone"]))
+    return None
+
+
+# --------------------------------------------------------------------------- CA-side policy
+
+def csr_violations(csr, profile):
+    """Why the CA must refuse ``csr`` for ``profile`` (resolved on the controller from the
+    inventory, never from the node). ``[]`` means it may be signed."""
+    problems = []
+    if not C.csr_signature_valid(csr):
+        problems.append("signature: the CSR is not signed by its own key")
+    cn = C.common_name(csr)
+    if cn != profile["common_name"]:
+        problems.append("subject: common name %r, this host may only be %r"
+                        % (cn, profile["common_name"]))
+    names = C.names_of(csr)
+    extra_dns = sorted(set(names["dns"]) - set(profile["dns"]))
+    extra_ip = sorted(set(names["ip"]) - set(profile["ip"]))
+    if extra_dns or extra_ip:
+        problems.append("subjectAltName: %s not allowed for this host"
+                        % ", ".join(extra_dns + extra_ip))
+    others = C.other_san_types(csr)
+    if others:
+        problems.append("subjectAltName: entry types %s are never signed" % ", ".join(others))
+    bc = C.basic_constraints_of(csr)
+    if bc is not None and bc[0]:
+        problems.append("basicConstraints: the CSR asks to be a CA")
+    ku = set(C.key_usages_of(csr)) - set(profile["key_usage"])
+    if ku:
+        problems.append("keyUsage: %s outside the profile" % ", ".join(sorted(ku)))
+    eku = set(C.extended_key_usages_of(csr)) - set(profile["extended_key_usage"])
+    if eku:
+        problems.append("extendedKeyUsage: %s outside the profile" % ", ".join(sorted(eku)))
+    have = C.describe_key(csr.public_key())
+    if have != profile["key"]:
+        problems.append("key: %s, the profile wants %s" % (C.key_spec_text(have),
+                                                            C.key_spec_text(profile["key"])))
+    return problems
+
+
+def validity_window(now, lifetime_seconds, issuer_cert, backdate_seconds=300):
+    """``(not_before, not_after)`` for a new leaf, never outside the issuer's validity."""
+    start = max(now - datetime.timedelta(seconds=backdate_seconds), C.not_before(issuer_cert))
+    end = min(now + datetime.timedelta(seconds=lifetime_seconds), C.not_after(issuer_cert))
+    return start, end
+
+
+# --------------------------------------------------------------------------- trust anchors
+
+def anchor_name(zone, cert, suffix=".crt"):
+    return "trustzone-%s-%s%s" % (zone, C.fingerprint(cert)[:16], suffix)
+
+
+def anchor_prefix(zone):
+    return "trustzone-%s-" % zone
+
+
+def plan_anchors(existing, roots, zone, suffix=".crt"):
+    """What to write and remove so that the zone's anchors are exactly ``roots``.
+
+    ``existing`` maps file names that start with the zone's anchor prefix to their content
+    (bytes or text); other zones' anchors are never touched. Returns
+    ``{'write': {name: pem}, 'remove': [name, ...], 'keep': [name, ...]}``.
+    """
+    wanted = {anchor_name(zone, cert, suffix): C.certificate_pem(cert) for cert in roots}
+    prefix = anchor_prefix(zone)
+    write, keep = {}, []
+    for name, pem in sorted(wanted.items()):
+        have = existing.get(name)
+        if have is not None and same_pem(have, pem):
+            keep.append(name)
+        else:
+            write[name] = pem
+    remove = sorted(n for n in existing if n.startswith(prefix) and n not in wanted)
+    return {"write": write, "remove": remove, "keep": keep}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def same_pem(a, b):
+    """True when two PEM texts (bytes or str) differ at most in line endings and spacing."""
+    return _norm_pem(a) == _norm_pem(b)
+
+
+def _norm_pem(value):
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return "\n".join(line.strip() for line in value.strip().splitlines())
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return list(value)
+    return [value]
+
+
+def _ip_sort_key(value):
+    ip = ipaddress.ip_address(value)
+    return (ip.version, int(ip))
+
+
+def _iso(value):
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _names_text(names):
+    return ",".join(list(names["dns"]) + list(names["ip"])) or "none"
+
+
+def _human(seconds):
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return "%d%s" % (seconds // size, unit)
+    return "%ds" % seconds

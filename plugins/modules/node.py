@@ -1,0 +1,399 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: node
+short_description: Keep a node's trust anchors and zone identities right, in one call
+version_added: 0.1.0
+description:
+  - B(Inspect) (no O(certificates) given) - writes the zone's roots bundle, makes the OS trust
+    store hold exactly the zone's current roots (running the update command only when an anchor
+    changed), and checks every profile's key and certificate. For each identity that must be
+    (re)issued it reports why and, only then, makes a private key on the node (kept beside the
+    live key as C(<key>.next) until its certificate arrives) and returns a CSR. The key never
+    leaves the node.
+  - B(Install) (O(certificates) given) - checks each signed certificate against its pending key
+    and the zone roots, then writes certificate, full chain and key atomically, keeping the
+    previous generation as C(.prev).
+  - A run with nothing to do changes nothing, in check mode and for real.
+author: trustzone.pki maintainers
+options:
+  zone:
+    description: Name of the trust zone.
+    type: str
+    required: true
+  dir:
+    description: Directory for the zone's files on the node. Defaults to C(/etc/trustzone/<zone>).
+    type: path
+  roots:
+    description: PEM certificates of the zone's current roots.
+    type: list
+    elements: str
+    required: true
+  trust:
+    description:
+      - How to install the roots into the OS trust store. Omit to leave the OS store alone.
+    type: dict
+    suboptions:
+      anchor_dir:
+        description: Directory of local trust anchors.
+        type: path
+        required: true
+      suffix:
+        description: File name suffix the update command picks up.
+        type: str
+        default: .crt
+      update_command:
+        description: Command (argv list) that rebuilds the store after an anchor was added.
+        type: list
+        elements: str
+        required: true
+      fresh_command:
+        description: Command (argv list) that rebuilds the store after an anchor was removed.
+        type: list
+        elements: str
+  profiles:
+    description:
+      - Resolved profiles (output of the P(trustzone.pki.profiles#filter) filter).
+    type: list
+    elements: dict
+    default: []
+  certificates:
+    description:
+      - Signed certificates to install, keyed by profile name; each has C(certificate) (PEM)
+        and C(chain) (list of PEM intermediates).
+    type: dict
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+requirements:
+  - cryptography >= 3.4 on the node
+"""
+
+EXAMPLES = r"""
+- name: Inspect the node
+  trustzone.pki.node:
+    zone: prod
+    roots: "{{ trustzone_ca_root.roots }}"
+    profiles: "{{ trustzone_certs_profiles | trustzone.pki.profiles('prod', '/etc/trustzone/prod',
+                  inventory_hostname | trustzone.pki.node_names(hostvars[inventory_hostname])) }}"
+  register: inspected
+"""
+
+RETURN = r"""
+requests:
+  description: CSRs to sign, keyed by profile (CSR is null in check mode).
+  returned: inspect
+  type: dict
+identities:
+  description: Per profile, C(state) (V(valid) or V(renew)), C(reasons), and facts about the
+    current certificate.
+  returned: inspect
+  type: dict
+trust:
+  description: Anchors added and removed, and whether the store was rebuilt.
+  returned: inspect
+  type: dict
+installed:
+  description: Profiles whose certificates were installed.
+  returned: install
+  type: list
+  elements: str
+files:
+  description: Files written or removed.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import datetime
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+PENDING_SUFFIX = ".next"
+ROOTS_BUNDLE = "roots.pem"
+
+
+class Node:
+    def __init__(self, module):
+        self.module = module
+        self.check = module.check_mode
+        params = module.params
+        self.zone = P.validate_name(params["zone"], "zone name")
+        self.dir = params["dir"] or "/etc/trustzone/%s" % self.zone
+        self.roots = []
+        for index, pem in enumerate(params["roots"]):
+            self.roots.extend(C.load_certificates(pem, path="roots[%d]" % index))
+        self.profiles = params["profiles"] or []
+        self.now = datetime.datetime.now(datetime.timezone.utc)
+        self.files = []
+        self.changed = False
+
+    # ------------------------------------------------------------------ shared
+    def write(self, path, data, mode, uid, gid, keep_previous=False):
+        self.changed = True
+        self.files.append(path)
+        if not self.check:
+            _fs.atomic_write(path, data, mode, uid, gid, keep_previous=keep_previous)
+
+    def ensure_zone_dir(self):
+        if _fs.ensure_dir(self.dir, 0o755, 0, 0, check_mode=self.check):
+            self.changed = True
+            self.files.append(self.dir + "/")
+
+    def ensure_meta(self, path, mode, uid, gid):
+        st = _fs.file_state(path)
+        if st["exists"] and (st["mode"], st["uid"], st["gid"]) != (mode, uid, gid):
+            self.changed = True
+            self.files.append(path)
+            if not self.check:
+                os.chown(path, uid, gid, follow_symlinks=False)
+                os.chmod(path, mode)
+
+    # ------------------------------------------------------------------ trust
+    def sync_roots_bundle(self):
+        bundle = "".join(C.certificate_pem(c) for c in self.roots)
+        path = os.path.join(self.dir, ROOTS_BUNDLE)
+        if self.check and not os.path.isdir(self.dir):
+            have = None
+        else:
+            have = _fs.read_file(path)
+        if have is None or not P.same_pem(have, bundle):
+            self.write(path, bundle, 0o644, 0, 0)
+        else:
+            self.ensure_meta(path, 0o644, 0, 0)
+
+    def sync_trust(self, trust):
+        anchor_dir = trust["anchor_dir"]
+        if not os.path.isdir(anchor_dir):
+            raise TrustzoneError("the trust anchor directory does not exist", anchor_dir,
+                                 fix="install the ca-certificates package, or set the trust "
+                                     "role's anchor directory for this OS")
+        prefix = P.anchor_prefix(self.zone)
+        existing = {}
+        for name in _fs.list_dir(anchor_dir, prefix):
+            existing[name] = _fs.read_file(os.path.join(anchor_dir, name)) or b""
+        plan = P.plan_anchors(existing, self.roots, self.zone, trust["suffix"])
+        for name in plan["keep"]:
+            self.ensure_meta(os.path.join(anchor_dir, name), 0o644, 0, 0)
+        for name, pem in plan["write"].items():
+            self.write(os.path.join(anchor_dir, name), pem, 0o644, 0, 0)
+        for name in plan["remove"]:
+            self.changed = True
+            self.files.append(os.path.join(anchor_dir, name))
+            if not self.check:
+                _fs.remove(os.path.join(anchor_dir, name))
+        rebuilt = False
+        if plan["write"] or plan["remove"]:
+            command = trust["update_command"]
+            if plan["remove"] and trust.get("fresh_command"):
+                command = trust["fresh_command"]
+            if not self.check:
+                rc, out, err = self.module.run_command(command)
+                if rc != 0:
+                    raise TrustzoneError("%s failed with exit code %d: %s" % (
+                        " ".join(command), rc, (err or out).strip()[:300]), anchor_dir,
+                        fix="run the command by hand on the node to see why")
+            rebuilt = True
+        return {"added": sorted(plan["write"]), "removed": plan["remove"],
+                "kept": plan["keep"], "rebuilt": rebuilt}
+
+    # ------------------------------------------------------------------ inspect
+    def read_identity(self, profile):
+        key = key_error = cert = cert_error = None
+        chain = []
+        try:
+            data = _fs.read_file(profile["key_path"])
+            if data is not None:
+                key = C.load_private_key(data, path=profile["key_path"])
+        except TrustzoneError as exc:
+            key_error = str(exc)
+        try:
+            data = _fs.read_file(profile["cert_path"])
+            if data is not None:
+                cert = C.load_certificate(data, path=profile["cert_path"])
+        except TrustzoneError as exc:
+            cert_error = str(exc)
+        try:
+            data = _fs.read_file(profile["chain_path"])
+            if data is not None:
+                chain = C.load_certificates(data, path=profile["chain_path"])[1:]
+        except TrustzoneError:
+            chain = []
+        return key, key_error, cert, cert_error, chain
+
+    def pending_key(self, profile, current_key, reasons):
+        """The key the next certificate will carry: the live one (key reuse), a pending one
+        from an interrupted run, or a new one."""
+        codes = {r["reason"] for r in reasons}
+        if (not profile["regenerate_key"] and current_key is not None
+                and not codes & {"key_type", "unreadable_key", "missing_key"}):
+            return current_key, None
+        pending_path = profile["key_path"] + PENDING_SUFFIX
+        try:
+            data = _fs.read_file(pending_path)
+            if data is not None:
+                key = C.load_private_key(data, path=pending_path)
+                if C.describe_key(key) == profile["key"]:
+                    return key, pending_path
+        except TrustzoneError:
+            pass
+        key = C.generate_key(profile["key"])
+        uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+        self.write(pending_path, C.private_key_pem(key), int(profile["key_mode"], 8), uid, gid)
+        return key, pending_path
+
+    def inspect(self):
+        identities, requests = {}, {}
+        for profile in self.profiles:
+            uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+            for path in (profile["cert_path"], profile["key_path"], profile["chain_path"]):
+                parent = os.path.dirname(path)
+                if parent != self.dir.rstrip("/") and not os.path.isdir(parent):
+                    raise TrustzoneError("the directory for %s does not exist" % path, parent,
+                                         fix="create it, or change the profile's paths")
+            key, key_error, cert, cert_error, chain = self.read_identity(profile)
+            reasons = P.assess(profile, key, key_error, cert, cert_error, chain, self.roots,
+                               self.now)
+            identities[profile["name"]] = identity_facts(cert, reasons, self.now)
+            if reasons:
+                if self.check:
+                    requests[profile["name"]] = {"csr": None, "reasons": reasons}
+                    self.changed = True
+                    continue
+                next_key, _path = self.pending_key(profile, key, reasons)
+                csr = C.build_csr(next_key, profile["common_name"], profile["dns"],
+                                  profile["ip"])
+                requests[profile["name"]] = {"csr": C.csr_pem(csr), "reasons": reasons}
+            else:
+                self.ensure_meta(profile["cert_path"], int(profile["mode"], 8), uid, gid)
+                self.ensure_meta(profile["chain_path"], int(profile["mode"], 8), uid, gid)
+                self.ensure_meta(profile["key_path"], int(profile["key_mode"], 8), uid, gid)
+        return identities, requests
+
+    # ------------------------------------------------------------------ install
+    def install(self, certificates):
+        by_name = {p["name"]: p for p in self.profiles}
+        installed = []
+        for name in sorted(certificates):
+            if name not in by_name:
+                raise TrustzoneError("a certificate arrived for unknown profile %r" % name,
+                                     fix="pass the same profiles to inspect and install")
+            profile = by_name[name]
+            item = certificates[name] or {}
+            cert = C.load_certificate(item.get("certificate") or "",
+                                      path="certificate for profile %s" % name)
+            chain = []
+            for pem in item.get("chain") or []:
+                chain.extend(C.load_certificates(pem, path="chain for profile %s" % name))
+            if C.chain_to(cert, chain, self.roots) is None:
+                raise TrustzoneError("the new %s certificate does not chain to a current root of "
+                                     "zone %s" % (name, self.zone), profile["cert_path"],
+                                     fix="re-run the play so that the CA signs a fresh request")
+            uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+            pending_path = profile["key_path"] + PENDING_SUFFIX
+            key_path = None
+            for candidate in (pending_path, profile["key_path"]):
+                data = _fs.read_file(candidate)
+                if data is None:
+                    continue
+                key = C.load_private_key(data, path=candidate)
+                if C.same_public_key(key, cert):
+                    key_path = candidate
+                    break
+            if key_path is None:
+                raise TrustzoneError("no key on this node matches the new %s certificate" % name,
+                                     profile["cert_path"],
+                                     fix="re-run the play: the node makes a new key and request")
+            mode = int(profile["mode"], 8)
+            self.write(profile["cert_path"], C.certificate_pem(cert), mode, uid, gid,
+                       keep_previous=True)
+            fullchain = C.certificate_pem(cert) + "".join(C.certificate_pem(c) for c in chain)
+            self.write(profile["chain_path"], fullchain, mode, uid, gid, keep_previous=True)
+            if key_path == pending_path:
+                self.changed = True
+                self.files.append(profile["key_path"])
+                if not self.check:
+                    _fs.atomic_rename(pending_path, profile["key_path"], keep_previous=True)
+            installed.append(name)
+        return installed
+
+
+def identity_facts(cert, reasons, now):
+    facts = {"state": "renew" if reasons else "valid", "reasons": reasons}
+    if cert is not None:
+        end = C.not_after(cert)
+        facts.update({
+            "serial": "%x" % cert.serial_number,
+            "fingerprint": C.fingerprint(cert),
+            "not_after": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "days_left": int((end - now).total_seconds() // 86400),
+            "issuer": cert.issuer.rfc4514_string(),
+        })
+    return facts
+
+
+def run(module):
+    node = Node(module)
+    params = module.params
+    node.ensure_zone_dir()
+    result = {"zone": node.zone, "dir": node.dir}
+    if params["certificates"] is not None:
+        result["installed"] = node.install(params["certificates"])
+    else:
+        node.sync_roots_bundle()
+        if params["trust"]:
+            result["trust"] = node.sync_trust(params["trust"])
+        result["identities"], result["requests"] = node.inspect()
+    result["changed"] = node.changed
+    result["files"] = node.files
+    if module._diff:
+        result["diff"] = {
+            "before": "",
+            "after": "".join("%s\n" % f for f in node.files),
+            "after_header": "files trustzone.pki would write or remove",
+        }
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            zone=dict(type="str", required=True),
+            dir=dict(type="path"),
+            roots=dict(type="list", elements="str", required=True),
+            trust=dict(type="dict", options=dict(
+                anchor_dir=dict(type="path", required=True),
+                suffix=dict(type="str", default=".crt"),
+                update_command=dict(type="list", elements="str", required=True),
+                fresh_command=dict(type="list", elements="str"),
+            )),
+            profiles=dict(type="list", elements="dict", default=[]),
+            certificates=dict(type="dict", no_log=False),
+        ),
+        supports_check_mode=True,
+    )
+    if not C.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"),
+                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
+    try:
+        module.exit_json(**run(module))
+    except TrustzoneError as exc:
+        module.fail_json(msg=str(exc))
+
+
+if __name__ == "__main__":
+    main()

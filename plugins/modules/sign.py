@@ -1,0 +1,153 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: sign
+short_description: Sign every pending CSR of a play on the zone's CA host, in one batch
+version_added: 0.1.0
+description:
+  - An action plugin on the controller collects, from every host of the play, the CSRs that the
+    M(trustzone.pki.node) module returned (registered as O(result_var)) and the profiles the
+    certs role resolved from the inventory (O(profiles_var)). It then runs this module once on
+    the CA host (use C(delegate_to) and C(run_once)).
+  - Each CSR is checked against its host's profile - common name, every SAN, key type, no CA
+    flag, key usages - and refused with a message naming the host and the field when it asks
+    for anything else. Certificates take their subject, usages and lifetime from the profile,
+    never from the CSR.
+  - When no host needs a certificate the CA host is not contacted at all.
+  - In check mode nothing is signed; RV(would_issue) lists what would be.
+author: trustzone.pki maintainers
+options:
+  zone:
+    description: Name of the trust zone.
+    type: str
+    required: true
+  dir:
+    description: The CA directory on the CA host. Defaults to C(/var/lib/trustzone/<zone>).
+    type: path
+  passphrase:
+    description: Passphrase of the CA key.
+    type: str
+    required: true
+  hosts:
+    description: Hosts whose requests to sign. Defaults to the play's hosts.
+    type: list
+    elements: str
+  result_var:
+    description: Name of the variable each host registered the node module's result in.
+    type: str
+    default: __trustzone_certs_node
+  profiles_var:
+    description: Name of the per-host variable holding the profiles resolved from the inventory.
+    type: str
+    default: __trustzone_certs_profiles
+  requests:
+    description:
+      - Set by the action plugin; do not pass it yourself.
+    type: list
+    elements: dict
+attributes:
+  action:
+    support: full
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+requirements:
+  - cryptography >= 3.4 on the CA host
+"""
+
+EXAMPLES = r"""
+- name: Sign every pending request of the play
+  trustzone.pki.sign:
+    zone: prod
+    passphrase: "{{ vault_trustzone_ca_passphrase }}"
+  delegate_to: "{{ groups['trustzone_ca'] | first }}"
+  run_once: true
+  register: signed
+"""
+
+RETURN = r"""
+certificates:
+  description: "New certificates: C(certificates[host][profile]) has C(certificate), C(chain),
+    C(serial), C(not_after) and C(fingerprint)."
+  returned: always
+  type: dict
+refused:
+  description: Per host, why its requests were refused.
+  returned: always
+  type: dict
+would_issue:
+  description: In check mode, per host, the profiles that would be issued and why.
+  returned: check mode
+  type: dict
+issued:
+  description: Number of certificates issued.
+  returned: always
+  type: int
+"""
+
+import datetime
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _issue
+from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+
+def load_issuer(ca_dir, passphrase):
+    key_path, cert_path = os.path.join(ca_dir, "root.key"), os.path.join(ca_dir, "root.crt")
+    key_data, cert_data = _fs.read_file(key_path), _fs.read_file(cert_path)
+    if key_data is None or cert_data is None:
+        raise TrustzoneError("the zone has no root CA here", ca_dir,
+                             fix="run the trustzone.pki.ca role (playbooks/site.yml) first")
+    key = C.load_private_key(key_data, passphrase, path=key_path)
+    cert = C.load_certificate(cert_data, path=cert_path)
+    if not C.same_public_key(key, cert):
+        raise TrustzoneError("the root certificate does not belong to the root key", cert_path,
+                             fix="restore the matching pair from a backup")
+    return key, cert, []
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            zone=dict(type="str", required=True),
+            dir=dict(type="path"),
+            passphrase=dict(type="str", required=True, no_log=True),
+            hosts=dict(type="list", elements="str"),
+            result_var=dict(type="str", default="__trustzone_certs_node"),
+            profiles_var=dict(type="str", default="__trustzone_certs_profiles"),
+            requests=dict(type="list", elements="dict", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    if not C.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"),
+                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
+    try:
+        zone = P.validate_name(module.params["zone"], "zone name")
+        ca_dir = module.params["dir"] or "/var/lib/trustzone/%s" % zone
+        key, cert, chain = load_issuer(ca_dir, module.params["passphrase"])
+        requests = module.params["requests"]
+        if module.check_mode:
+            module.exit_json(changed=bool(requests), certificates={}, refused={}, issued=0)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        issued, refused = _issue.sign_requests(requests, cert, key, chain, now)
+    except TrustzoneError as exc:
+        module.fail_json(msg=str(exc))
+    count = sum(len(v) for v in issued.values())
+    module.exit_json(changed=count > 0, certificates=issued, refused=refused, issued=count)
+
+
+if __name__ == "__main__":
+    main()
