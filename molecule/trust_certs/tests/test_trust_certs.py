@@ -1,0 +1,62 @@
+"""Verify the trust and certs roles on the converged node and CA host (testinfra)."""
+
+import pytest
+
+ZONE_DIR = "/etc/trustzone/mol"
+
+
+@pytest.fixture
+def node(host):
+    return host.get_host("podman://tzmol-node")
+
+
+@pytest.fixture
+def ca(host):
+    return host.get_host("podman://tzmol-ca")
+
+
+def test_identities_verify_against_the_os_trust_store(node):
+    for name in ("server", "client"):
+        result = node.run("openssl verify %s/%s.crt" % (ZONE_DIR, name))
+        assert result.rc == 0, result.stderr
+        assert result.stdout.strip() == "%s/%s.crt: OK" % (ZONE_DIR, name)
+
+
+def test_keys_are_private_and_match_their_certificates(node):
+    for name in ("server", "client"):
+        key = node.file("%s/%s.key" % (ZONE_DIR, name))
+        assert key.mode == 0o600 and key.user == "root" and key.group == "root"
+        cert_pub = node.check_output("openssl x509 -in %s/%s.crt -pubkey -noout" % (ZONE_DIR, name))
+        key_pub = node.check_output("openssl pkey -in %s/%s.key -pubout" % (ZONE_DIR, name))
+        assert cert_pub == key_pub
+
+
+def test_certificates_carry_the_inventory_names(node):
+    text = node.check_output("openssl x509 -in %s/server.crt -noout -text" % ZONE_DIR)
+    assert "DNS:node.mol.trustzone.test" in text
+    assert "IP Address:192.0.2.7" in text
+    assert "TLS Web Server Authentication" in text
+    client = node.check_output("openssl x509 -in %s/client.crt -noout -text" % ZONE_DIR)
+    assert "TLS Web Client Authentication" in client
+
+
+def test_exactly_one_zone_anchor_and_it_is_world_readable(node):
+    anchors = node.check_output("ls /usr/local/share/ca-certificates").split()
+    zone = [a for a in anchors if a.startswith("trustzone-mol-")]
+    assert len(zone) == 1
+    anchor = node.file("/usr/local/share/ca-certificates/" + zone[0])
+    assert anchor.mode == 0o644 and anchor.user == "root"
+    bundle = node.file("/etc/ssl/certs/ca-certificates.crt").content_string
+    assert anchor.content_string.strip() in bundle
+
+
+def test_ca_key_is_encrypted_and_locked_away(ca):
+    directory = ca.file("/var/lib/trustzone/mol")
+    assert directory.mode == 0o700
+    key = ca.file("/var/lib/trustzone/mol/root.key")
+    assert key.mode == 0o600
+    assert key.content_string.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+
+
+def test_the_root_key_never_reached_the_node(node):
+    assert node.run("grep -rl 'ENCRYPTED PRIVATE KEY' /etc /root /tmp 2>/dev/null").stdout == ""
