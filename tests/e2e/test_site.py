@@ -33,7 +33,7 @@ def run(fleet, *args, **kwargs):
 
 
 def start_server(fleet, host, zone_dir=DIR, port=8443):
-    fleet.sh(host, "pkill -f 's_server -accept %d' || true" % port)
+    fleet.sh(host, "pkill -x openssl; rm -f /tmp/s_server.log; true")
     fleet.sh(host, (
         "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
         "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
