@@ -83,7 +83,12 @@ def normalize_key_spec(key_type="ec", key_size=None, curve=None):
         raise TrustzoneError("unknown key type %r" % key_type,
                              fix="use one of %s" % ", ".join(KEY_TYPES))
     if key_type == "rsa":
-        size = int(key_size or 3072)
+        try:
+            if isinstance(key_size, bool):
+                raise ValueError(key_size)
+            size = int(key_size or 3072)
+        except (TypeError, ValueError):
+            size = key_size
         if size not in RSA_SIZES:
             raise TrustzoneError("RSA key size %s is not supported" % size,
                                  fix="use one of %s" % ", ".join(str(s) for s in RSA_SIZES))
@@ -205,8 +210,11 @@ def csr_pem(csr):
 
 def load_csr(data, path=None):
     try:
-        return x509.load_pem_x509_csr(_to_bytes(data))
-    except ValueError as exc:
+        csr = x509.load_pem_x509_csr(_to_bytes(data))
+        csr.extensions  # decoded now, so that a broken extension is refused here
+        csr.public_key()
+        return csr
+    except (ValueError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
         raise TrustzoneError("malformed certificate signing request (%s)" % _short(exc), path,
                              fix="re-run so the node makes a new one") from exc
 
@@ -323,16 +331,36 @@ def csr_signature_valid(csr):
     return bool(csr.is_signature_valid)
 
 
+def can_sign_certificates(cert, below=0):
+    """True if ``cert`` is a CA allowed to sign certificates with ``below`` CAs under it."""
+    bc = basic_constraints_of(cert)
+    if bc is None or not bc[0]:
+        return False
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.key_cert_sign:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    return bc[1] is None or bc[1] >= below
+
+
 def chain_to(cert, intermediates, roots):
-    """The path ``[cert, intermediate..., root]`` to one of ``roots``, or None."""
+    """The path ``[cert, intermediate..., root]`` to one of ``roots``, or None.
+
+    Only CA certificates (basicConstraints CA=True, keyCertSign) may sign, within their path
+    length: a leaf's key can never vouch for another certificate.
+    """
     path = [cert]
     current = cert
     pool = list(intermediates)
     for _depth in range(len(pool) + 1):
+        below = len(path) - 1  # CA certificates between the leaf and the next signer
         for root in roots:
-            if is_signed_by(current, root):
+            if can_sign_certificates(root, below) and is_signed_by(current, root):
                 return path + [root]
-        nxt = next((c for c in pool if is_signed_by(current, c)), None)
+        nxt = next((c for c in pool
+                    if can_sign_certificates(c, below) and is_signed_by(current, c)), None)
         if nxt is None:
             return None
         pool.remove(nxt)

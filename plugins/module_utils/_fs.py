@@ -55,7 +55,7 @@ def refuse_symlink(path):
 def read_file(path, max_bytes=4 * 1024 * 1024):
     """Bytes of a regular file, None if it does not exist. Symlinks are refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -29,14 +29,23 @@ def collect_requests(hosts, node_results, wanted_profiles):
         if not isinstance(result, dict) or result.get("failed") or result.get("skipped"):
             continue
         wanted = {p["name"]: p for p in (wanted_profiles.get(host) or [])}
-        for name, item in sorted((result.get("requests") or {}).items()):
+        pending = result.get("requests") or {}
+        if not isinstance(pending, dict):
+            refused.setdefault(host, []).append(
+                "requests: the node returned %s, not a mapping of profiles" % type(pending).__name__)
+            continue
+        for name, item in sorted(pending.items()):
             if name not in wanted:
                 refused.setdefault(host, []).append(
                     "profile %s: the inventory defines no such profile for %s" % (name, host))
                 continue
-            requests.append({"host": host, "profile": wanted[name],
-                             "csr": (item or {}).get("csr"),
-                             "reasons": [r.get("reason") for r in (item or {}).get("reasons", [])
+            reasons = item.get("reasons") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(reasons, list):
+                refused.setdefault(host, []).append(
+                    "profile %s: the node's request is malformed" % name)
+                continue
+            requests.append({"host": host, "profile": wanted[name], "csr": item.get("csr"),
+                             "reasons": [r.get("reason") for r in reasons
                                          if isinstance(r, dict)]})
     return requests, refused
 

@@ -77,7 +77,7 @@ def parse_duration(value, what="duration"):
 
 def validate_name(value, what):
     text = str(value or "")
-    if not NAME_RE.match(text):
+    if not NAME_RE.fullmatch(text):
         raise TrustzoneError("%s %r is not a valid name" % (what, value),
                              fix="use 1-32 characters of a-z, 0-9, '-' and '_', starting "
                                  "with a letter or digit")
@@ -85,6 +85,9 @@ def validate_name(value, what):
 
 
 def parse_mode(value, what="mode"):
+    if isinstance(value, bool):
+        raise TrustzoneError("%s must be an octal file mode, not a boolean" % what,
+                             fix="quote it as a string, e.g. '0640'")
     if isinstance(value, int):
         mode = value
     else:
@@ -102,7 +105,10 @@ def is_dns_name(name):
     name = name.rstrip(".")
     if not name or len(name) > 253:
         return False
-    return all(_DNS_LABEL_RE.match(label) for label in name.split("."))
+    labels = name.split(".")
+    if labels[-1].isdigit():
+        return False  # an all-numeric top label is a mistyped address, not a name (RFC 3696)
+    return all(_DNS_LABEL_RE.fullmatch(label) for label in labels)
 
 
 # --------------------------------------------------------------------------- names
@@ -143,10 +149,15 @@ def node_names(hostname, fqdn=None, addresses=(), extra_names=(), ansible_host=N
                                      "or trustzone_certs_extra_names in the inventory")
         if value not in dns:
             dns.append(value)
-    if fqdn and is_dns_name(str(fqdn).lower().rstrip(".")):
-        cn = str(fqdn).lower().rstrip(".")
+    wanted_cn = str(fqdn or "").lower().rstrip(".")
+    if wanted_cn in dns:
+        cn = wanted_cn
+    elif str(hostname).lower() in dns:
+        cn = str(hostname).lower()
     elif dns:
         cn = dns[0]
+    elif ips:
+        cn = ips[0]
     else:
         cn = str(hostname)
     return {"common_name": cn, "dns": sorted(dns), "ip": sorted(ips, key=_ip_sort_key)}
@@ -207,6 +218,12 @@ def resolve_profile(profile, zone, base_dir, names):
     base_dir = str(base_dir).rstrip("/")
     dns = _as_list(profile.get("dns")) if profile.get("dns") is not None else names["dns"]
     ips = _as_list(profile.get("ip")) if profile.get("ip") is not None else names["ip"]
+    dns = sorted({str(n).strip().lower().rstrip(".") for n in dns})
+    try:
+        ips = sorted({str(ipaddress.ip_address(str(i).strip())) for i in ips}, key=_ip_sort_key)
+    except ValueError as exc:
+        raise TrustzoneError("profile %r: %s" % (name, exc),
+                             fix="list IP addresses under ip and DNS names under dns") from None
     outside = sorted(set(dns) - set(names["dns"]) | set(ips) - set(names["ip"]))
     if outside:
         raise TrustzoneError("profile %r asks for names the inventory does not give this node: "
@@ -222,8 +239,8 @@ def resolve_profile(profile, zone, base_dir, names):
         "key_usage": ku,
         "extended_key_usage": eku,
         "common_name": str(profile.get("common_name") or names["common_name"]),
-        "dns": sorted({str(n).lower() for n in dns}),
-        "ip": sorted({str(ipaddress.ip_address(str(i))) for i in ips}, key=_ip_sort_key),
+        "dns": dns,
+        "ip": ips,
         "cert_path": profile.get("cert_path") or "%s/%s.crt" % (base_dir, name),
         "key_path": profile.get("key_path") or "%s/%s.key" % (base_dir, name),
         "chain_path": profile.get("chain_path") or "%s/%s-fullchain.pem" % (base_dir, name),
@@ -233,6 +250,12 @@ def resolve_profile(profile, zone, base_dir, names):
         "key_mode": "%04o" % parse_mode(merged["key_mode"], "key_mode of profile %r" % name),
         "regenerate_key": bool(merged["regenerate_key"]),
     }
+    if resolved["renew_before"] >= resolved["lifetime"]:
+        raise TrustzoneError("profile %r renews %s before expiry but lives only %s: every new "
+                             "certificate would be renewed again at once"
+                             % (name, _human(resolved["renew_before"]),
+                                _human(resolved["lifetime"])),
+                             fix="make renew_before shorter than lifetime (e.g. a third of it)")
     if int(resolved["key_mode"], 8) & 0o007:
         raise TrustzoneError("key_mode %s of profile %r lets every user read the key"
                              % (resolved["key_mode"], name),
@@ -389,8 +412,15 @@ def csr_violations(csr, profile):
 
 def validity_window(now, lifetime_seconds, issuer_cert, backdate_seconds=300):
     """``(not_before, not_after)`` for a new leaf, never outside the issuer's validity."""
+    if C.not_after(issuer_cert) <= now:
+        raise TrustzoneError("the issuing CA %r expired on %s" % (
+            issuer_cert.subject.rfc4514_string(), _iso(C.not_after(issuer_cert))),
+            fix="rotate the zone root (playbooks/rotate_root.yml) before issuing more")
     start = max(now - datetime.timedelta(seconds=backdate_seconds), C.not_before(issuer_cert))
     end = min(now + datetime.timedelta(seconds=lifetime_seconds), C.not_after(issuer_cert))
+    if end <= start:
+        raise TrustzoneError("the issuing CA %r is not valid yet" % (
+            issuer_cert.subject.rfc4514_string(),), fix="check the CA host's clock")
     return start, end
 
 
@@ -404,6 +434,12 @@ def anchor_prefix(zone):
     return "trustzone-%s-" % zone
 
 
+def is_zone_anchor(name, zone, suffix=".crt"):
+    """True for exactly the anchor file names ``anchor_name`` makes for ``zone``."""
+    return re.fullmatch(r"trustzone-%s-[0-9a-f]{16}%s" % (re.escape(zone), re.escape(suffix)),
+                        name) is not None
+
+
 def plan_anchors(existing, roots, zone, suffix=".crt"):
     """What to write and remove so that the zone's anchors are exactly ``roots``.
 
@@ -412,7 +448,6 @@ def plan_anchors(existing, roots, zone, suffix=".crt"):
     ``{'write': {name: pem}, 'remove': [name, ...], 'keep': [name, ...]}``.
     """
     wanted = {anchor_name(zone, cert, suffix): C.certificate_pem(cert) for cert in roots}
-    prefix = anchor_prefix(zone)
     write, keep = {}, []
     for name, pem in sorted(wanted.items()):
         have = existing.get(name)
@@ -420,7 +455,7 @@ def plan_anchors(existing, roots, zone, suffix=".crt"):
             keep.append(name)
         else:
             write[name] = pem
-    remove = sorted(n for n in existing if n.startswith(prefix) and n not in wanted)
+    remove = sorted(n for n in existing if is_zone_anchor(n, zone, suffix) and n not in wanted)
     return {"write": write, "remove": remove, "keep": keep}
 
 

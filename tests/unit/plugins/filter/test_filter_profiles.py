@@ -40,9 +40,6 @@ def test_profiles_errors_are_filter_errors(value, words):
     assert "Fix:" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a non-numeric key_size makes normalize_key_spec "
-                   "raise ValueError, which the profiles filter does not wrap in "
-                   "AnsibleFilterError (raw traceback)")
 def test_profiles_non_numeric_key_size_is_a_filter_error():
     with pytest.raises(AnsibleFilterError):
         F.profiles([{"name": "server", "key_type": "rsa", "key_size": "4k"}], "prod", "/x",

@@ -61,8 +61,6 @@ def test_normalize_key_spec_refuses_with_fix(args, words):
     assert "Fix: use" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: normalize_key_spec('rsa', '2k') raises a raw "
-                   "ValueError from int() instead of TrustzoneError")
 @pytest.mark.parametrize("size", ["2k", "big", "2048 bits"])
 def test_normalize_key_spec_non_numeric_size_is_a_trustzone_error(size):
     with pytest.raises(TrustzoneError, match="RSA key size"):

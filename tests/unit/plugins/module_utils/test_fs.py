@@ -264,9 +264,6 @@ def test_read_file_refuses_character_device():
         _fs.read_file("/dev/null")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: read_file opens a FIFO with a blocking O_RDONLY "
-                   "open(), so it hangs until a writer appears instead of refusing a "
-                   "non-regular file")
 def test_read_file_refuses_fifo_without_blocking(tmp_path):
     fifo = str(tmp_path / "server.crt")
     os.mkfifo(fifo)

@@ -64,18 +64,16 @@ def test_collect_requests_refuses_profiles_the_inventory_does_not_define():
     assert requests == [] and len(refused["web1"]) == 2
 
 
-def test_collect_requests_tolerates_sparse_items():
+def test_collect_requests_skips_junk_reasons_and_refuses_empty_items():
     wanted = {"web1": profiles_for(NAMES)}
     client = {"csr": "x", "reasons": ["junk", {"reason": "expired"}]}
     results = {"web1": {"requests": {"server": None, "client": client}}}
     requests, refused = I.collect_requests(["web1"], results, wanted)
-    assert refused == {}
+    assert refused == {"web1": ["profile server: the node's request is malformed"]}
     assert [(r["profile"]["name"], r["csr"], r["reasons"]) for r in requests] == [
-        ("client", "x", ["expired"]), ("server", None, [])]
+        ("client", "x", ["expired"])]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: collect_requests raises AttributeError/TypeError "
-                   "on a malformed (untrusted) node result instead of refusing that host")
 @pytest.mark.parametrize("result", [
     {"requests": ["server"]},
     {"requests": {"server": "-----BEGIN CERTIFICATE REQUEST-----"}},
@@ -239,9 +237,6 @@ def test_certificate_instead_of_csr_is_refused(zone):
     assert issued == {} and "malformed" in refused["web1"][0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a CSR whose SAN extension is not valid DER makes "
-                   "csr_violations raise ValueError inside sign_requests, aborting the whole "
-                   "batch instead of refusing that one request")
 def test_csr_with_undecodable_extension_is_refused(batch, zone, keys):
     key = keys.get("p256#b1s")
     bad = (x509.CertificateSigningRequestBuilder()
@@ -274,9 +269,6 @@ def test_issuer_ending_soon_caps_the_certificate(keys, batch, zone):
     assert issued["web1"]["server"]["not_after"] == "2025-06-11T12:00:00Z"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with an expired issuer validity_window returns "
-                   "not_after < not_before and sign_requests lets cryptography's raw ValueError "
-                   "escape instead of a TrustzoneError saying the root expired")
 def test_expired_issuer_is_a_clear_error(batch, zone):
     expired = make_root(zone.key, not_before=NOW - 20 * DAY, not_after=NOW - DAY)
     with pytest.raises(TrustzoneError, match="expired"):

@@ -119,7 +119,7 @@ def test_expiring(ident):
 
 
 def test_short_lived_certificate_is_expiring(ident, names):
-    ident.profile = P.resolve_profile({"name": "server", "lifetime": "10m",
+    ident.profile = P.resolve_profile({"name": "server", "lifetime": "2h",
                                        "renew_before": "1h"}, "prod", "/etc/trustzone/prod",
                                       names)
     ident.cert = ident.leaf(not_before=NOW, not_after=NOW + 10 * MINUTE)

@@ -68,8 +68,6 @@ def test_validate_name_refuses(value):
     assert info.value.fix
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NAME_RE ends with '$', which also matches before "
-                   "a trailing newline, so validate_name('prod\\n') returns 'prod\\n'")
 @pytest.mark.parametrize("value", ["prod\n", "server\n"])
 def test_validate_name_refuses_trailing_newline(value):
     with pytest.raises(TrustzoneError):
@@ -94,8 +92,6 @@ def test_parse_mode_refuses(value):
     assert "key_mode of profile 'server'" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_mode(True) returns True (mode 0001) instead "
-                   "of refusing a boolean as parse_duration does")
 def test_parse_mode_refuses_booleans():
     with pytest.raises(TrustzoneError):
         P.parse_mode(True)
@@ -176,9 +172,11 @@ def test_node_names_common_name_without_fqdn():
     # an alias that is no DNS name is skipped; then the first real DNS name is the CN
     names = P.node_names("Web_01", extra_names=["web01.example"])
     assert names == {"common_name": "web01.example", "dns": ["web01.example"], "ip": []}
-    # nothing usable: the inventory name itself
+    # no DNS name at all: the CN is still a name the node holds, its address
     names = P.node_names("Web_01", addresses=["10.1.1.1"])
-    assert names == {"common_name": "Web_01", "dns": [], "ip": ["10.1.1.1"]}
+    assert names == {"common_name": "10.1.1.1", "dns": [], "ip": ["10.1.1.1"]}
+    # nothing usable: the inventory name itself
+    assert P.node_names("Web_01")["common_name"] == "Web_01"
 
 
 def test_node_names_aliases_need_not_be_dns_names():
@@ -200,8 +198,6 @@ def test_node_names_invalid_names_are_errors(kwargs):
     assert "trustzone_certs_extra_names" in info.value.fix
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: is_dns_name accepts all-numeric names, so a "
-                   "mistyped IPv4 address ('10.0.0.300') becomes a DNS SAN instead of an error")
 @pytest.mark.parametrize("typo", ["10.0.0.300", "10.0.0", "192.168.1.1.1"])
 def test_node_names_mistyped_ip_is_an_error(typo):
     with pytest.raises(TrustzoneError):
@@ -213,8 +209,6 @@ def test_node_names_empty_and_none_inputs_are_skipped():
     assert names == {"common_name": "web1", "dns": ["web1"], "ip": []}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: node_names drops 'localhost' from the DNS names "
-                   "but still makes it the common name when it is the fqdn")
 def test_node_names_localhost_fqdn_is_not_the_common_name():
     names = P.node_names("web1", fqdn="localhost")
     assert names["common_name"] != "localhost"

@@ -160,9 +160,6 @@ def test_names_outside_the_node_are_refused(names, profile, outside):
     assert "trustzone_certs_extra_names" in info.value.fix
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resolve_profile compares a profile's dns/ip with "
-                   "the node's names before normalising them, so the node's own names written "
-                   "in another case or IP notation are refused as 'outside'")
 @pytest.mark.parametrize("profile", [{"dns": ["WEB1.prod.example"]},
                                      {"ip": ["2001:DB8::11"]},
                                      {"ip": ["2001:db8:0:0::11"]}])
@@ -235,9 +232,6 @@ def test_bad_values_are_trustzone_errors(names, profile, words):
         resolve(dict(profile, name="s"), names)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resolve_profile accepts renew_before >= lifetime "
-                   "(e.g. lifetime 7d with the default renew_before 30d), so every freshly "
-                   "issued certificate is already 'expiring' and is re-issued on every run")
 @pytest.mark.parametrize("profile", [{"lifetime": "7d"}, {"lifetime": "30d"},
                                      {"lifetime": "1d", "renew_before": "2d"}])
 def test_renew_before_must_be_shorter_than_lifetime(names, profile):
