@@ -361,11 +361,13 @@ def run(module):
     result["changed"] = node.changed
     result["files"] = node.files
     if module._diff:
-        result["diff"] = {
-            "before": "",
-            "after": "".join("%s\n" % f for f in node.files),
-            "after_header": "files trustzone.pki would write or remove",
-        }
+        lines = ["file %s\n" % f for f in node.files]
+        for name, item in sorted((result.get("requests") or {}).items()):
+            lines.append("request %s: %s\n" % (
+                name, ", ".join(r["reason"] for r in item["reasons"])))
+        lines.extend("install %s\n" % name for name in result.get("installed", []))
+        result["diff"] = {"before": "", "after": "".join(lines),
+                          "after_header": "changes on this node"}
     return result
 
 
