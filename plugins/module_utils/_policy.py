@@ -368,7 +368,7 @@ def issuer_reason(cert, chain, profile, roots, now):
     if not roots:
         return None  # nothing to compare with (e.g. a check-mode run before the root exists)
     if C.chain_to(cert, chain or [], roots) is None:
-        return ("issuer", "issued by %r, which is not a current root of zone %s" % (
+        return ("issuer", "issued by %r, which is not the issuing root of zone %s" % (
             cert.issuer.rfc4514_string(), profile["zone"]))
     return None
 

@@ -21,7 +21,7 @@ description:
     and the zone roots, then writes certificate, full chain and key atomically, keeping the
     previous generation as C(.prev).
   - A run with nothing to do changes nothing, in check mode and for real.
-author: trustzone.pki maintainers
+author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
     description: Name of the trust zone.
@@ -35,6 +35,13 @@ options:
     type: list
     elements: str
     required: true
+  issuers:
+    description:
+      - PEM certificates of the roots that sign now. A certificate that does not chain to one
+        of them is renewed (reason C(issuer)) - during a root rotation's C(use) phase this
+        moves every leaf to the new root while both roots stay trusted. Defaults to O(roots).
+    type: list
+    elements: str
   trust:
     description:
       - How to install the roots into the OS trust store. Omit to leave the OS store alone.
@@ -68,10 +75,21 @@ options:
       - Signed certificates to install, keyed by profile name; each has C(certificate) (PEM)
         and C(chain) (list of PEM intermediates).
     type: dict
+  rollback:
+    description:
+      - Profiles whose certificate, full chain and (when it changed) key go back to the
+        previous generation, kept as C(.prev) on every renewal. The current files become the
+        C(.prev) ones, so rolling back twice rolls forward again. Refused when the previous
+        certificate expired or no key matches it.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
+    description: In check mode nothing is written and no key is made; the result says what would change and why.
     support: full
   diff_mode:
+    description: With C(--diff), lists the files that change and each identity it requests, with the reasons.
     support: full
 requirements:
   - cryptography >= 3.4 on the node
@@ -101,6 +119,11 @@ trust:
   description: Anchors added and removed, and whether the store was rebuilt.
   returned: inspect
   type: dict
+rolled_back:
+  description: Profiles rolled back to their previous generation.
+  returned: rollback
+  type: list
+  elements: str
 installed:
   description: Profiles whose certificates were installed.
   returned: install
@@ -137,6 +160,10 @@ class Node:
         self.roots = []
         for index, pem in enumerate(params["roots"]):
             self.roots.extend(C.load_certificates(pem, path="roots[%d]" % index))
+        self.issuers = []
+        for index, pem in enumerate(params["issuers"] or []):
+            self.issuers.extend(C.load_certificates(pem, path="issuers[%d]" % index))
+        self.issuers = self.issuers or self.roots
         self.profiles = params["profiles"] or []
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self.files = []
@@ -266,9 +293,10 @@ class Node:
                     raise TrustzoneError("the directory for %s does not exist" % path, parent,
                                          fix="create it, or change the profile's paths")
             key, key_error, cert, cert_error, chain = self.read_identity(profile)
-            reasons = P.assess(profile, key, key_error, cert, cert_error, chain, self.roots,
+            reasons = P.assess(profile, key, key_error, cert, cert_error, chain, self.issuers,
                                self.now)
-            identities[profile["name"]] = identity_facts(cert, reasons, self.now)
+            identities[profile["name"]] = identity_facts(cert, chain, reasons, self.roots,
+                                                         self.now)
             if reasons:
                 if self.check:
                     requests[profile["name"]] = {"csr": None, "reasons": reasons}
@@ -332,9 +360,55 @@ class Node:
         return installed
 
 
-def identity_facts(cert, reasons, now):
+    # ------------------------------------------------------------------ rollback
+    def rollback(self, names):
+        """Swap each profile's certificate, chain and (if it changed) key with the previous
+        generation kept as ``.prev``. Doing it twice rolls forward again."""
+        by_name = {p["name"]: p for p in self.profiles}
+        rolled = []
+        for name in names:
+            if name not in by_name:
+                raise TrustzoneError("no profile %r on this node" % name,
+                                     fix="name one of %s" % ", ".join(sorted(by_name)))
+            profile = by_name[name]
+            prev_cert_path = profile["cert_path"] + _fs.PREVIOUS_SUFFIX
+            data = _fs.read_file(prev_cert_path)
+            if data is None:
+                raise TrustzoneError("there is no previous certificate to roll back to",
+                                     prev_cert_path, fix="nothing to undo for this profile")
+            cert = C.load_certificate(data, path=prev_cert_path)
+            if C.not_after(cert) <= self.now:
+                raise TrustzoneError("the previous certificate expired on %s; rolling back "
+                                     "to it would break the service" % C.not_after(cert).date(),
+                                     prev_cert_path, fix="renew instead (playbooks/renew.yml)")
+            prev_key_path = profile["key_path"] + _fs.PREVIOUS_SUFFIX
+            swap_key = None
+            for candidate in (prev_key_path, profile["key_path"]):
+                key_data = _fs.read_file(candidate)
+                if key_data is not None and C.same_public_key(
+                        C.load_private_key(key_data, path=candidate), cert):
+                    swap_key = key_data if candidate == prev_key_path else None
+                    break
+            else:
+                raise TrustzoneError("no key on this node matches the previous certificate",
+                                     prev_cert_path, fix="renew instead (playbooks/renew.yml)")
+            uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+            mode = int(profile["mode"], 8)
+            chain = _fs.read_file(profile["chain_path"] + _fs.PREVIOUS_SUFFIX) or data
+            self.write(profile["cert_path"], data, mode, uid, gid, keep_previous=True)
+            self.write(profile["chain_path"], chain, mode, uid, gid, keep_previous=True)
+            if swap_key is not None:
+                self.write(profile["key_path"], swap_key, int(profile["key_mode"], 8), uid, gid,
+                           keep_previous=True)
+            rolled.append(name)
+        return rolled
+
+
+def identity_facts(cert, chain, reasons, roots, now):
     facts = {"state": "renew" if reasons else "valid", "reasons": reasons}
     if cert is not None:
+        path = C.chain_to(cert, chain, roots)
+        facts["root_fingerprint"] = C.fingerprint(path[-1]) if path else None
         end = C.not_after(cert)
         facts.update({
             "serial": "%x" % cert.serial_number,
@@ -351,7 +425,9 @@ def run(module):
     params = module.params
     node.ensure_zone_dir()
     result = {"zone": node.zone, "dir": node.dir}
-    if params["certificates"] is not None:
+    if params["rollback"]:
+        result["rolled_back"] = node.rollback(params["rollback"])
+    elif params["certificates"] is not None:
         result["installed"] = node.install(params["certificates"])
     else:
         node.sync_roots_bundle()
@@ -377,6 +453,7 @@ def main():
             zone=dict(type="str", required=True),
             dir=dict(type="path"),
             roots=dict(type="list", elements="str", required=True),
+            issuers=dict(type="list", elements="str"),
             trust=dict(type="dict", options=dict(
                 anchor_dir=dict(type="path", required=True),
                 suffix=dict(type="str", default=".crt"),
@@ -385,6 +462,7 @@ def main():
             )),
             profiles=dict(type="list", elements="dict", default=[]),
             certificates=dict(type="dict", no_log=False),
+            rollback=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )

@@ -21,7 +21,7 @@ description:
     never from the CSR.
   - When no host needs a certificate the CA host is not contacted at all.
   - In check mode nothing is signed; RV(would_issue) lists what would be.
-author: trustzone.pki maintainers
+author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
     description: Name of the trust zone.
@@ -51,12 +51,16 @@ options:
       - Set by the action plugin; do not pass it yourself.
     type: list
     elements: dict
+    default: []
 attributes:
   action:
+    description: An action plugin on the controller collects the play's requests and runs the module on the CA host.
     support: full
   check_mode:
+    description: In check mode nothing is signed; RV(would_issue) lists what would be.
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 requirements:
   - cryptography >= 3.4 on the CA host
@@ -93,29 +97,14 @@ issued:
 """
 
 import datetime
-import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-
-
-def load_issuer(ca_dir, passphrase):
-    key_path, cert_path = os.path.join(ca_dir, "root.key"), os.path.join(ca_dir, "root.crt")
-    key_data, cert_data = _fs.read_file(key_path), _fs.read_file(cert_path)
-    if key_data is None or cert_data is None:
-        raise TrustzoneError("the zone has no root CA here", ca_dir,
-                             fix="run the trustzone.pki.ca role (playbooks/site.yml) first")
-    key = C.load_private_key(key_data, passphrase, path=key_path)
-    cert = C.load_certificate(cert_data, path=cert_path)
-    if not C.same_public_key(key, cert):
-        raise TrustzoneError("the root certificate does not belong to the root key", cert_path,
-                             fix="restore the matching pair from a backup")
-    return key, cert, []
 
 
 def main():
@@ -137,7 +126,7 @@ def main():
     try:
         zone = P.validate_name(module.params["zone"], "zone name")
         ca_dir = module.params["dir"] or "/var/lib/trustzone/%s" % zone
-        key, cert, chain = load_issuer(ca_dir, module.params["passphrase"])
+        key, cert, chain = CaDir(ca_dir).issuer(module.params["passphrase"])
         requests = module.params["requests"]
         if module.check_mode:
             module.exit_json(changed=bool(requests), certificates={}, refused={}, issued=0)

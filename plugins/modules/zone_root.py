@@ -18,7 +18,7 @@ description:
     V(0700); the key file is V(0600). The key never leaves the CA host.
   - In check mode a missing root is generated in memory only, so that later tasks can plan
     against it; nothing is written.
-author: trustzone.pki maintainers
+author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
     description: Name of the trust zone (V(a-z), V(0-9), V(-), V(_); at most 32 characters).
@@ -62,10 +62,41 @@ options:
     description: Group of the CA directory and files.
     type: str
     default: root
+  rotate:
+    description:
+      - Advance a root rotation by one phase. V(none) only reports the state.
+      - V(trust) makes a next root (once) that nodes must trust beside the current one.
+      - V(use) makes the next root sign new leaves.
+      - V(retire) makes the next root the root and archives the old one in C(retired/);
+        it requires O(retire_confirmed).
+      - Steps never go backwards and repeating one is a no-op, so an interrupted rotation is
+        finished by running it again. Use C(playbooks/rotate_root.yml) rather than this
+        option directly.
+    type: str
+    choices: [none, trust, use, retire]
+    default: none
+  rotate_before:
+    description:
+      - With O(rotate=trust), a new rotation starts only when the root has less than this
+        left (or O(rotate_force) is set). A rotation already under way always continues.
+    type: str
+    default: 365d
+  rotate_force:
+    description: Start a new rotation now, whatever the root's remaining lifetime.
+    type: bool
+    default: false
+  retire_confirmed:
+    description:
+      - Set by C(playbooks/rotate_root.yml) after it checked that no leaf of the zone still
+        chains to the old root.
+    type: bool
+    default: false
 attributes:
   check_mode:
+    description: In check mode a missing root is generated in memory only; nothing is written.
     support: full
   diff_mode:
+    description: With C(--diff), shows the fingerprint of the root before and after.
     support: full
 requirements:
   - cryptography >= 3.4 on the CA host
@@ -80,6 +111,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+phase:
+  description: Rotation phase after this run - V(stable), V(trust) or V(use).
+  returned: success
+  type: str
+issuer:
+  description: PEM certificate of the root that signs new leaves now.
+  returned: success
+  type: str
+next:
+  description: Facts about the next root during a rotation (same keys as RV(root)), else null.
+  returned: success
+  type: dict
+rotation:
+  description: What the O(rotate) step did (phase_before, phase_after, changed, ...).
+  returned: success
+  type: dict
 roots:
   description: PEM certificates of the zone's current roots (what nodes must trust).
   returned: success
@@ -125,11 +172,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-
-ROOT_KEY = "root.key"
-ROOT_CERT = "root.crt"
-
 
 def root_facts(cert, now):
     end = C.not_after(cert)
@@ -152,70 +197,101 @@ def new_root(params, zone, now):
     return key, cert
 
 
-def load_existing(ca_dir, passphrase):
-    key_path = os.path.join(ca_dir, ROOT_KEY)
-    cert_path = os.path.join(ca_dir, ROOT_CERT)
-    key_data = _fs.read_file(key_path)
-    cert_data = _fs.read_file(cert_path)
-    if key_data is None and cert_data is None:
-        return None, None
-    if key_data is None:
-        raise TrustzoneError("the root certificate exists but its key is missing", key_path,
-                             fix="restore the CA directory from a backup (playbooks/restore.yml);"
-                                 " never delete the certificate to start over unless you mean "
-                                 "to replace the whole zone")
-    if cert_data is None:
-        raise TrustzoneError("the root key exists but its certificate is missing", cert_path,
-                             fix="restore the CA directory from a backup (playbooks/restore.yml)")
-    key = C.load_private_key(key_data, passphrase, path=key_path)
-    cert = C.load_certificate(cert_data, path=cert_path)
-    if not C.same_public_key(key, cert):
-        raise TrustzoneError("the root certificate does not belong to the root key", cert_path,
-                             fix="restore the matching pair from a backup")
-    return key, cert
+def fix_modes(ca, check):
+    changed = False
+    for name, mode in (("root.key", 0o600), ("root.crt", 0o644)):
+        st = _fs.file_state(ca.file(name))
+        if st["exists"] and (st["mode"], st["uid"], st["gid"]) != (mode, ca.uid, ca.gid):
+            changed = True
+            if not check:
+                os.chown(ca.file(name), ca.uid, ca.gid)
+                os.chmod(ca.file(name), mode)
+    return changed
 
 
 def run(module):
     params = module.params
+    check = module.check_mode
+    passphrase = params["passphrase"]
     zone = P.validate_name(params["zone"], "zone name")
-    ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
-    now = datetime.datetime.now(datetime.timezone.utc)
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
-    changed = _fs.ensure_dir(ca_dir, 0o700, uid, gid, check_mode=module.check_mode)
-    key, cert = load_existing(ca_dir, params["passphrase"])
+    ca = CaDir(params["dir"] or "/var/lib/trustzone/%s" % zone, uid, gid)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    changed = _fs.ensure_dir(ca.path, 0o700, uid, gid, check_mode=check)
+
+    key, cert = ca.load_pair("root", passphrase)
+    state = ca.load_state()
     created = False
     if cert is None:
+        if state is not None:
+            raise TrustzoneError("a rotation is recorded but the root is missing",
+                                 ca.file("root.crt"),
+                                 fix="restore the CA directory from a backup")
         key, cert = new_root(params, zone, now)
         created = changed = True
-        if not module.check_mode:
-            _fs.atomic_write(os.path.join(ca_dir, ROOT_CERT), C.certificate_pem(cert), 0o644,
-                             uid, gid)
-            _fs.atomic_write(os.path.join(ca_dir, ROOT_KEY),
-                             C.private_key_pem(key, params["passphrase"]), 0o600, uid, gid)
+        if not check:
+            ca.write_pair("root", key, cert, passphrase)
     else:
-        for name, mode in ((ROOT_KEY, 0o600), (ROOT_CERT, 0o644)):
-            st = _fs.file_state(os.path.join(ca_dir, name))
-            if (st["mode"], st["uid"], st["gid"]) != (mode, uid, gid):
-                changed = True
-                if not module.check_mode:
-                    os.chown(os.path.join(ca_dir, name), uid, gid)
-                    os.chmod(os.path.join(ca_dir, name), mode)
-    if C.not_after(cert) <= now:
-        raise TrustzoneError("the zone root expired on %s" % C.not_after(cert).date(),
-                             os.path.join(ca_dir, ROOT_CERT),
+        changed |= fix_modes(ca, check)
+
+    left = C.not_after(cert) - now
+    due = params["rotate_force"] or left.total_seconds() < P.parse_duration(
+        params["rotate_before"], "rotate_before")
+    step = R.plan(state, params["rotate"], due=due)
+    nkey, ncert = ca.load_pair("next", passphrase)
+    if step["create_next"]:
+        if ncert is None:  # an interrupted run may have left it: then it is reused
+            nkey, ncert = new_root(params, zone, now)
+            if not check:
+                ca.write_pair("next", nkey, ncert, passphrase)
+        state = {"phase": "trust", "old": C.fingerprint(cert), "new": C.fingerprint(ncert),
+                 "started": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    elif step["changed"] and step["phase_after"] == "use":
+        state = dict(state, phase="use")
+    elif step["promote"]:
+        if not params["retire_confirmed"]:
+            raise TrustzoneError("refusing to retire the old root without proof that no leaf "
+                                 "still chains to it", ca.file("root.crt"),
+                                 fix="run playbooks/rotate_root.yml, which inspects every node "
+                                     "first")
+        if ncert is not None:
+            key, cert = nkey, ncert
+        elif C.fingerprint(cert) != state.get("new"):
+            raise TrustzoneError("the next root is missing", ca.file("next.crt"),
+                                 fix="restore the CA directory from a backup")
+        nkey = ncert = None
+        if not check:
+            ca.promote_next()
+        state = None
+    if step["changed"]:
+        changed = True
+        if not check:
+            ca.write_state(state)
+
+    phase = R.phase_of(state)
+    trusted, issuer = R.roots_for(phase, cert, ncert)
+    if C.not_after(issuer) <= now:
+        raise TrustzoneError("the zone's issuing root expired on %s" % C.not_after(issuer).date(),
+                             ca.file("root.crt"),
                              fix="rotate the root with playbooks/rotate_root.yml")
-    facts = root_facts(cert, now)
     result = {
         "changed": changed,
         "created": created,
         "zone": zone,
-        "dir": ca_dir,
-        "roots": [C.certificate_pem(cert)],
-        "root": facts,
+        "dir": ca.path,
+        "phase": phase,
+        "rotation": step,
+        "roots": [C.certificate_pem(c) for c in trusted],
+        "issuer": C.certificate_pem(issuer),
+        "root": root_facts(cert, now),
+        "next": root_facts(ncert, now) if ncert is not None else None,
     }
     if module._diff:
-        result["diff"] = {"before": "" if created else "root %s\n" % facts["fingerprint"],
-                          "after": "root %s\n" % facts["fingerprint"]}
+        before = "" if created else "root %s\nphase %s\n" % (C.fingerprint(cert),
+                                                               step["phase_before"])
+        result["diff"] = {"before": before,
+                          "after": "".join("trust %s\n" % C.fingerprint(c) for c in trusted)
+                          + "issue with %s\nphase %s\n" % (C.fingerprint(issuer), phase)}
     return result
 
 
@@ -232,6 +308,10 @@ def main():
             common_name=dict(type="str"),
             owner=dict(type="str", default="root"),
             group=dict(type="str", default="root"),
+            rotate=dict(type="str", default="none", choices=["none", "trust", "use", "retire"]),
+            retire_confirmed=dict(type="bool", default=False),
+            rotate_before=dict(type="str", default="365d"),
+            rotate_force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -180,7 +180,7 @@ def test_extended_key_usage(ident):
 def test_issuer(ident, other_zone):
     out = ident.run(roots=[other_zone.cert])
     assert reasons(out) == ["issuer"]
-    assert "not a current root of zone prod" in out[0]["detail"]
+    assert "not the issuing root of zone prod" in out[0]["detail"]
 
 
 def test_issuer_via_chain(ident, keys, zone):
