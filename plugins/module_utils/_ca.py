@@ -7,6 +7,8 @@
 
 ``root.crt``/``root.key``  the current root (key PKCS#8, encrypted)
 ``next.crt``/``next.key``  the next root, during a rotation
+``intermediate.crt|key``   the current root's intermediate, when the zone uses one
+``next-intermediate.*``    the next root's intermediate, during a rotation
 ``rotation.json``          the rotation phase (absent: stable)
 ``retired/<fp16>.crt|key`` roots retired by a finished rotation, kept (encrypted) for audit
 """
@@ -75,18 +77,23 @@ class CaDir:
         return state
 
     def issuer(self, passphrase):
-        """``(key, cert, chain)`` that signs leaves now, following the rotation phase."""
+        """``(key, cert, chain)`` that signs leaves now, following the rotation phase: the
+        issuing root, or its intermediate when the zone has one (then ``chain`` holds it)."""
         state = self.load_state()
         phase = R.phase_of(state)
         key, cert = self.load_pair("root", passphrase, required=True)
+        stem = "intermediate"
         if phase == "use":
             nkey, ncert = self.load_pair("next", passphrase)
             if ncert is not None:
-                return nkey, ncert, []
-            if C.fingerprint(cert) != state.get("new"):
+                key, cert, stem = nkey, ncert, "next-intermediate"
+            elif C.fingerprint(cert) != state.get("new"):
                 raise TrustzoneError("the rotation is in phase 'use' but the next root is "
                                      "missing", self.file("next.crt"),
                                      fix="restore the CA directory from a backup")
+        ikey, icert = self.load_pair(stem, passphrase)
+        if icert is not None and C.is_signed_by(icert, cert):
+            return ikey, icert, [icert]
         return key, cert, []
 
     # ------------------------------------------------------------------ writing
@@ -105,21 +112,36 @@ class CaDir:
         _fs.atomic_write(self.file(STATE_FILE), json.dumps(state, sort_keys=True, indent=1),
                          0o600, self.uid, self.gid)
 
-    def promote_next(self):
-        """Archive the current root in ``retired/`` and make the next root current.
-
-        Each step can be repeated: a run interrupted half-way finishes on the next try.
-        """
+    def archive(self, stem):
+        """Copy ``stem.crt``/``stem.key`` to ``retired/<fp16>.*`` (repeatable)."""
+        crt = _fs.read_file(self.file(stem + ".crt"))
+        if crt is None:
+            return
         retired = self.file("retired")
         _fs.ensure_dir(retired, 0o700, self.uid, self.gid)
-        root_crt = _fs.read_file(self.file("root.crt"))
-        next_crt = _fs.read_file(self.file("next.crt"))
-        if next_crt is not None:  # not promoted yet: archive the old root, then promote
-            old = C.load_certificate(root_crt, path=self.file("root.crt"))
-            stem = os.path.join(retired, C.fingerprint(old)[:16])
-            _fs.atomic_write(stem + ".crt", root_crt, 0o644, self.uid, self.gid)
-            _fs.atomic_write(stem + ".key", _fs.read_file(self.file("root.key")), 0o600,
-                             self.uid, self.gid)
+        cert = C.load_certificate(crt, path=self.file(stem + ".crt"))
+        prefix = "" if stem in ("root", "next") else "intermediate-"
+        target = os.path.join(retired, prefix + C.fingerprint(cert)[:16])
+        _fs.atomic_write(target + ".crt", crt, 0o644, self.uid, self.gid)
+        key = _fs.read_file(self.file(stem + ".key"))
+        if key is not None:
+            _fs.atomic_write(target + ".key", key, 0o600, self.uid, self.gid)
+
+    def promote_next(self):
+        """Archive the current root (and intermediate) in ``retired/`` and make the next ones
+        current. Each step can be repeated: a run interrupted half-way finishes on the next
+        try."""
+        if _fs.read_file(self.file("next.crt")) is not None:  # not promoted yet
+            self.archive("root")
+            if _fs.read_file(self.file("next-intermediate.crt")) is not None:
+                self.archive("intermediate")
+                _fs.atomic_rename(self.file("next-intermediate.crt"),
+                                  self.file("intermediate.crt"))
+            if _fs.read_file(self.file("next-intermediate.key")) is not None:
+                _fs.atomic_rename(self.file("next-intermediate.key"),
+                                  self.file("intermediate.key"))
             _fs.atomic_rename(self.file("next.crt"), self.file("root.crt"))
+        if _fs.read_file(self.file("next-intermediate.key")) is not None:
+            _fs.atomic_rename(self.file("next-intermediate.key"), self.file("intermediate.key"))
         if _fs.read_file(self.file("next.key")) is not None:
             _fs.atomic_rename(self.file("next.key"), self.file("root.key"))

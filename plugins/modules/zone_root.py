@@ -85,6 +85,36 @@ options:
     description: Start a new rotation now, whatever the root's remaining lifetime.
     type: bool
     default: false
+  extend:
+    description:
+      - When the root is due (less than O(rotate_before) left, or O(rotate_force)) and no
+        rotation is under way, re-issue it with the same key and subject and a new validity
+        of O(lifetime), instead of rotating. Leaves keep validating; nodes get the extended
+        root as a new anchor on their next run. The old certificate is archived.
+    type: bool
+    default: false
+  intermediate:
+    description:
+      - Sign leaves with an intermediate CA (path length 0) that the root signs, instead of
+        with the root itself. Each root gets its own intermediate, kept beside it; leaves
+        carry it in their full chain. Turning this on re-issues every leaf.
+    type: bool
+    default: false
+  intermediate_lifetime:
+    description: Validity of a new intermediate (never beyond the root's).
+    type: str
+    default: 1825d
+  intermediate_rotate_before:
+    description: Replace the intermediate when it has less than this left.
+    type: str
+    default: 180d
+  intermediate_force:
+    description:
+      - Replace the intermediate now. Leaves are re-issued by the new one on the same run; they
+        chain to the same root, so no trust store changes. Replaces it again every time it is
+        given.
+    type: bool
+    default: false
   retire_confirmed:
     description:
       - Set by C(playbooks/rotate_root.yml) after it checked that no leaf of the zone still
@@ -116,13 +146,22 @@ phase:
   returned: success
   type: str
 issuer:
-  description: PEM certificate of the root that signs new leaves now.
+  description: PEM certificate of the CA that signs new leaves now (the issuing root, or its
+    intermediate).
   returned: success
   type: str
 next:
   description: Facts about the next root during a rotation (same keys as RV(root)), else null.
   returned: success
   type: dict
+intermediate:
+  description: Facts about the issuing intermediate, or null when the zone has none.
+  returned: success
+  type: dict
+extended:
+  description: Whether the root was re-issued with the same key (O(extend)).
+  returned: success
+  type: bool
 rotation:
   description: What the O(rotate) step did (phase_before, phase_after, changed, ...).
   returned: success
@@ -197,6 +236,44 @@ def new_root(params, zone, now):
     return key, cert
 
 
+def new_intermediate(params, zone, root_key, root_cert, now):
+    spec = C.normalize_key_spec(params["key_type"], params["key_size"], params["key_curve"])
+    key = C.generate_key(spec)
+    subject = C.zone_name_attributes(zone, "trustzone %s intermediate CA" % zone,
+                                     unique=secrets.token_hex(8))
+    lifetime = P.parse_duration(params["intermediate_lifetime"], "intermediate_lifetime")
+    start, end = P.validity_window(now, lifetime, root_cert)
+    cert = C.build_ca_certificate(key, subject, start, end, path_length=0,
+                                  issuer_cert=root_cert, issuer_key=root_key)
+    return key, cert
+
+
+def extended_root(params, key, cert, now):
+    """The same root - same key, same subject - with a new validity, so every leaf it signed
+    keeps validating against it."""
+    lifetime = P.parse_duration(params["lifetime"], "lifetime")
+    return C.build_ca_certificate(key, cert.subject, now - datetime.timedelta(minutes=5),
+                                  now + datetime.timedelta(seconds=lifetime))
+
+
+def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, check):
+    """The intermediate of ``root_cert`` (stem ``intermediate`` or ``next-intermediate``):
+    made when missing, not signed by that root, or due; the one it replaces is archived."""
+    ikey, icert = ca.load_pair(stem, params["passphrase"])
+    if icert is not None and C.is_signed_by(icert, root_cert):
+        left = (C.not_after(icert) - now).total_seconds()
+        due = params["intermediate_force"] or left < P.parse_duration(
+            params["intermediate_rotate_before"], "intermediate_rotate_before")
+        if not due:
+            return ikey, icert, False
+    if not check:
+        ca.archive(stem)
+    ikey, icert = new_intermediate(params, zone, root_key, root_cert, now)
+    if not check:
+        ca.write_pair(stem, ikey, icert, params["passphrase"])
+    return ikey, icert, True
+
+
 def fix_modes(ca, check):
     changed = False
     for name, mode in (("root.key", 0o600), ("root.crt", 0o644)):
@@ -238,6 +315,13 @@ def run(module):
     due = params["rotate_force"] or left.total_seconds() < P.parse_duration(
         params["rotate_before"], "rotate_before")
     step = R.plan(state, params["rotate"], due=due)
+    extended = False
+    if params["extend"] and due and R.phase_of(state) == "stable" and params["rotate"] == "none":
+        cert = extended_root(params, key, cert, now)
+        extended = changed = True
+        if not check:
+            ca.archive("root")
+            ca.write_pair("root", key, cert, passphrase)
     nkey, ncert = ca.load_pair("next", passphrase)
     if step["create_next"]:
         if ncert is None:  # an interrupted run may have left it: then it is reused
@@ -270,6 +354,15 @@ def run(module):
 
     phase = R.phase_of(state)
     trusted, issuer = R.roots_for(phase, cert, ncert)
+    intermediates = {}
+    if params["intermediate"]:
+        for stem, rkey, rcert in (("intermediate", key, cert), ("next-intermediate", nkey, ncert)):
+            if rcert is None:
+                continue
+            _ikey, icert, made = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now,
+                                                     check)
+            intermediates[C.fingerprint(rcert)] = icert
+            changed |= made
     if C.not_after(issuer) <= now:
         raise TrustzoneError("the zone's issuing root expired on %s" % C.not_after(issuer).date(),
                              ca.file("root.crt"),
@@ -282,7 +375,10 @@ def run(module):
         "phase": phase,
         "rotation": step,
         "roots": [C.certificate_pem(c) for c in trusted],
-        "issuer": C.certificate_pem(issuer),
+        "issuer": C.certificate_pem(intermediates.get(C.fingerprint(issuer), issuer)),
+        "intermediate": (root_facts(intermediates[C.fingerprint(issuer)], now)
+                         if C.fingerprint(issuer) in intermediates else None),
+        "extended": extended,
         "root": root_facts(cert, now),
         "next": root_facts(ncert, now) if ncert is not None else None,
     }
@@ -312,6 +408,11 @@ def main():
             retire_confirmed=dict(type="bool", default=False),
             rotate_before=dict(type="str", default="365d"),
             rotate_force=dict(type="bool", default=False),
+            extend=dict(type="bool", default=False),
+            intermediate=dict(type="bool", default=False),
+            intermediate_lifetime=dict(type="str", default="1825d"),
+            intermediate_rotate_before=dict(type="str", default="180d"),
+            intermediate_force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
