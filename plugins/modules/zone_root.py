@@ -316,6 +316,12 @@ def run(module):
         params["rotate_before"], "rotate_before")
     step = R.plan(state, params["rotate"], due=due)
     extended = False
+    if params["extend"] and P.parse_duration(params["rotate_before"], "rotate_before") >= \
+            P.parse_duration(params["lifetime"], "lifetime"):
+        raise TrustzoneError("rotate_before (%s) must be shorter than lifetime (%s) when "
+                             "extending: the extended root would be due again at once"
+                             % (params["rotate_before"], params["lifetime"]),
+                             fix="set trustzone_ca_rotate_before below trustzone_ca_lifetime")
     if params["extend"] and due and R.phase_of(state) == "stable" and params["rotate"] == "none":
         cert = extended_root(params, key, cert, now)
         extended = changed = True
