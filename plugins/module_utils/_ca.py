@@ -24,6 +24,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as 
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 STATE_FILE = "rotation.json"
+# A pair and the pair that replaces it when a rotation is retired.
+PENDING = {"root": "next", "intermediate": "next-intermediate"}
 
 
 class CaDir:
@@ -36,9 +38,28 @@ class CaDir:
 
     # ------------------------------------------------------------------ reading
     def load_pair(self, stem, passphrase, required=False):
-        """``(key, cert)`` for ``stem`` ('root', 'next'); ``(None, None)`` when both are absent."""
+        """``(key, cert)`` for ``stem`` ('root', 'next'); ``(None, None)`` when both are absent.
+
+        Pairs are written certificate first, key second, and promoted the same way, so an
+        interrupted run can leave two states behind, both repaired here: a certificate whose
+        key was never written (it can never have signed anything: removed, unless it is the
+        root), and a promoted certificate whose key still waits as ``next*.key`` (renamed).
+        """
         key_path, cert_path = self.file(stem + ".key"), self.file(stem + ".crt")
         key_data, cert_data = _fs.read_file(key_path), _fs.read_file(cert_path)
+        if cert_data is not None and key_data is None and stem != "root" and (
+                stem != "next" or self.load_state() is None):
+            _fs.remove(cert_path)  # half-written: no key ever existed for it
+            return self.load_pair(stem, passphrase, required)
+        if stem in PENDING and cert_data is not None and key_data is not None:
+            pending_key_path = self.file(PENDING[stem] + ".key")
+            pending = _fs.read_file(pending_key_path)
+            if pending is not None and _fs.read_file(self.file(PENDING[stem] + ".crt")) is None:
+                cert = C.load_certificate(cert_data, path=cert_path)
+                waiting = C.load_private_key(pending, passphrase, path=pending_key_path)
+                if C.same_public_key(waiting, cert):  # promotion stopped between the renames
+                    _fs.atomic_rename(pending_key_path, key_path)
+                    key_data = _fs.read_file(key_path)
         if key_data is None and cert_data is None:
             if required:
                 raise TrustzoneError("the zone has no root CA here", self.path,
