@@ -467,6 +467,78 @@ def _san_list(dns_names, ip_addresses):
     return sans
 
 
+# --------------------------------------------------------------------------- CRLs
+
+_PEM_CRL_RE = re.compile(r"-----BEGIN X509 CRL-----\s*[A-Za-z0-9+/=\s]*?-----END X509 CRL-----",
+                         re.S)
+CRL_REASONS = {
+    "unspecified": "unspecified", "key_compromise": "key_compromise",
+    "ca_compromise": "ca_compromise", "affiliation_changed": "affiliation_changed",
+    "superseded": "superseded", "cessation_of_operation": "cessation_of_operation",
+    "certificate_hold": "certificate_hold", "privilege_withdrawn": "privilege_withdrawn",
+}
+
+
+def build_crl(issuer_cert, issuer_key, revoked, this_update, next_update, number):
+    """A CRL signed by ``issuer_key``; ``revoked`` is ``[(serial_int, when, reason)]``."""
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(issuer_cert.subject)
+               .last_update(this_update)
+               .next_update(next_update)
+               .add_extension(x509.CRLNumber(number), critical=False)
+               .add_extension(_aki(issuer_cert, issuer_key), critical=False))
+    for serial, when, reason in revoked:
+        entry = (x509.RevokedCertificateBuilder().serial_number(serial)
+                 .revocation_date(when))
+        if reason and reason != "unspecified":
+            entry = entry.add_extension(
+                x509.CRLReason(getattr(x509.ReasonFlags, CRL_REASONS[reason])), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def crl_pem(crl):
+    return crl.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def load_crls(data, path=None):
+    """Every CRL of a PEM bundle (empty text gives ``[]``); malformed ones are an error."""
+    text = _to_text(data)
+    crls = []
+    for block in _PEM_CRL_RE.findall(text):
+        try:
+            crls.append(x509.load_pem_x509_crl(block.encode("ascii")))
+        except ValueError as exc:
+            raise TrustzoneError("malformed CRL (%s)" % _short(exc), path,
+                                 fix="remove the file; the CA writes a new one") from exc
+    if text.strip() and not crls:
+        raise TrustzoneError("no PEM CRL found", path,
+                             fix="remove the file; the CA writes a new one")
+    return crls
+
+
+def crl_next_update(crl):
+    value = getattr(crl, "next_update_utc", None)
+    if value is not None:
+        return value
+    return crl.next_update.replace(tzinfo=UTC) if crl.next_update else None
+
+
+def crl_number(crl):
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def crl_signed_by(crl, issuer_cert):
+    return crl.issuer == issuer_cert.subject and crl.is_signature_valid(issuer_cert.public_key())
+
+
+def crl_serials(crl):
+    return sorted(r.serial_number for r in crl)
+
+
 # --------------------------------------------------------------------------- helpers
 
 def _to_bytes(value):

@@ -102,3 +102,21 @@ def sign_requests(requests, issuer_cert, issuer_key, chain, now):
             "fingerprint": C.fingerprint(cert),
         }
     return issued, refused
+
+
+def ledger_entries(issued, zone, issuer_cert):
+    """Rows for the issuance ledger, one per certificate in ``sign_requests``' result."""
+    entries = []
+    for host in sorted(issued):
+        for profile in sorted(issued[host]):
+            item = issued[host][profile]
+            cert = C.load_certificate(item["certificate"])
+            entries.append({
+                "serial": item["serial"], "zone": zone, "host": host, "profile": profile,
+                "subject": C.subject_text(cert), "sans": C.names_of(cert),
+                "not_before": C.not_before(cert).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "not_after": item["not_after"], "fingerprint": item["fingerprint"],
+                "issuer": C.subject_text(issuer_cert),
+                "issuer_fingerprint": C.fingerprint(issuer_cert),
+            })
+    return entries

@@ -47,7 +47,7 @@ DEFAULT_PROFILES = [
 REASONS = (
     "missing_key", "unreadable_key", "missing_certificate", "unreadable_certificate",
     "key_mismatch", "key_type", "not_yet_valid", "expired", "expiring", "names", "subject",
-    "key_usage", "extended_key_usage", "issuer",
+    "key_usage", "extended_key_usage", "issuer", "revoked",
 )
 
 
@@ -265,11 +265,12 @@ def resolve_profile(profile, zone, base_dir, names):
 
 # --------------------------------------------------------------------------- renewal
 
-def assess(profile, key, key_error, cert, cert_error, chain, roots, now):
+def assess(profile, key, key_error, cert, cert_error, chain, roots, now, revoked=None):
     """Why the identity described by ``profile`` must be (re)issued; ``[]`` when it is fine.
 
     ``key``/``cert`` are parsed objects or None; ``*_error`` is a message when the file exists
     but could not be read. ``chain`` holds intermediates; ``roots`` the zone's current roots.
+    ``revoked`` is a set of ``(issuer DN, serial)`` from the zone's CRLs.
     Returns a list of ``{'reason', 'detail'}`` in the order of ``REASONS``.
     """
     out = []
@@ -296,6 +297,8 @@ def assess(profile, key, key_error, cert, cert_error, chain, roots, now):
         if reason == "key_type" and any(r["reason"] == "key_type" for r in out):
             continue
         add(reason, detail)
+    if revoked and (cert.issuer.rfc4514_string(), cert.serial_number) in revoked:
+        add("revoked", "serial %x is on the zone's CRL" % cert.serial_number)
     order = {r: i for i, r in enumerate(REASONS)}
     return sorted(out, key=lambda r: order[r["reason"]])
 
@@ -422,6 +425,31 @@ def validity_window(now, lifetime_seconds, issuer_cert, backdate_seconds=300):
         raise TrustzoneError("the issuing CA %r is not valid yet" % (
             issuer_cert.subject.rfc4514_string(),), fix="check the CA host's clock")
     return start, end
+
+
+def crl_due(crls, ca_certs, now, refresh_seconds, generation, written_generation):
+    """Why the CA must sign its CRLs again, or None.
+
+    ``crls`` are the CRLs on disk, ``ca_certs`` every CA of the zone that signs certificates
+    (roots and intermediates), ``generation`` the ledger's revocation counter and
+    ``written_generation`` the counter the CRLs on disk were made from.
+    """
+    if not crls:
+        return "no CRL yet"
+    if str(generation) != str(written_generation):
+        return "revocations changed"
+    covered = [ca for ca in ca_certs if any(C.crl_signed_by(crl, ca) for crl in crls)]
+    if len(covered) != len(ca_certs) or len(crls) != len(ca_certs):
+        return "the zone's CAs changed"
+    soonest = min(C.crl_next_update(crl) for crl in crls)
+    if soonest - now < datetime.timedelta(seconds=refresh_seconds):
+        return "next update %s is near" % _iso(soonest)
+    return None
+
+
+def revoked_set(crls):
+    """``{(issuer DN, serial)}`` for every entry of ``crls``."""
+    return {(crl.issuer.rfc4514_string(), serial) for crl in crls for serial in C.crl_serials(crl)}
 
 
 # --------------------------------------------------------------------------- trust anchors

@@ -15,6 +15,9 @@ description:
     M(trustzone.pki.node) module returned (registered as O(result_var)) and the profiles the
     certs role resolved from the inventory (O(profiles_var)). It then runs this module once on
     the CA host (use C(delegate_to) and C(run_once)).
+  - Every certificate issued is recorded, in the same run and under an exclusive lock held for
+    the whole batch, in the zone's SQLite issuance ledger on the CA host (C(ledger.db)), and
+    the host/profile's previous certificate is marked superseded.
   - Each CSR is checked against its host's profile - common name, every SAN, key type, no CA
     flag, key usages - and refused with a message naming the host and the field when it asks
     for anything else. Certificates take their subject, usages and lifetime from the profile,
@@ -102,6 +105,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
+from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -130,8 +134,13 @@ def main():
         requests = module.params["requests"]
         if module.check_mode:
             module.exit_json(changed=bool(requests), certificates={}, refused={}, issued=0)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        issued, refused = _issue.sign_requests(requests, cert, key, chain, now)
+        with _ledger.locked(ca_dir):
+            conn = _ledger.connect(ca_dir)
+            now = datetime.datetime.now(datetime.timezone.utc)
+            issued, refused = _issue.sign_requests(requests, cert, key, chain, now)
+            _ledger.record(conn, _issue.ledger_entries(issued, zone, cert),
+                           now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            conn.close()
     except TrustzoneError as exc:
         module.fail_json(msg=str(exc))
     count = sum(len(v) for v in issued.values())

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW)
@@ -216,7 +217,19 @@ def test_every_reason_is_covered():
     assert P.REASONS == (
         "missing_key", "unreadable_key", "missing_certificate", "unreadable_certificate",
         "key_mismatch", "key_type", "not_yet_valid", "expired", "expiring", "names", "subject",
-        "key_usage", "extended_key_usage", "issuer")
+        "key_usage", "extended_key_usage", "issuer", "revoked")
+
+
+def test_revoked_certificate_is_reissued(ident, zone):
+    crl = C.build_crl(zone.cert, zone.key, [(ident.cert.serial_number, NOW, "key_compromise")],
+                      NOW, NOW + DAY, 1)
+    revoked = P.revoked_set([crl])
+    out = ident.run(revoked=revoked)
+    assert reasons(out) == ["revoked"]
+    assert out[0]["detail"] == "serial %x is on the zone's CRL" % ident.cert.serial_number
+    # another CA's CRL listing the same serial does not count
+    assert ident.run(revoked={("CN=someone else", ident.cert.serial_number)}) == []
+    assert ident.run(revoked=set()) == []
 
 
 def test_certificate_reasons_directly(ident, other_zone):

@@ -1,0 +1,169 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
+"""The issuance ledger: every certificate the zone's CA signed, in SQLite on the CA host.
+
+One row per certificate (serial, zone, host, profile, subject, SANs, validity, SHA-256
+fingerprint, issuer, status valid/revoked/superseded, revocation reason and time). Writes are
+transactions; ``locked()`` holds an exclusive lock on ``ledger.lock`` for a whole signing or
+revocation run, so two playbook runs against one CA never interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+LEDGER_FILE = "ledger.db"
+LOCK_FILE = "ledger.lock"
+REASONS = ("unspecified", "key_compromise", "ca_compromise", "affiliation_changed",
+           "superseded", "cessation_of_operation", "certificate_hold", "privilege_withdrawn")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS issuance (
+    serial TEXT PRIMARY KEY,
+    zone TEXT NOT NULL,
+    host TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sans TEXT NOT NULL,
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE,
+    issuer TEXT NOT NULL,
+    issuer_fingerprint TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('valid', 'revoked', 'superseded')),
+    revocation_reason TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS issuance_host ON issuance (zone, host, profile, status);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+COLUMNS = ("serial", "zone", "host", "profile", "subject", "sans", "not_before", "not_after",
+           "fingerprint", "issuer", "issuer_fingerprint", "issued_at", "status",
+           "revocation_reason", "revoked_at")
+
+
+@contextlib.contextmanager
+def locked(ca_dir, timeout_hint="another trustzone.pki run"):
+    """Exclusive lock for a whole run against this CA (blocks until the other run ends)."""
+    path = os.path.join(ca_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def connect(ca_dir, create=True):
+    """An open ledger; created (0600) when missing. A damaged file is a clear error."""
+    path = os.path.join(ca_dir, LEDGER_FILE)
+    if os.path.islink(path):
+        raise TrustzoneError("is a symbolic link; refusing to use it", path,
+                             fix="replace it with the real ledger file")
+    exists = os.path.exists(path)
+    if not exists and not create:
+        return None
+    if not exists:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        row = conn.execute("PRAGMA quick_check").fetchone()
+        if not row or row[0] != "ok":
+            raise sqlite3.DatabaseError(row[0] if row else "quick_check failed")
+        conn.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        raise TrustzoneError("the issuance ledger is damaged (%s)" % exc, path,
+                             fix="restore it from a backup (playbooks/restore.yml); the CA "
+                                 "refuses to sign until it has a readable ledger") from exc
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn):
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def record(conn, entries, issued_at):
+    """Record new certificates; the host/profile's previous valid ones become superseded."""
+    with transaction(conn):
+        for e in entries:
+            conn.execute(
+                "UPDATE issuance SET status = 'superseded' WHERE zone = ? AND host = ? AND "
+                "profile = ? AND status = 'valid'", (e["zone"], e["host"], e["profile"]))
+            conn.execute(
+                "INSERT INTO issuance (%s) VALUES (%s)" % (", ".join(COLUMNS),
+                                                         ", ".join("?" * len(COLUMNS))),
+                (e["serial"], e["zone"], e["host"], e["profile"], e["subject"],
+                 json.dumps(e["sans"], sort_keys=True), e["not_before"], e["not_after"],
+                 e["fingerprint"], e["issuer"], e["issuer_fingerprint"], issued_at, "valid",
+                 None, None))
+
+
+def rows(conn, zone=None, host=None, serial=None, status=None):
+    where, args = [], []
+    for column, value in (("zone", zone), ("host", host), ("serial", serial),
+                          ("status", status)):
+        if value is not None:
+            where.append("%s = ?" % column)
+            args.append(value)
+    sql = "SELECT %s FROM issuance" % ", ".join(COLUMNS)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY issued_at, serial"
+    out = []
+    for row in conn.execute(sql, args):
+        item = dict(zip(COLUMNS, row))
+        item["sans"] = json.loads(item["sans"])
+        out.append(item)
+    return out
+
+
+def revoke(conn, serials, reason, when):
+    """Mark certificates revoked. Unknown serials are an error and change nothing."""
+    if reason not in REASONS:
+        raise TrustzoneError("unknown revocation reason %r" % reason,
+                             fix="use one of %s" % ", ".join(REASONS))
+    with transaction(conn):
+        changed = []
+        for serial in serials:
+            row = conn.execute("SELECT status FROM issuance WHERE serial = ?",
+                               (serial,)).fetchone()
+            if row is None:
+                raise TrustzoneError("no certificate with serial %s in the ledger" % serial,
+                                     fix="list serials with playbooks/report.yml")
+            if row[0] == "revoked":
+                continue
+            conn.execute("UPDATE issuance SET status = 'revoked', revocation_reason = ?, "
+                         "revoked_at = ? WHERE serial = ?", (reason, when, serial))
+            changed.append(serial)
+        if changed:
+            bump(conn, "crl_generation")
+    return changed
+
+
+def meta(conn, key, default=None):
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
+
+
+def bump(conn, key):
+    value = int(meta(conn, key, "0")) + 1
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+    return value
