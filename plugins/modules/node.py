@@ -42,6 +42,12 @@ options:
         moves every leaf to the new root while both roots stay trusted. Defaults to O(roots).
     type: list
     elements: str
+  crl:
+    description:
+      - The zone's CRLs (PEM). Kept as C(<dir>/crl.pem) for services (nginx C(ssl_crl),
+        C(openssl -CRLfile)); an identity whose serial is on it is renewed (reason
+        C(revoked)).
+    type: str
   trust:
     description:
       - How to install the roots into the OS trust store. Omit to leave the OS store alone.
@@ -148,6 +154,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils._errors import Trust
 
 PENDING_SUFFIX = ".next"
 ROOTS_BUNDLE = "roots.pem"
+CRL_FILE = "crl.pem"
 
 
 class Node:
@@ -164,6 +171,8 @@ class Node:
         for index, pem in enumerate(params["issuers"] or []):
             self.issuers.extend(C.load_certificates(pem, path="issuers[%d]" % index))
         self.issuers = self.issuers or self.roots
+        self.crl = params["crl"]
+        self.revoked = P.revoked_set(C.load_crls(self.crl, path="crl")) if self.crl else set()
         self.profiles = params["profiles"] or []
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self.files = []
@@ -202,6 +211,13 @@ class Node:
             self.write(path, bundle, 0o644, 0, 0)
         else:
             self.ensure_meta(path, 0o644, 0, 0)
+        if self.crl is not None:
+            path = os.path.join(self.dir, CRL_FILE)
+            have = None if (self.check and not os.path.isdir(self.dir)) else _fs.read_file(path)
+            if have is None or not P.same_pem(have, self.crl):
+                self.write(path, self.crl, 0o644, 0, 0)
+            else:
+                self.ensure_meta(path, 0o644, 0, 0)
 
     def sync_trust(self, trust):
         anchor_dir = trust["anchor_dir"]
@@ -294,7 +310,7 @@ class Node:
                                          fix="create it, or change the profile's paths")
             key, key_error, cert, cert_error, chain = self.read_identity(profile)
             reasons = P.assess(profile, key, key_error, cert, cert_error, chain, self.issuers,
-                               self.now)
+                               self.now, revoked=self.revoked)
             identities[profile["name"]] = identity_facts(cert, chain, reasons, self.roots,
                                                          self.now)
             if reasons:
@@ -454,6 +470,7 @@ def main():
             dir=dict(type="path"),
             roots=dict(type="list", elements="str", required=True),
             issuers=dict(type="list", elements="str"),
+            crl=dict(type="str"),
             trust=dict(type="dict", options=dict(
                 anchor_dir=dict(type="path", required=True),
                 suffix=dict(type="str", default=".crt"),

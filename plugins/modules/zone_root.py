@@ -115,6 +115,16 @@ options:
         given.
     type: bool
     default: false
+  crl_lifetime:
+    description: Validity (nextUpdate) of the CRLs the CA signs; one CRL per CA of the zone.
+    type: str
+    default: 7d
+  crl_refresh_before:
+    description:
+      - Sign the CRLs again when their nextUpdate is closer than this. They are also signed
+        again when a certificate was revoked or the zone's CAs changed.
+    type: str
+    default: 2d
   retire_confirmed:
     description:
       - Set by C(playbooks/rotate_root.yml) after it checked that no leaf of the zone still
@@ -158,6 +168,18 @@ intermediate:
   description: Facts about the issuing intermediate, or null when the zone has none.
   returned: success
   type: dict
+crl:
+  description: The zone's CRLs (PEM, one per CA), which nodes keep as C(<dir>/crl.pem).
+  returned: success
+  type: str
+crl_signed:
+  description: Why the CRLs were signed again in this run, or null.
+  returned: success
+  type: str
+crl_next_update:
+  description: The earliest nextUpdate of the zone's CRLs (ISO 8601 UTC).
+  returned: success
+  type: str
 extended:
   description: Whether the root was re-issued with the same key (O(extend)).
   returned: success
@@ -210,6 +232,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
@@ -272,6 +295,55 @@ def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, check)
     if not check:
         ca.write_pair(stem, ikey, icert, params["passphrase"])
     return ikey, icert, True
+
+
+def ensure_crl(ca, cas, params, now, check):
+    """The zone's CRLs - one per CA that signs certificates - re-signed when missing, damaged,
+    due, when revocations changed or when the set of CAs changed. Returns ``(pem, reason)``."""
+    path = ca.file("crl.pem")
+    data = _fs.read_file(path)
+    try:
+        crls = C.load_crls(data or b"", path=path)
+    except TrustzoneError:
+        crls = []  # derived state: a damaged CRL is simply signed again
+    conn = _ledger.connect(ca.path, create=not check)
+    generation = _ledger.meta(conn, "crl_generation", "0") if conn else "0"
+    written = _ledger.meta(conn, "crl_written_generation", "0") if conn else "0"
+    refresh = P.parse_duration(params["crl_refresh_before"], "crl_refresh_before")
+    lifetime = P.parse_duration(params["crl_lifetime"], "crl_lifetime")
+    if refresh >= lifetime:
+        raise TrustzoneError("crl_refresh_before must be shorter than crl_lifetime",
+                             fix="e.g. crl_lifetime 7d with crl_refresh_before 2d")
+    reason = P.crl_due(crls, [cert for _key, cert in cas], now, refresh, generation, written)
+    if reason is None:
+        if conn:
+            conn.close()
+        return data.decode("ascii"), None
+    revoked = _ledger.rows(conn, status="revoked") if conn else []
+    number = int(_ledger.meta(conn, "crl_number", "0")) + 1 if conn else 1
+    pems = []
+    for key, cert in cas:
+        fingerprint = C.fingerprint(cert)
+        entries = [(int(row["serial"], 16),
+                    datetime.datetime.strptime(row["revoked_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                        tzinfo=datetime.timezone.utc),
+                    row["revocation_reason"])
+                   for row in revoked if row["issuer_fingerprint"] == fingerprint]
+        crl = C.build_crl(cert, key, entries, now - datetime.timedelta(minutes=5),
+                          now + datetime.timedelta(seconds=lifetime), number)
+        pems.append(C.crl_pem(crl))
+    text = "".join(pems)
+    if not check:
+        with _ledger.locked(ca.path):
+            _fs.atomic_write(path, text, 0o644, ca.uid, ca.gid)
+            with _ledger.transaction(conn):
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             ("crl_number", str(number)))
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             ("crl_written_generation", str(generation)))
+    if conn:
+        conn.close()
+    return text, reason
 
 
 def fix_modes(ca, check):
@@ -361,14 +433,18 @@ def run(module):
     phase = R.phase_of(state)
     trusted, issuer = R.roots_for(phase, cert, ncert)
     intermediates = {}
+    cas = [(key, cert)] + ([(nkey, ncert)] if ncert is not None else [])
     if params["intermediate"]:
         for stem, rkey, rcert in (("intermediate", key, cert), ("next-intermediate", nkey, ncert)):
             if rcert is None:
                 continue
-            _ikey, icert, made = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now,
-                                                     check)
+            ikey, icert, made = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now,
+                                                    check)
             intermediates[C.fingerprint(rcert)] = icert
+            cas.append((ikey, icert))
             changed |= made
+    crl, crl_reason = ensure_crl(ca, cas, params, now, check)
+    changed |= crl_reason is not None
     if C.not_after(issuer) <= now:
         raise TrustzoneError("the zone's issuing root expired on %s" % C.not_after(issuer).date(),
                              ca.file("root.crt"),
@@ -385,6 +461,10 @@ def run(module):
         "intermediate": (root_facts(intermediates[C.fingerprint(issuer)], now)
                          if C.fingerprint(issuer) in intermediates else None),
         "extended": extended,
+        "crl": crl,
+        "crl_signed": crl_reason,
+        "crl_next_update": min(C.crl_next_update(c) for c in C.load_crls(crl)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"),
         "root": root_facts(cert, now),
         "next": root_facts(ncert, now) if ncert is not None else None,
     }
@@ -419,6 +499,8 @@ def main():
             intermediate_lifetime=dict(type="str", default="1825d"),
             intermediate_rotate_before=dict(type="str", default="180d"),
             intermediate_force=dict(type="bool", default=False),
+            crl_lifetime=dict(type="str", default="7d"),
+            crl_refresh_before=dict(type="str", default="2d"),
         ),
         supports_check_mode=True,
     )

@@ -1,0 +1,149 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: revoke
+short_description: Revoke zone certificates in the CA's issuance ledger
+version_added: 0.1.0
+description:
+  - Marks certificates revoked in the zone's issuance ledger on the CA host - by serial, by
+    host, or every host the ledger knows that is not in O(keep_hosts) (pruning hosts that
+    left the inventory). The ca role signs new CRLs on its next run, which
+    C(playbooks/revoke.yml) does right away and distributes to every node.
+  - An unknown serial is an error and nothing is revoked. Revoking an already revoked
+    certificate changes nothing.
+  - Nodes still in the inventory get new certificates on their next C(site.yml) run (their
+    revoked ones are renewed with reason C(revoked)); take a host out of the inventory first
+    if it must not get any.
+author: trustzone.pki maintainers
+options:
+  zone:
+    description: Name of the trust zone.
+    type: str
+    required: true
+  dir:
+    description: The CA directory. Defaults to C(/var/lib/trustzone/<zone>).
+    type: path
+  serials:
+    description: Serials (hex, as the report and ledger show them) to revoke.
+    type: list
+    elements: str
+    default: []
+  hosts:
+    description: Hosts whose valid certificates are all revoked.
+    type: list
+    elements: str
+    default: []
+  keep_hosts:
+    description:
+      - Prune - revoke the valid certificates of every host in the ledger that is not in this
+        list (normally C(groups['trustzone_nodes'])). Omit to prune nothing.
+    type: list
+    elements: str
+  reason:
+    description: Revocation reason recorded in the ledger and the CRL.
+    type: str
+    default: unspecified
+    choices: [unspecified, key_compromise, ca_compromise, affiliation_changed, superseded,
+              cessation_of_operation, certificate_hold, privilege_withdrawn]
+attributes:
+  check_mode:
+    support: full
+    description: In check mode it reports what would be revoked and changes nothing.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Revoke everything node2 holds
+  trustzone.pki.revoke:
+    zone: prod
+    hosts: [node2.example.com]
+    reason: key_compromise
+
+- name: Prune hosts that left the inventory
+  trustzone.pki.revoke:
+    zone: prod
+    keep_hosts: "{{ groups['trustzone_nodes'] }}"
+    reason: cessation_of_operation
+"""
+
+RETURN = r"""
+revoked:
+  description: The certificates revoked by this run (host, profile, serial, subject).
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
+from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+
+def select(rows, serials, hosts, keep_hosts):
+    """The valid ledger rows to revoke (pure). Unknown serials raise."""
+    known = {row["serial"]: row for row in rows}
+    chosen = {}
+    for serial in serials:
+        key = serial.lower().lstrip("0") or "0"
+        match = known.get(key) or known.get(serial.lower())
+        if match is None:
+            raise TrustzoneError("no certificate with serial %s in the zone's ledger" % serial,
+                                 fix="check the serial with playbooks/report.yml")
+        chosen[match["serial"]] = match
+    for row in rows:
+        if row["status"] != "valid":
+            continue
+        if row["host"] in hosts or (keep_hosts is not None and row["host"] not in keep_hosts):
+            chosen[row["serial"]] = row
+    return [chosen[s] for s in sorted(chosen) if chosen[s]["status"] != "revoked"]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            zone=dict(type="str", required=True),
+            dir=dict(type="path"),
+            serials=dict(type="list", elements="str", default=[]),
+            hosts=dict(type="list", elements="str", default=[]),
+            keep_hosts=dict(type="list", elements="str"),
+            reason=dict(type="str", default="unspecified", choices=list(_ledger.REASONS)),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        zone = P.validate_name(params["zone"], "zone name")
+        ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
+        if _fs.read_file(ca_dir.rstrip("/") + "/root.crt") is None:
+            raise TrustzoneError("the zone has no CA here", ca_dir,
+                                 fix="run it on the zone's CA host")
+        with _ledger.locked(ca_dir):
+            conn = _ledger.connect(ca_dir)
+            chosen = select(_ledger.rows(conn, zone=zone), params["serials"], params["hosts"],
+                            params["keep_hosts"])
+            if chosen and not module.check_mode:
+                when = datetime.datetime.now(datetime.timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ")
+                _ledger.revoke(conn, [row["serial"] for row in chosen], params["reason"], when)
+            conn.close()
+    except TrustzoneError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=bool(chosen), revoked=[
+        {k: row[k] for k in ("host", "profile", "serial", "subject", "not_after")}
+        for row in chosen])
+
+
+if __name__ == "__main__":
+    main()
