@@ -302,10 +302,11 @@ def ensure_crl(ca, cas, params, now, check):
     due, when revocations changed or when the set of CAs changed. Returns ``(pem, reason)``."""
     path = ca.file("crl.pem")
     data = _fs.read_file(path)
+    damaged = None
     try:
         crls = C.load_crls(data or b"", path=path)
-    except TrustzoneError:
-        crls = []  # derived state: a damaged CRL is simply signed again
+    except TrustzoneError as exc:
+        crls, damaged = [], "the CRL on disk does not parse (%s)" % exc  # derived: sign again
     conn = _ledger.connect(ca.path, create=not check)
     generation = _ledger.meta(conn, "crl_generation", "0") if conn else "0"
     written = _ledger.meta(conn, "crl_written_generation", "0") if conn else "0"
@@ -314,7 +315,8 @@ def ensure_crl(ca, cas, params, now, check):
     if refresh >= lifetime:
         raise TrustzoneError("crl_refresh_before must be shorter than crl_lifetime",
                              fix="e.g. crl_lifetime 7d with crl_refresh_before 2d")
-    reason = P.crl_due(crls, [cert for _key, cert in cas], now, refresh, generation, written)
+    reason = damaged or P.crl_due(crls, [cert for _key, cert in cas], now, refresh, generation,
+                                  written)
     if reason is None:
         if conn:
             conn.close()
