@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that turn what a run collected on every host into the fleet report and the
+rollout plan (playbooks/report.yml, playbooks/plan.yml)."""
+
+from __future__ import annotations
+
+# Each filter of this file is documented in its own sidecar file (fleet_report.yml,
+# rollout_plan.yml, plan_summary.yml): ansible-doc reads those when the .py has none.
+
+import datetime
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+
+def _plain(value):
+    """Plain dicts, lists and scalars (hostvars hand out lazy, tagged containers)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _var(hostvars, host, name):
+    host_vars = hostvars.get(host) if host in hostvars else None
+    if host_vars is None:
+        return None
+    value = host_vars.get(name)
+    return _plain(value) if value is not None else None
+
+
+def _now(now):
+    return R.parse_time(now) if now else datetime.datetime.now(datetime.timezone.utc)
+
+
+def _zone(hostvars, ca_host, zone):
+    return zone or _var(hostvars, ca_host, "trustzone_name")
+
+
+def fleet_report(hosts, hostvars, ca_host, soon_days=30, crl_near="1d", now=None, zone=None,
+                 node_var="__trustzone_report_node", ledger_var="__trustzone_report_ledger"):
+    hosts = [str(h) for h in hosts or []]
+    try:
+        nodes = {h: _var(hostvars, h, node_var) for h in hosts}
+        return R.fleet_report(_zone(hostvars, ca_host, zone), hosts, nodes,
+                              _var(hostvars, ca_host, ledger_var), _now(now),
+                              soon_days=int(soon_days), crl_near=crl_near)
+    except TrustzoneError as exc:
+        raise AnsibleFilterError("fleet_report: %s" % exc) from None
+
+
+def rollout_plan(hosts, hostvars, ca_host, crl_near="1d", now=None, zone=None,
+                 node_var="__trustzone_certs_node", trust_var="trustzone_trust_result",
+                 signed_var="__trustzone_certs_signed", ca_var="trustzone_ca_root",
+                 steps_var="__trustzone_plan_steps"):
+    hosts = [str(h) for h in hosts or []]
+    try:
+        history = {}
+        for host in hosts + [ca_host]:
+            steps = _var(hostvars, host, steps_var)
+            if isinstance(steps, list) and steps:
+                history[host] = [s for s in steps if isinstance(s, dict)]
+        nodes = {h: _var(hostvars, h, node_var) for h in hosts}
+        trust = {h: _var(hostvars, h, trust_var) for h in hosts}
+        signed = next((s for s in (_var(hostvars, h, signed_var) for h in hosts)
+                       if isinstance(s, dict) and not s.get("skipped")), None)
+        reload = {}
+        for host in hosts:
+            reload[host] = {
+                "services": _var(hostvars, host, "trustzone_certs_reload_services") or [],
+                "commands": _var(hostvars, host, "trustzone_certs_reload_commands") or [],
+            }
+        return R.rollout_plan(_zone(hostvars, ca_host, zone), hosts, nodes,
+                              _var(hostvars, ca_host, ca_var), _now(now), signed=signed,
+                              trust_results=trust, reload=reload, crl_near=crl_near,
+                              history=history)
+    except TrustzoneError as exc:
+        raise AnsibleFilterError("rollout_plan: %s" % exc) from None
+
+
+def plan_summary(plan):
+    return R.plan_lines(_plain(plan))
+
+
+class FilterModule:
+    def filters(self):
+        return {"fleet_report": fleet_report, "rollout_plan": rollout_plan,
+                "plan_summary": plan_summary}
