@@ -1,0 +1,130 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ca_passphrase
+short_description: Change the passphrase that encrypts a zone's CA keys
+version_added: 0.2.0
+description:
+  - Runs on the CA host. Re-encrypts every private key under the zone's CA directory - the
+    root, the next root and the intermediates during a rotation, and the retired keys - from
+    O(passphrase) to O(new_passphrase) (PKCS#8, best available encryption).
+  - Every key is opened before anything is written; if the current passphrase does not open
+    one of them, the task fails naming it and changes nothing.
+  - The new files are all written and flushed beside their targets first and then renamed
+    over them; each keeps its mode and owner. No copy under the old passphrase is kept.
+  - A key that already opens with the new passphrase is left alone, so re-running the same
+    change does nothing, and a run interrupted between two renames is finished by running it
+    again.
+author: trustzone.pki maintainers (!UNKNOWN)
+options:
+  zone:
+    description: Name of the trust zone.
+    type: str
+    required: true
+  dir:
+    description: The zone's CA directory. Defaults to C(/var/lib/trustzone/<zone>).
+    type: path
+  passphrase:
+    description: The current CA passphrase.
+    type: str
+    required: true
+  new_passphrase:
+    description: The new CA passphrase, at least 12 characters, different from the current one.
+    type: str
+    required: true
+attributes:
+  check_mode:
+    description: Opens every key with the current passphrase and lists those it would
+      re-encrypt; writes nothing.
+    support: full
+  diff_mode:
+    description: Not supported.
+    support: none
+requirements:
+  - cryptography >= 3.4 on the CA host
+"""
+
+EXAMPLES = r"""
+- name: Change the CA passphrase
+  trustzone.pki.ca_passphrase:
+    zone: prod
+    passphrase: "{{ trustzone_ca_passphrase }}"
+    new_passphrase: "{{ trustzone_ca_new_passphrase }}"
+"""
+
+RETURN = r"""
+keys:
+  description: Keys re-encrypted (or that would be, in check mode), relative to RV(dir).
+  returned: success
+  type: list
+  elements: str
+already:
+  description: Keys that already opened with the new passphrase and were left alone.
+  returned: success
+  type: list
+  elements: str
+dir:
+  description: The CA directory.
+  returned: success
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
+from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _rekey as K
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+
+def run(module):
+    params = module.params
+    zone = P.validate_name(params["zone"], "zone name")
+    path = params["dir"] or "/var/lib/trustzone/%s" % zone
+    if _fs.refuse_symlink(path) is None or not os.path.isdir(path):
+        raise TrustzoneError("the CA directory does not exist", path,
+                             fix="check trustzone_ca_dir, or run playbooks/site.yml first")
+    with L.locked(path):  # no signing run loads a key half-way through the change
+        files, _skipped, _warnings = T.read_tree(path)
+        keys = {rel: data for rel, (_mode, data) in files.items() if K.is_private_key(data)}
+        todo, already = K.plan_rekey(keys, params["passphrase"], params["new_passphrase"])
+        if todo and not module.check_mode:
+            T.replace_files({os.path.join(path, rel): pem for rel, pem in todo.items()})
+            for rel in todo:  # read back what is on disk now
+                full = os.path.join(path, rel)
+                C.load_private_key(_fs.read_file(full), params["new_passphrase"], path=full)
+    return {"changed": bool(todo), "keys": sorted(todo), "already": already, "dir": path}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            zone=dict(type="str", required=True),
+            dir=dict(type="path"),
+            passphrase=dict(type="str", required=True, no_log=True),
+            new_passphrase=dict(type="str", required=True, no_log=True),
+        ),
+        supports_check_mode=True,
+    )
+    if not C.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"),
+                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
+    try:
+        module.exit_json(**run(module))
+    except TrustzoneError as exc:
+        module.fail_json(msg=str(exc))
+
+
+if __name__ == "__main__":
+    main()
