@@ -47,8 +47,8 @@ SUITES = ("bookworm", "trixie")
 SUBNET_POOL = ipaddress.ip_network("10.89.0.0/16")
 SUBNET_PREFIXLEN = 24
 HOST_OFFSET = 10  # ca = .10, nodeN = .10+N; .1 is podman's gateway
-MAX_NODES = 49
-PORT_BLOCK = 50  # ports reserved per fleet: ca = base, nodeN = base+N
+MAX_NODES = 99  # more than PORT_BLOCK - 1 nodes take consecutive blocks (ca = .10 .. node99 = .109)
+PORT_BLOCK = 50  # port blocks start at multiples of this: ca = base, nodeN = base+N
 PORT_MIN = 20000
 PORT_MAX = 32000  # stay below Linux's ephemeral range (32768-60999)
 
@@ -151,8 +151,8 @@ def choose_port_base(prefix: str, nodes: int, explicit: int | None,
     first = (default_port_base(prefix) - PORT_MIN) // PORT_BLOCK
     for i in range(blocks):
         base = PORT_MIN + ((first + i) % blocks) * PORT_BLOCK
-        ports = fleet_ports(base, nodes)
-        if all(p not in reserved and is_free(p) for p in ports):
+        ports = fleet_ports(base, nodes)  # a large fleet spans several consecutive blocks
+        if ports[-1] < PORT_MAX and all(p not in reserved and is_free(p) for p in ports):
             return base
     raise LabError(f"no free block of {nodes + 1} ports between {PORT_MIN} and {PORT_MAX}")
 

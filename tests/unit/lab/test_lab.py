@@ -247,3 +247,14 @@ def test_cli_parser():
         ("tzt1", 2, "x.yml", 2300, "bookworm", "lab")
     args = lab.build_parser().parse_args(["exec", "node1", "--", "getent", "hosts", "ca"])
     assert args.name == "node1" and args.cmd[-3:] == ["getent", "hosts", "ca"]
+
+
+def test_choose_port_base_large_fleet_spans_consecutive_blocks():
+    # 50 nodes + the ca need 51 ports: two consecutive blocks, never past PORT_MAX
+    base = lab.choose_port_base("tzlab", 50, None, lambda p: True)
+    assert (base - lab.PORT_MIN) % lab.PORT_BLOCK == 0
+    assert lab.fleet_ports(base, 50)[-1] < lab.PORT_MAX
+    last = lab.PORT_MAX - lab.PORT_BLOCK  # a fleet of 50 cannot start in the last block
+    assert lab.choose_port_base("tzlab", 50, None, lambda p: p < last or p >= lab.PORT_MAX) < last
+    plan = lab.fleet_plan("tzlab", "lab", 50, "10.89.7.0/24", base)
+    assert plan[-1].ip == "10.89.7.60" and plan[-1].port == base + 50
