@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
+"""Trust stores with named entries (a Java PKCS#12 truststore, an NSS database): what to add,
+remove and re-flag so that a store trusts exactly the zone's current roots.
+
+The rule is the same for every store. A store entry is identified by its certificate, not its
+name: a current root that is already in the store under any name counts as present (NSS keeps
+one entry per certificate and would silently ignore a second name). An entry named the way the
+zone names its roots (``trustzone-<zone>-<16 hex>``) whose certificate is no longer a current
+root is removed; entries of other zones and anything else in the store are never touched.
+
+Also here: parsers for ``keytool -list -rfc`` and ``certutil -L`` output (run with LC_ALL=C)
+and NSS trust-flag handling. Pure functions; the modules run the tools.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+_NSS_FLAG_CHARS = "pPcCTuw"  # NSS trust letters (certutil -t); 'u' and 'w' are set by NSS
+_NSS_TRUST_RE = re.compile(r"^[%s]*,[%s]*,[%s]*$" % ((_NSS_FLAG_CHARS,) * 3))
+_CERTUTIL_LINE_RE = re.compile(r"^(?P<name>\S.*?)\s+(?P<trust>[%s]*,[%s]*,[%s]*)\s*$"
+                               % ((_NSS_FLAG_CHARS,) * 3))
+_ALIAS_LINE_RE = re.compile(r"^Alias name: (?P<alias>.*)$", re.M)
+
+
+def alias_prefix(zone):
+    return "trustzone-%s-" % zone
+
+
+def alias_for(prefix, cert, suffix=""):
+    """The entry name a root gets: ``<prefix><first 16 hex of its SHA-256><suffix>``."""
+    return "%s%s%s" % (prefix, C.fingerprint(cert)[:16], suffix)
+
+
+def is_zone_entry(name, prefix, suffix=""):
+    """True for exactly the names ``alias_for`` makes: zone ``lab`` never claims ``lab-x``'s."""
+    return re.fullmatch(re.escape(prefix) + "[0-9a-f]{16}" + re.escape(suffix), name) is not None
+
+
+def plan_store(entries, roots, prefix, add=True, suffix=""):
+    """What to change so that the store trusts exactly ``roots`` among the zone's entries.
+
+    ``entries`` is a list of ``(name, fingerprint)`` pairs, one per certificate in the store
+    (a name may appear more than once in NSS). ``roots`` are certificates. An entry is the
+    zone's when its name is ``<prefix><16 hex><suffix>``. Returns
+    ``{'add': {name: cert}, 'remove': [name, ...], 'keep': {fingerprint: name}}``: ``keep``
+    maps each current root found in the store (under any name) to the entry that holds it.
+    With ``add=False`` (a store someone else fills, such as Debian's Java ``cacerts``) nothing
+    is added.
+    """
+    if not prefix:
+        raise TrustzoneError("an empty entry prefix would claim every entry of the store",
+                             fix="use the zone's prefix, e.g. trustzone-<zone>-")
+    wanted = {C.fingerprint(cert): cert for cert in roots}
+    keep, remove = {}, []
+    for name, fingerprint in entries:
+        fingerprint = fingerprint.lower().replace(":", "")
+        if fingerprint in wanted:
+            keep.setdefault(fingerprint, name)
+        elif is_zone_entry(name, prefix, suffix) and name not in remove:
+            remove.append(name)
+    # a name holding both a current and a retired root (NSS) is not removed wholesale
+    remove = [n for n in remove if n not in keep.values()]
+    additions = {}
+    if add:
+        additions = {alias_for(prefix, cert, suffix): cert
+                     for fp, cert in sorted(wanted.items()) if fp not in keep}
+    return {"add": additions, "remove": sorted(remove), "keep": keep}
+
+
+# --------------------------------------------------------------------------- keytool
+
+def parse_keytool_list(text):
+    """``[(alias, entry_type, [pem, ...]), ...]`` from ``keytool -list -rfc`` output."""
+    entries = []
+    starts = list(_ALIAS_LINE_RE.finditer(text))
+    for index, match in enumerate(starts):
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(text)
+        body = text[match.end():end]
+        kind = re.search(r"^Entry type: (.*)$", body, re.M)
+        pems = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", body,
+                          re.S)
+        entries.append((match.group("alias").strip(), kind.group(1).strip() if kind else "",
+                        pems))
+    if not entries and not re.search(r"Your keystore contains 0 entries", text):
+        raise TrustzoneError("cannot read the keytool listing: no 'Alias name:' lines",
+                             fix="run keytool -list on the node to see what it prints")
+    return entries
+
+
+def keytool_trusted_entries(listing):
+    """``(alias, fingerprint)`` of the trustedCertEntry entries of a parsed listing."""
+    pairs = []
+    for alias, kind, pems in listing:
+        if kind != "trustedCertEntry" or not pems:
+            continue
+        cert = C.load_certificate(pems[0], path="keystore entry %s" % alias)
+        pairs.append((alias, C.fingerprint(cert)))
+    return pairs
+
+
+# --------------------------------------------------------------------------- NSS
+
+def parse_certutil_list(text):
+    """``{nickname: trust}`` from ``certutil -L`` output (the table of nicknames and flags)."""
+    entries = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("Certificate Nickname") or \
+                line.strip() == "SSL,S/MIME,JAR/XPI":
+            continue
+        match = _CERTUTIL_LINE_RE.match(line)
+        if match:
+            entries[match.group("name")] = match.group("trust")
+    return entries
+
+
+def normalize_trust(flags):
+    """NSS trust flags in a canonical form: each of the three fields' letters sorted.
+
+    ``'TC,c,'`` and ``'CT,c,'`` are the same trust. The letters ``u`` and ``w`` (NSS adds them
+    for certificates with a key / for warnings) are kept: they are part of what NSS reports.
+    """
+    text = str(flags).strip()
+    if not _NSS_TRUST_RE.match(text):
+        raise TrustzoneError("%r is not an NSS trust setting" % (flags,),
+                             fix="three comma-separated fields of the letters p, P, c, C, T "
+                                 "(SSL,S/MIME,code signing), e.g. 'CT,C,C' or 'C,,'")
+    return ",".join("".join(sorted(field)) for field in text.split(","))
+
+
+def same_trust(have, want):
+    return normalize_trust(have) == normalize_trust(want)

@@ -1,0 +1,282 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nss_trust
+short_description: Make an NSS database trust exactly the zone's current roots
+version_added: 0.1.0
+description:
+  - Adds the zone's current roots to an NSS certificate database (C(cert9.db), as used by
+    Firefox, Chromium on Linux, curl built with NSS and other NSS clients) with the trust
+    flags given, fixes the flags of roots already there, and deletes the entries whose
+    nickname carries O(nickname_prefix) but whose certificate is no longer a current root.
+    Other entries are never touched.
+  - A root already in the database under any nickname counts as present (NSS keeps one entry
+    per certificate); only its trust flags are set.
+  - Creates the database (empty password) when it does not exist and O(create) is true.
+  - Uses C(certutil) from the NSS tools (Debian C(libnss3-tools), RHEL C(nss-tools)). No
+    Ansible module manages NSS databases.
+author: trustzone.pki maintainers (!UNKNOWN)
+options:
+  db:
+    description: Directory of the NSS database (an optional C(sql:) prefix is accepted).
+    type: str
+    required: true
+  trust:
+    description:
+      - Trust flags for the roots, C(certutil -t) syntax - three fields (TLS, S/MIME, code
+        signing). V(C) trusts the CA to issue server certificates, V(T) to issue client
+        certificates.
+    type: str
+    default: "CT,,"
+  zone:
+    description: Name of the zone; the default O(nickname_prefix) is C(trustzone-<zone>-).
+    type: str
+  nickname_prefix:
+    description: Nicknames with this prefix belong to the zone.
+    type: str
+  roots:
+    description: PEM certificates of the zone's current roots. Default - read O(roots_path).
+    type: list
+    elements: str
+  roots_path:
+    description: The zone's roots bundle on the node (written by the trust role).
+    type: path
+  create:
+    description: Create the directory (one level) and an empty database when missing.
+    type: bool
+    default: true
+  certutil:
+    description: The C(certutil) command.
+    type: str
+    default: certutil
+  owner:
+    description: Owner of the database files (and of a directory this module creates).
+      Default - unchanged (C(root) when created).
+    type: str
+  group:
+    description: Group of the database files. Default - unchanged (C(root) when created).
+    type: str
+  mode:
+    description: Mode of the database files C(cert9.db), C(key4.db), C(pkcs11.txt). Default -
+      unchanged (NSS creates them V(0600)).
+    type: str
+attributes:
+  check_mode:
+    description: Lists the database and reports what it would add, remove and re-flag; before
+      the NSS tools are installed, reports every root as to be added.
+    support: full
+  diff_mode:
+    description: Lists the nicknames added, removed and re-flagged.
+    support: full
+requirements:
+  - certutil (NSS tools) and cryptography >= 3.4 on the node
+"""
+
+EXAMPLES = r"""
+- name: The zone's roots in the system NSS database
+  trustzone.pki.nss_trust:
+    db: /etc/pki/nssdb
+    zone: prod
+    roots_path: /etc/trustzone/prod/roots.pem
+    trust: "CT,,"
+    mode: "0644"
+"""
+
+RETURN = r"""
+added:
+  description: Nicknames added.
+  returned: always
+  type: list
+  elements: str
+removed:
+  description: Nicknames removed (retired roots of the zone).
+  returned: always
+  type: list
+  elements: str
+retrusted:
+  description: Nicknames whose trust flags were set.
+  returned: always
+  type: list
+  elements: str
+created:
+  description: Whether the database was created.
+  returned: always
+  type: bool
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _sources
+from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+DB_FILES = ("cert9.db", "key4.db", "pkcs11.txt")
+
+
+class Certutil:
+    def __init__(self, module, command, directory):
+        self.module = module
+        self.command = module.get_bin_path(command, required=False) or command
+        if not os.path.isabs(self.command):
+            raise TrustzoneError("certutil not found (%s)" % command,
+                                 fix="install the NSS tools (Debian libnss3-tools, RHEL "
+                                     "nss-tools); the stores role does when "
+                                     "trustzone_stores_nss_install is true")
+        self.directory = directory
+        self.db = "sql:%s" % directory
+
+    def run(self, args, data=None, check_rc=True):
+        argv = [self.command] + args + ["-d", self.db]
+        rc, out, err = self.module.run_command(argv, data=data, binary_data=data is not None,
+                                               environ_update={"LC_ALL": "C", "LANG": "C"})
+        if check_rc and rc != 0:
+            raise TrustzoneError("certutil %s failed with exit code %d: %s" % (
+                args[0], rc, (err or out).strip()[-300:]), self.directory,
+                fix="run certutil -L -d %s on the node to see why" % self.db)
+        return rc, out
+
+    def nicknames(self):
+        return T.parse_certutil_list(self.run(["-L"])[1])
+
+    def fingerprints(self, nickname):
+        rc, out = self.run(["-L", "-n", nickname, "-a"], check_rc=False)
+        if rc != 0:
+            return []
+        return [C.fingerprint(c) for c in C.load_certificates(out, path=nickname)]
+
+
+def run(module):
+    params = module.params
+    check = module.check_mode
+    directory = params["db"]
+    if directory.startswith("sql:"):
+        directory = directory[len("sql:"):]
+    directory = directory.rstrip("/") or "/"
+    trust = T.normalize_trust(params["trust"])
+    prefix = params["nickname_prefix"]
+    if not prefix:
+        if not params["zone"]:
+            raise TrustzoneError("neither zone nor nickname_prefix is set",
+                                 fix="pass the zone name")
+        prefix = T.alias_prefix(P.validate_name(params["zone"], "zone name"))
+    roots = _sources.roots(params["roots"], params["roots_path"])
+    if check and module.get_bin_path(params["certutil"]) is None:
+        # check mode before the NSS tools are installed: everything would be added
+        return {"changed": True, "created": not os.path.isfile(os.path.join(directory,
+                                                                            "cert9.db")),
+                "added": sorted(T.alias_for(prefix, r) for r in roots), "removed": [],
+                "retrusted": [], "db": directory, "msg": "certutil is not installed yet"}
+    certutil = Certutil(module, params["certutil"], directory)
+    owner = None
+    if params["owner"] is not None or params["group"] is not None:
+        owner = _fs.resolve_owner(params["owner"] or "root", params["group"] or "root")
+    mode = P.parse_mode(params["mode"]) if params["mode"] is not None else None
+
+    result = {"changed": False, "created": False, "added": [], "removed": [], "retrusted": [],
+              "db": directory}
+    _fs.refuse_symlink(directory)
+    exists = os.path.isfile(os.path.join(directory, "cert9.db"))
+    if not exists:
+        if not params["create"]:
+            raise TrustzoneError("no NSS database (cert9.db) here", directory,
+                                 fix="create it (certutil -N -d sql:DIR) or set create: true")
+        result.update(changed=True, created=True,
+                      added=sorted(T.alias_for(prefix, r) for r in roots))
+        if check:
+            return result
+        uid, gid = owner or (0, 0)
+        if not os.path.isdir(directory):
+            _fs.ensure_dir(directory, 0o755, uid, gid)
+        certutil.run(["-N", "--empty-password"])
+
+    # Entries of the zone first; the rest only if a root is missing from them (it may be in
+    # the database under a foreign nickname, and NSS would not add it twice).
+    listed = certutil.nicknames()
+    ours = [n for n in listed if n.startswith(prefix)]
+    entries = [(n, fp) for n in ours for fp in certutil.fingerprints(n)]
+    plan = T.plan_store(entries, roots, prefix)
+    if plan["add"]:
+        entries += [(n, fp) for n in listed if n not in ours for fp in certutil.fingerprints(n)]
+        plan = T.plan_store(entries, roots, prefix)
+    retrust = sorted(name for name in plan["keep"].values()
+                     if not T.same_trust(listed.get(name, ",,"), trust))
+    changed = bool(plan["add"] or plan["remove"] or retrust)
+    if not check:
+        for name in plan["remove"]:
+            certutil.run(["-D", "-n", name])
+        for name, cert in sorted(plan["add"].items()):
+            certutil.run(["-A", "-n", name, "-t", trust],
+                         data=C.certificate_pem(cert).encode("ascii"))
+        for name in retrust:
+            certutil.run(["-M", "-n", name, "-t", trust])
+    if owner is not None or mode is not None:
+        for name in DB_FILES:
+            path = os.path.join(directory, name)
+            st = _fs.file_state(path)
+            if not st["exists"]:
+                continue
+            want_uid, want_gid = owner or (st["uid"], st["gid"])
+            want_mode = mode if mode is not None else st["mode"]
+            if (st["mode"], st["uid"], st["gid"]) != (want_mode, want_uid, want_gid):
+                changed = True
+                if not check:
+                    os.chown(path, want_uid, want_gid, follow_symlinks=False)
+                    os.chmod(path, want_mode)
+    result.update(changed=result["changed"] or changed,
+                  added=sorted(set(result["added"]) | set(plan["add"])),
+                  removed=plan["remove"], retrusted=retrust)
+    if module._diff:
+        lines = (["create %s\n" % directory] if result["created"] else []) + \
+            ["+ %s (%s)\n" % (n, trust) for n in result["added"]] + \
+            ["- %s\n" % n for n in result["removed"]] + \
+            ["trust %s %s\n" % (n, trust) for n in retrust]
+        result["diff"] = {"before": "", "after": "".join(lines),
+                          "after_header": "NSS database %s" % directory}
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            db=dict(type="str", required=True),
+            trust=dict(type="str", default="CT,,"),
+            zone=dict(type="str"),
+            nickname_prefix=dict(type="str"),
+            roots=dict(type="list", elements="str"),
+            roots_path=dict(type="path"),
+            create=dict(type="bool", default=True),
+            certutil=dict(type="str", default="certutil"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            mode=dict(type="str"),
+        ),
+        required_one_of=[("roots", "roots_path")],
+        mutually_exclusive=[("roots", "roots_path")],
+        supports_check_mode=True,
+    )
+    if not C.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"),
+                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
+    try:
+        module.exit_json(**run(module))
+    except _sources.MissingSource as exc:
+        if not module.check_mode:
+            module.fail_json(msg=str(exc))
+        module.exit_json(**_sources.check_mode_result(exc))
+    except TrustzoneError as exc:
+        module.fail_json(msg=str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""_truststores: the add/remove plan for Java and NSS stores, and the tool-output parsers.
+
+The keytool and certutil samples are real output (Debian 12: OpenJDK 17.0.19, NSS 3.87),
+with certificates from the test zones substituted.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
+    NAMES, make_root)
+
+PREFIX = "trustzone-prod-"
+
+
+@pytest.fixture(scope="module")
+def retired(keys):
+    return make_root(keys.get("p384#retired-root"), cn="trustzone prod old root",
+                     unique="fedcba9876543210")
+
+
+def fp(cert):
+    return C.fingerprint(cert)
+
+
+def keytool_sample(entries):
+    """``keytool -list -rfc`` output for ``[(alias, entry_type, [cert, ...])]``."""
+    out = ["Keystore type: PKCS12", "Keystore provider: SUN", "",
+           "Your keystore contains %d entr%s" % (len(entries), "y" if len(entries) == 1 else "ies"),
+           ""]
+    for alias, kind, certs in entries:
+        out += ["Alias name: %s" % alias, "Creation date: Nov 23, 2026", "Entry type: %s" % kind]
+        if kind == "PrivateKeyEntry":
+            out.append("Certificate chain length: %d" % len(certs))
+            for index, cert in enumerate(certs, 1):
+                out += ["Certificate[%d]:" % index, C.certificate_pem(cert)]
+        else:
+            out.append("")
+            out += [C.certificate_pem(cert) for cert in certs]
+        out += ["", "*******************************************",
+                "*******************************************", "", ""]
+    return "\n".join(out)
+
+
+CERTUTIL_SAMPLE = """
+Certificate Nickname                                         Trust Attributes
+                                                             SSL,S/MIME,JAR/XPI
+
+trustzone-prod-0123456789abcdef                              CT,,  
+My Company Root (2024)                                       C,C,C
+server                                                       u,u,u
+exp root                                                     ,,   
+"""
+
+
+# --------------------------------------------------------------------------- naming
+
+def test_alias_names_are_prefix_plus_sixteen_hex(zone):
+    assert T.alias_prefix("prod") == PREFIX
+    assert T.alias_for(PREFIX, zone.cert) == PREFIX + fp(zone.cert)[:16]
+    assert T.alias_for("debian:" + PREFIX, zone.cert, ".pem") == \
+        "debian:%s%s.pem" % (PREFIX, fp(zone.cert)[:16])
+
+
+@pytest.mark.parametrize("name,owned", [
+    ("trustzone-prod-0123456789abcdef", True),
+    ("trustzone-prod-0123456789ABCDEF", False),
+    ("trustzone-prod-x-0123456789abcdef", False),   # zone prod-x, not prod
+    ("trustzone-prod-0123456789abcdef0", False),
+    ("trustzone-prod-", False),
+    ("mykey", False),
+])
+def test_zone_entries_are_recognised_exactly(name, owned):
+    assert T.is_zone_entry(name, PREFIX) is owned
+
+
+# --------------------------------------------------------------------------- plan_store
+
+def test_an_empty_store_gets_every_root(zone, other_zone):
+    plan = T.plan_store([], [zone.cert, other_zone.cert], PREFIX)
+    assert plan["add"] == {T.alias_for(PREFIX, zone.cert): zone.cert,
+                           T.alias_for(PREFIX, other_zone.cert): other_zone.cert}
+    assert plan["remove"] == [] and plan["keep"] == {}
+
+
+def test_a_store_that_is_right_needs_nothing(zone):
+    alias = T.alias_for(PREFIX, zone.cert)
+    plan = T.plan_store([(alias, fp(zone.cert)), ("mykey", "ab" * 32)], [zone.cert], PREFIX)
+    assert plan == {"add": {}, "remove": [], "keep": {fp(zone.cert): alias}}
+
+
+def test_after_a_rotation_the_retired_root_goes_and_the_new_one_comes(zone, retired):
+    old = T.alias_for(PREFIX, retired)
+    plan = T.plan_store([(old, fp(retired))], [zone.cert], PREFIX)
+    assert plan["remove"] == [old]
+    assert list(plan["add"]) == [T.alias_for(PREFIX, zone.cert)]
+
+
+def test_during_a_rotation_both_roots_stay(zone, retired):
+    entries = [(T.alias_for(PREFIX, c), fp(c)) for c in (zone.cert, retired)]
+    plan = T.plan_store(entries, [zone.cert, retired], PREFIX)
+    assert plan["add"] == {} and plan["remove"] == []
+
+
+def test_other_zones_and_foreign_entries_are_never_touched(zone, other_zone, retired):
+    entries = [(T.alias_for("trustzone-lab-", other_zone.cert), fp(other_zone.cert)),
+               (T.alias_for("trustzone-prod-x-", retired), fp(retired)),
+               ("corporate-root", fp(retired))]
+    plan = T.plan_store(entries, [zone.cert], PREFIX)
+    assert plan["remove"] == []
+    assert list(plan["add"]) == [T.alias_for(PREFIX, zone.cert)]
+
+
+def test_a_root_present_under_a_foreign_name_is_not_added_again(zone):
+    plan = T.plan_store([("My Company Root", fp(zone.cert))], [zone.cert], PREFIX)
+    assert plan == {"add": {}, "remove": [], "keep": {fp(zone.cert): "My Company Root"}}
+
+
+def test_keytool_style_fingerprints_are_understood(zone):
+    colons = ":".join(fp(zone.cert)[i:i + 2] for i in range(0, 64, 2)).upper()
+    plan = T.plan_store([("x", colons)], [zone.cert], PREFIX)
+    assert plan["keep"] == {fp(zone.cert): "x"}
+
+
+def test_a_tampered_zone_entry_is_replaced(zone, retired):
+    alias = T.alias_for(PREFIX, zone.cert)
+    plan = T.plan_store([(alias, fp(retired))], [zone.cert], PREFIX)
+    assert plan["remove"] == [alias] and plan["add"] == {alias: zone.cert}
+
+
+def test_an_nss_name_holding_a_current_root_is_not_removed(zone, retired):
+    alias = T.alias_for(PREFIX, zone.cert)
+    plan = T.plan_store([(alias, fp(retired)), (alias, fp(zone.cert))], [zone.cert], PREFIX)
+    assert plan["remove"] == [] and plan["add"] == {}
+
+
+def test_add_false_only_prunes(zone, retired):
+    entries = [("debian:trustzone-prod-%s.pem" % fp(retired)[:16], fp(retired))]
+    plan = T.plan_store(entries, [zone.cert], "debian:" + PREFIX, add=False, suffix=".pem")
+    assert plan == {"add": {}, "remove": [entries[0][0]], "keep": {}}
+
+
+def test_an_empty_prefix_is_refused(zone):
+    with pytest.raises(TrustzoneError, match="empty entry prefix"):
+        T.plan_store([], [zone.cert], "")
+
+
+# --------------------------------------------------------------------------- keytool
+
+def test_keytool_listing_is_parsed(keys, zone, other_zone):
+    key = keys.get("p256#store-leaf")
+    leaf = zone.leaf(key.public_key(), NAMES)
+    text = keytool_sample([("other", "trustedCertEntry", [other_zone.cert]),
+                           ("server", "PrivateKeyEntry", [leaf, zone.cert]),
+                           (T.alias_for(PREFIX, zone.cert), "trustedCertEntry", [zone.cert])])
+    listing = T.parse_keytool_list(text)
+    assert [(a, k, len(p)) for a, k, p in listing] == [
+        ("other", "trustedCertEntry", 1), ("server", "PrivateKeyEntry", 2),
+        (T.alias_for(PREFIX, zone.cert), "trustedCertEntry", 1)]
+    assert T.keytool_trusted_entries(listing) == [
+        ("other", fp(other_zone.cert)), (T.alias_for(PREFIX, zone.cert), fp(zone.cert))]
+
+
+def test_an_empty_keystore_listing_is_parsed():
+    assert T.parse_keytool_list(keytool_sample([])) == []
+
+
+def test_a_debian_cacerts_alias_with_a_colon_is_parsed(zone):
+    text = "Warning: use -cacerts option to access cacerts keystore\n" + keytool_sample(
+        [("debian:trustzone-prod-%s.pem" % fp(zone.cert)[:16], "trustedCertEntry",
+          [zone.cert])])
+    (alias, kind, pems), = T.parse_keytool_list(text)
+    assert alias.startswith("debian:trustzone-prod-") and kind == "trustedCertEntry"
+
+
+def test_unexpected_keytool_output_is_an_error():
+    with pytest.raises(TrustzoneError, match="cannot read the keytool listing"):
+        T.parse_keytool_list("keytool error: java.lang.Exception: something")
+
+
+# --------------------------------------------------------------------------- NSS
+
+def test_certutil_listing_is_parsed():
+    assert T.parse_certutil_list(CERTUTIL_SAMPLE) == {
+        "trustzone-prod-0123456789abcdef": "CT,,",
+        "My Company Root (2024)": "C,C,C",
+        "server": "u,u,u",
+        "exp root": ",,",
+    }
+    assert T.parse_certutil_list("") == {}
+
+
+@pytest.mark.parametrize("flags,canonical", [
+    ("CT,,", "CT,,"), ("TC,,", "CT,,"), ("TC,c,p", "CT,c,p"), (",,", ",,"), (" C,C,C ", "C,C,C"),
+    ("u,u,u", "u,u,u"),
+])
+def test_trust_flags_are_normalised(flags, canonical):
+    assert T.normalize_trust(flags) == canonical
+
+
+@pytest.mark.parametrize("flags", ["CT", "CT,,,", "X,,", "C T,,", ""])
+def test_invalid_trust_flags_are_refused(flags):
+    with pytest.raises(TrustzoneError, match="is not an NSS trust setting"):
+        T.normalize_trust(flags)
+
+
+def test_same_trust_ignores_letter_order():
+    assert T.same_trust("TC,,", "CT,,")
+    assert not T.same_trust("C,,", "CT,,")
