@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: ca_backup
 short_description: Write an encrypted, authenticated backup archive of a zone's CA directory
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the CA host. Reads every regular file under the zone's CA directory (root and
     intermediate keys and certificates, the next root during a rotation, C(rotation.json),
@@ -122,15 +122,15 @@ skipped:
 import datetime
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
-from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
 def run(module):
@@ -173,13 +173,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        module.exit_json(**run(module))
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: ca_passphrase
 short_description: Change the passphrase that encrypts a zone's CA keys
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the CA host. Re-encrypts every private key under the zone's CA directory - the
     root, the next root and the intermediates during a rotation, and the retired keys - from
@@ -77,7 +77,7 @@ dir:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
@@ -86,6 +86,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _rekey as K
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
 def run(module):
@@ -117,13 +118,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        module.exit_json(**run(module))
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

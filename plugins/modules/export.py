@@ -164,7 +164,7 @@ certificate:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _export as E
@@ -173,6 +173,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs12 as PK
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
 class Exporter:
@@ -332,17 +333,7 @@ def main():
         mutually_exclusive=[("roots", "roots_path")],
         supports_check_mode=True,
     )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        module.exit_json(**run(module))
-    except _sources.MissingSource as exc:
-        if not module.check_mode:
-            module.fail_json(msg=str(exc))
-        module.exit_json(**_sources.check_mode_result(exc))
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

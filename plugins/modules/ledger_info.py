@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: ledger_info
 short_description: Read a trust zone's issuance ledger, CAs and CRLs on the CA host
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads, and never changes, the zone's CA directory on the CA host - the SQLite issuance
     ledger (C(ledger.db), opened read-only), the public certificates of the zone's CAs, the
@@ -18,7 +18,7 @@ description:
   - Used by C(playbooks/report.yml), which cross-checks the ledger against what every node
     holds.
   - A damaged ledger or rotation state is an error naming the file; a CRL that does not
-    parse is reported in RV(crl.error) rather than failing, so the report can show it.
+    parse is reported in the C(error) key of RV(crl) rather than failing, so the report can show it.
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
@@ -106,7 +106,7 @@ import json
 import os
 import sqlite3
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
@@ -115,6 +115,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as ROT
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 CA_FILES = ("root", "next", "intermediate", "next-intermediate")
 
@@ -213,13 +214,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        module.exit_json(**run(module))
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

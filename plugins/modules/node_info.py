@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: node_info
 short_description: Describe every certificate of a trust zone on a node, read-only
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads, and never changes, the zone's files on a node - every profile's certificate, key
     and full chain, plus any other C(*.crt) in the zone directory - and reports for each
@@ -171,13 +171,14 @@ roots_source:
 import datetime
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 try:
     import grp
@@ -317,13 +318,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        module.exit_json(**run(module))
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(module, run)
 
 
 if __name__ == "__main__":
