@@ -184,7 +184,7 @@ def timed(fn, *args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--certs", type=int, default=2000, help="certificates per round")
     ap.add_argument("--repeat", type=int, default=5, help="rounds (median, min, max)")
     ap.add_argument("--issuer-curve", choices=["secp256r1", "secp384r1"], default="secp256r1")
@@ -202,7 +202,7 @@ def main(argv=None):
     paths = ["ours_ledger"] if _ledger is not None else []
     paths += ["ours", "bare", "bare_minimal"]
     rates = {k: [] for k in paths}
-    for _ in range(args.repeat):  # interleaved, so drift and noise hit every path alike
+    for _round in range(args.repeat):  # interleaved, so drift and noise hit every path alike
         if _ledger is not None:
             rates["ours_ledger"].append(args.certs / timed(
                 run_ours_ledger, requests, issuer_cert, issuer_key, now, ledger_dir))
@@ -223,8 +223,8 @@ def main(argv=None):
            for k, v in rates.items()},
         "ratio_ours_to_bare": {"median": statistics.median(ratios), "min": min(ratios),
                                "max": max(ratios)},
-        "ratio_ours_to_bare_minimal": statistics.median(rates[main_path]) /
-                                      statistics.median(rates["bare_minimal"]),
+        "ratio_ours_to_bare_minimal": (statistics.median(rates[main_path])
+                                       / statistics.median(rates["bare_minimal"])),
         "target": 0.5,
     }
     summary["pass"] = summary["ratio_ours_to_bare"]["median"] >= 0.5

@@ -372,7 +372,7 @@ def run(cmd: Sequence[str], check: bool = True, capture: bool = True,
         timeout: float | None = 300) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(list(cmd), text=True, stdin=subprocess.DEVNULL,
-                              capture_output=capture, timeout=timeout)
+                              capture_output=capture, timeout=timeout, check=False)
     except FileNotFoundError:
         raise LabError(f"{cmd[0]} not found: run scripts/bootstrap") from None
     except subprocess.TimeoutExpired:
@@ -442,7 +442,7 @@ def write_file(path: Path, text: str, mode: int = 0o644) -> None:
 
 def build_image(suite: str) -> str:
     proc = subprocess.run([str(BUILD_IMAGE), suite], text=True, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE)  # stderr (progress) goes to the user
+                          stdout=subprocess.PIPE, check=False)  # stderr (progress) goes to the user
     lines = [ln for ln in (proc.stdout or "").splitlines() if ln.strip()]
     if proc.returncode != 0 or not lines:
         raise LabError(f"scripts/build-image {suite} failed (exit {proc.returncode})")
@@ -760,7 +760,7 @@ def cmd_exec(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scripts/lab", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="scripts/lab", description=__doc__.split("\n", maxsplit=1)[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_prefix(sp):

@@ -5,48 +5,8 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
----
-name: profiles
-short_description: Resolve a node's certificate profiles
-version_added: 0.1.0
-description:
-  - Completes each profile with the collection's defaults, validates it, and fills in the
-    node's names (from P(trustzone.pki.node_names#filter)) and file paths.
-  - The result is what the node module checks against and what the CA signs by.
-author: trustzone.pki maintainers
-options:
-  _input:
-    description: Profiles, as a list of dicts with a C(name) each, or a dict keyed by name.
-    type: raw
-    required: true
-  zone:
-    description: The zone name.
-    type: str
-    required: true
-  base_dir:
-    description: Directory of the zone's files on the node.
-    type: str
-    required: true
-  names:
-    description: The node's names, as returned by P(trustzone.pki.node_names#filter).
-    type: dict
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Show the resolved profiles
-  ansible.builtin.debug:
-    msg: "{{ [{'name': 'server'}] | trustzone.pki.profiles('prod', '/etc/trustzone/prod',
-              inventory_hostname | trustzone.pki.node_names(hostvars[inventory_hostname])) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: Resolved profiles.
-  type: list
-  elements: dict
-"""
+# Each filter of this file is documented in its own sidecar file, profiles.yml and
+# node_names.yml (ansible-doc reads those only when the .py has no DOCUMENTATION).
 
 from ansible.errors import AnsibleFilterError
 

@@ -11,11 +11,11 @@ name: retire_offenders
 short_description: List the identities that still chain to anything but the new root
 version_added: 0.1.0
 description:
-  - Used by C(playbooks/rotate_root.yml) before the retire phase. Every host of the zone must
+  - "Used by C(playbooks/rotate_root.yml) before the retire phase. Every host of the zone must
     have been inspected in this run, and every identity it holds must chain to the new root;
-    anything else is listed (C(host/profile: chains to <fingerprint>), or the host when it was
-    not inspected).
-author: trustzone.pki maintainers
+    anything else is listed (C(host/profile: chains to <fingerprint>), or the host when it
+    was not inspected)."
+author: trustzone.pki maintainers (!UNKNOWN)
 options:
   _input:
     description: All hosts of the zone (e.g. C(groups['trustzone_nodes'])).

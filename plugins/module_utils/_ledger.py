@@ -109,7 +109,7 @@ def record(conn, entries, issued_at):
                 "profile = ? AND status = 'valid'", (e["zone"], e["host"], e["profile"]))
             conn.execute(
                 "INSERT INTO issuance (%s) VALUES (%s)" % (", ".join(COLUMNS),
-                                                         ", ".join("?" * len(COLUMNS))),
+                                                           ", ".join("?" * len(COLUMNS))),
                 (e["serial"], e["zone"], e["host"], e["profile"], e["subject"],
                  json.dumps(e["sans"], sort_keys=True), e["not_before"], e["not_after"],
                  e["fingerprint"], e["issuer"], e["issuer_fingerprint"], issued_at, "valid",

@@ -409,7 +409,7 @@ def csr_violations(csr, profile):
     have = C.describe_key(csr.public_key())
     if have != profile["key"]:
         problems.append("key: %s, the profile wants %s" % (C.key_spec_text(have),
-                                                            C.key_spec_text(profile["key"])))
+                                                           C.key_spec_text(profile["key"])))
     return problems
 
 

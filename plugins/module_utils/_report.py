@@ -338,7 +338,7 @@ def crl_section(ca_crl, node_crls, now, near_seconds, hosts_with_certificates=()
     ca = {"path": ca_crl.get("path"), "next_update": ca_crl.get("next_update"),
           "number": ca_crl.get("number"), "error": ca_crl.get("error")}
     ca["status"] = "unreadable" if ca["error"] else crl_status(ca["next_update"], now,
-                                                                near_seconds)
+                                                               near_seconds)
     if ca["status"] in ("past", "near"):
         findings.append(_finding(
             "crl_" + ca["status"], None, None, ca["path"], None,
@@ -694,7 +694,7 @@ def plan_lines(plan):
                                                                certs["renew"]))
     if certs["by_reason"]:
         lines.append("  why: " + ", ".join("%s %d" % (r, n)
-                                          for r, n in sorted(certs["by_reason"].items())))
+                                           for r, n in sorted(certs["by_reason"].items())))
     for item in certs["items"]:
         lines.append("  %s/%s: %s (%s)" % (item["host"], item["profile"], item["action"],
                                            ", ".join(item["reasons"])))

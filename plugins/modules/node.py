@@ -375,7 +375,6 @@ class Node:
             installed.append(name)
         return installed
 
-
     # ------------------------------------------------------------------ rollback
     def rollback(self, names):
         """Swap each profile's certificate, chain and (if it changed) key with the previous

@@ -20,7 +20,7 @@ description:
   - Nodes still in the inventory get new certificates on their next C(site.yml) run (their
     revoked ones are renewed with reason C(revoked)); take a host out of the inventory first
     if it must not get any.
-author: trustzone.pki maintainers
+author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
     description: Name of the trust zone.
@@ -57,6 +57,7 @@ attributes:
     description: In check mode it reports what would be revoked and changes nothing.
   diff_mode:
     support: none
+    description: Returns no diff.
 """
 
 EXAMPLES = r"""

@@ -238,6 +238,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as 
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
+
 def root_facts(cert, now):
     end = C.not_after(cert)
     return {
@@ -472,7 +473,7 @@ def run(module):
     }
     if module._diff:
         before = "" if created else "root %s\nphase %s\n" % (C.fingerprint(cert),
-                                                               step["phase_before"])
+                                                             step["phase_before"])
         result["diff"] = {"before": before,
                           "after": "".join("trust %s\n" % C.fingerprint(c) for c in trusted)
                           + "issue with %s\nphase %s\n" % (C.fingerprint(issuer), phase)}

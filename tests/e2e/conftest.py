@@ -50,7 +50,7 @@ class Fleet:
         cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory or self.inventory),
                str(REPO / "playbooks" / playbook), *args]
         proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
         proc.output = proc.stdout + proc.stderr
         if check and proc.returncode != 0:
             raise AssertionError("ansible-playbook %s %s failed (rc=%d):\n%s" % (
@@ -59,7 +59,7 @@ class Fleet:
 
     def sh(self, host, script, check=True, input=None, timeout=120):
         proc = subprocess.run(["podman", "exec", "-i", self.container(host), "sh", "-c", script],
-                              capture_output=True, text=True, input=input, timeout=timeout)
+                              capture_output=True, text=True, input=input, timeout=timeout, check=False)
         proc.output = proc.stdout + proc.stderr
         if check and proc.returncode != 0:
             raise AssertionError("on %s: %s failed (rc=%d):\n%s" % (
@@ -80,14 +80,14 @@ def recap(output):
         match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
         if not match:
             continue
-        stats[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)",
-                                                                   match.group(2))}
+        stats[match.group(1)] = {k: int(v)
+                                 for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
     return stats
 
 
 def lab(*args, timeout=900):
     proc = subprocess.run([str(LAB), *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         raise AssertionError("scripts/lab %s failed (rc=%d):\n%s%s" % (
             " ".join(args), proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))

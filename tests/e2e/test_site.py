@@ -38,7 +38,7 @@ def start_server(fleet, host, zone_dir=DIR, port=8443):
         "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
         "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
         "> /tmp/s_server.log 2>&1 &").format(port=port, d=zone_dir))
-    for _ in range(50):
+    for _try in range(50):
         if fleet.sh(host, "grep -q ACCEPT /tmp/s_server.log", check=False).returncode == 0:
             return
         time.sleep(0.1)
@@ -50,8 +50,8 @@ def connect(fleet, client, server, cert_dir=DIR, with_cert=True, port=8443):
     return fleet.sh(client, (
         "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 openssl s_client -connect {fqdn}:{port} "
         "{cert} -CAfile /etc/ssl/certs/ca-certificates.crt -verify_return_error "
-        "-verify_hostname {fqdn} -quiet 2>&1").format(fqdn=fleet.fqdn(server), port=port,
-                                                     cert=cert), check=False)
+        "-verify_hostname {fqdn} -quiet 2>&1").format(
+            fqdn=fleet.fqdn(server), port=port, cert=cert), check=False)
 
 
 def sha256_of(fleet, host, path):

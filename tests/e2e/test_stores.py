@@ -105,7 +105,7 @@ def remember_keys(fleet):
             KEYS_SEEN.update(line for line in text.splitlines() if "-----" not in line)
 
 
-def snapshot(fleet, host, paths=STORE_FILES):
+def snapshot(fleet, host, paths=tuple(STORE_FILES)):
     """``{path: 'inode mtime size'}``: a rewrite changes the inode (atomic rename) or mtime."""
     out = fleet.sh(host, "stat -c '%%n %%i %%Y.%%y %%s' %s" % " ".join(paths)).stdout
     return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines()}
@@ -123,9 +123,9 @@ def start_server(fleet, host="node1", zone_dir=DIR, port=8443, ca_names=True):
     fleet.sh(host, (
         "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
         "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www {extra} "
-        "> /tmp/s_server.log 2>&1 &").format(port=port, d=zone_dir,
-                                            extra="" if ca_names else "-tls1_2 -no_ca_names"))
-    for _ in range(100):
+        "> /tmp/s_server.log 2>&1 &").format(
+            port=port, d=zone_dir, extra="" if ca_names else "-tls1_2 -no_ca_names"))
+    for _try in range(100):
         if fleet.sh(host, "grep -q ACCEPT /tmp/s_server.log", check=False).returncode == 0:
             return
         time.sleep(0.1)

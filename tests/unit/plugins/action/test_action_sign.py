@@ -48,7 +48,8 @@ def make_action(args=None, check_mode=False, remote=None):
         args=dict({"zone": "prod", "passphrase": "correct horse battery"}, **(args or {})),
         async_val=0, check_mode=check_mode, action="trustzone.pki.sign")
     connection = types.SimpleNamespace(_shell=types.SimpleNamespace(tmpdir="/tmp/remote"))
-    action = ActionModule(task, connection, play_context=None, loader=None, templar=None)
+    action = ActionModule(task, connection, play_context=None, loader=None, templar=None,
+                          shared_loader_obj=None)  # required before ansible-core 2.19
     action._load_name = "trustzone.pki.sign"
     action._execute_module = mock.Mock(return_value=remote if remote is not None else {})
     return action

@@ -66,8 +66,8 @@ def test_filter_module_exports():
 def test_fleet_report_reads_hostvars():
     report = F.fleet_report(["web1", "web2", "web3"], hostvars(), "ca", now=NOW)
     assert report["zone"] == "prod"
-    assert [(r["host"], r["status"]) for r in report["certificates"]] == [("web2", "soon"),
-                                                                         ("web1", "ok")]
+    assert [(r["host"], r["status"]) for r in report["certificates"]] == [
+        ("web2", "soon"), ("web1", "ok")]
     assert report["hosts"]["web3"] == {"inspected": False, "error": "not inspected",
                                        "certificates": 0}
     assert json.loads(json.dumps(report)) == report
@@ -109,8 +109,7 @@ def test_rollout_plan_reads_results_and_reload_settings():
 
 
 def render_html(report):
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "playbooks" /
-                                                                 "templates")),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "playbooks" / "templates")),
                              undefined=jinja2.StrictUndefined)
     env.filters.update(CoreFilters().filters())
     return env.get_template("report.html.j2").render(__trustzone_report=report)

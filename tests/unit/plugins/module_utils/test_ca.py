@@ -336,8 +336,8 @@ def test_issuer_stable_with_an_intermediate(ca, old, old_int):
 
 
 @pytest.mark.parametrize("phase,who", [("trust", "old_int"), ("use", "new_int")])
-def test_issuer_with_intermediates_follows_the_phase(ca, old, new, old_int, new_int, phase,
-                                                      who):
+def test_issuer_with_intermediates_follows_the_phase(ca, old, new, old_int, new_int,
+                                                     phase, who):
     rotating(ca, old, new, phase, old_int, new_int)
     expected = {"old_int": old_int, "new_int": new_int}[who]
     assert issuing(ca)[:2] == (expected.fp, [expected.fp])
@@ -476,7 +476,7 @@ INT_STOPS = ["nothing", "mkdir retired", "archive root.crt", "archive root.key",
 def interrupted(ca, old, new, old_int, new_int, stop):
     rotating(ca, old, new, "use", old_int, new_int)
     steps = promotion_steps(ca, old, new, old_int, new_int)
-    names = ["nothing"] + [name for name, _ in steps]
+    names = ["nothing"] + [name for name, _step in steps]
     assert stop in names
     for name, step in steps[:names.index(stop)]:
         step()
@@ -586,7 +586,7 @@ def test_keyless_next_certificate_during_a_rotation_is_an_error_not_dropped(ca, 
 def test_keyless_root_certificate_is_an_error_not_dropped(ca, old):
     ca.write_pair("root", old.key, old.cert, PASS)
     os.unlink(ca.file("root.key"))
-    for _ in range(2):
+    for _round in range(2):
         with pytest.raises(TrustzoneError):
             ca.load_pair("root", PASS)
     assert listing(ca) == ["root.crt"]
@@ -669,7 +669,7 @@ def test_zone_root_walks_a_whole_rotation(zone_root, ca):
 def test_zone_root_retire_re_run_after_promotion_before_the_state_was_removed(
         zone_root, ca, monkeypatch):
     _old_fp, new_fp = rotate_to_use(zone_root, ca.path)
-    monkeypatch.setattr(CaDir, "write_state", lambda self, s: (_ for _ in ()).throw(
+    monkeypatch.setattr(CaDir, "write_state", lambda self, s: (x for x in ()).throw(
         KeyboardInterrupt("killed")))
     with pytest.raises(KeyboardInterrupt):
         zone_root(ca.path, rotate="retire", retire_confirmed=True)
@@ -684,7 +684,7 @@ def test_zone_root_retire_re_run_after_promotion_before_the_state_was_removed(
 
 
 def test_zone_root_finishes_a_retire_interrupted_between_the_renames(zone_root, ca,
-                                                                       monkeypatch):
+                                                                     monkeypatch):
     _old_fp, new_fp = rotate_to_use(zone_root, ca.path)
     real = _fs.atomic_rename
 

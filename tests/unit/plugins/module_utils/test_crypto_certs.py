@@ -78,7 +78,7 @@ def test_ed25519_root_has_no_digest(keys):
 
 
 def test_root_serials_are_random_and_in_range(zone):
-    serials = [make_root(zone.key).serial_number for _ in range(6)] + [zone.cert.serial_number]
+    serials = [make_root(zone.key).serial_number for _i in range(6)] + [zone.cert.serial_number]
     assert len(set(serials)) == len(serials)
     for serial in serials:
         assert 0 < serial < 2 ** 159  # positive, at most 20 octets (RFC 5280)
@@ -87,7 +87,7 @@ def test_root_serials_are_random_and_in_range(zone):
 
 
 def test_random_serial():
-    values = {C.random_serial() for _ in range(50)}
+    values = {C.random_serial() for _i in range(50)}
     assert len(values) == 50
     assert all(0 < v < 2 ** 159 for v in values)
 
@@ -337,7 +337,7 @@ def test_non_certificate_blocks_are_rejected(leaf, keys):
 def test_garbage_is_rejected(data):
     with pytest.raises(TrustzoneError) as info:
         C.load_certificates(data, path="/x.crt")
-    assert type(info.value) is TrustzoneError
+    assert info.type is TrustzoneError
     assert "/x.crt" in str(info.value) and info.value.fix
 
 

@@ -205,7 +205,7 @@ def test_passphrase_for_plain_key_is_ignored(keys):
 def test_garbage_key_is_a_clear_error(data):
     with pytest.raises(TrustzoneError) as info:
         C.load_private_key(data, path="/etc/trustzone/prod/server.key")
-    assert type(info.value) is TrustzoneError
+    assert info.type is TrustzoneError
     assert "not a readable PEM private key" in str(info.value)
     assert "/etc/trustzone/prod/server.key" in str(info.value)
     assert info.value.fix
@@ -222,7 +222,7 @@ def test_damaged_encrypted_key(keys):
     damaged = b"\n".join(lines[:2] + lines[3:])  # drop a line of the body
     with pytest.raises(TrustzoneError) as info:
         C.load_private_key(damaged, "right passphrase", path="/k")
-    assert type(info.value) is TrustzoneError
+    assert info.type is TrustzoneError
     assert "wrong passphrase or damaged key" in str(info.value)
 
 

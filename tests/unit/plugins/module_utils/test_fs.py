@@ -344,8 +344,8 @@ def test_remove_directory_is_an_error(tmp_path):
 def test_list_dir(tmp_path):
     for name in ("trustzone-prod-b.crt", "trustzone-prod-a.crt", "trustzone-lab-a.crt", "x"):
         (tmp_path / name).write_bytes(b"")
-    assert _fs.list_dir(str(tmp_path), "trustzone-prod-") == ["trustzone-prod-a.crt",
-                                                             "trustzone-prod-b.crt"]
+    assert _fs.list_dir(str(tmp_path), "trustzone-prod-") == [
+        "trustzone-prod-a.crt", "trustzone-prod-b.crt"]
     assert len(_fs.list_dir(str(tmp_path))) == 4
     assert _fs.list_dir(str(tmp_path / "missing"), "x") == []
 

@@ -26,7 +26,7 @@ def profiles_for(names, spec=None):
 def node_result(**requests):
     return {"changed": True, "requests": {
         name: {"csr": "CSR-%s" % name, "reasons": [{"reason": "missing_key", "detail": "x"},
-                                                    {"reason": "missing_certificate"}]}
+                                                   {"reason": "missing_certificate"}]}
         for name in requests}}
 
 
@@ -265,7 +265,7 @@ def test_chain_is_passed_through(keys, zone, batch):
 
 def test_issuer_ending_soon_caps_the_certificate(keys, batch, zone):
     short = make_root(zone.key, not_after=NOW + 10 * DAY)
-    issued, _ = I.sign_requests(batch["requests"][:1], short, zone.key, [], NOW)
+    issued, _refused = I.sign_requests(batch["requests"][:1], short, zone.key, [], NOW)
     assert issued["web1"]["server"]["not_after"] == "2025-06-11T12:00:00Z"
 
 

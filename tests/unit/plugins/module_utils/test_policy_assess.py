@@ -236,7 +236,7 @@ def test_certificate_reasons_directly(ident, other_zone):
     assert P.certificate_reasons(ident.cert, [], ident.profile, ident.roots, NOW) == []
     found = P.certificate_reasons(ident.cert, [], ident.profile, [other_zone.cert],
                                   NOW + 400 * DAY)
-    assert [r for r, _ in found] == ["expired", "issuer"]
+    assert [r for r, _detail in found] == ["expired", "issuer"]
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (59, "59s"), (60, "1m"), (3599, "59m"),

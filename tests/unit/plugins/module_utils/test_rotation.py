@@ -171,7 +171,7 @@ def test_roots_for_without_a_next_root_is_the_current_root_alone(phase):
 
 
 def test_roots_for_returns_a_new_list_every_time():
-    a, _ = R.roots_for("trust", CUR, NXT)
+    a, _b = R.roots_for("trust", CUR, NXT)
     a.append("x")
     assert R.roots_for("trust", CUR, NXT)[0] == [CUR, NXT]
 

@@ -50,10 +50,10 @@ CERTUTIL_SAMPLE = """
 Certificate Nickname                                         Trust Attributes
                                                              SSL,S/MIME,JAR/XPI
 
-trustzone-prod-0123456789abcdef                              CT,,  
+trustzone-prod-0123456789abcdef                              CT,,\x20\x20
 My Company Root (2024)                                       C,C,C
 server                                                       u,u,u
-exp root                                                     ,,   
+exp root                                                     ,,\x20\x20\x20
 """
 
 

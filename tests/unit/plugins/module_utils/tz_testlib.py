@@ -80,5 +80,3 @@ def make_root(key, zone="prod", cn="trustzone prod root CA", not_before=None, no
         key, C.zone_name_attributes(zone, cn, unique=unique),
         not_before if not_before is not None else NOW - 30 * DAY,
         not_after if not_after is not None else NOW + 3650 * DAY)
-
-
