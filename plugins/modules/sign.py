@@ -137,9 +137,9 @@ def main():
         with _ledger.locked(ca_dir):
             conn = _ledger.connect(ca_dir)
             now = datetime.datetime.now(datetime.timezone.utc)
-            issued, refused = _issue.sign_requests(requests, cert, key, chain, now)
-            _ledger.record(conn, _issue.ledger_entries(issued, zone, cert),
-                           now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            issued, refused, entries = _issue.sign_batch(requests, cert, key, chain, now,
+                                                         zone=zone)
+            _ledger.record(conn, entries, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
             conn.close()
     except TrustzoneError as exc:
         module.fail_json(msg=str(exc))
