@@ -46,7 +46,10 @@ options:
     type: str
     default: __trustzone_certs_node
   profiles_var:
-    description: Name of the per-host variable holding the profiles resolved from the inventory.
+    description:
+      - Name of the per-host variable holding the profiles resolved from the inventory, used
+        when the registered node result carries none (the P(trustzone.pki.node#module)
+        action plugin puts them in its result as C(profiles), on the controller).
     type: str
     default: __trustzone_certs_profiles
   requests:

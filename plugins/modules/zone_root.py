@@ -131,7 +131,18 @@ options:
         chains to the old root.
     type: bool
     default: false
+  ca_hosts:
+    description:
+      - The hosts of group C(trustzone_ca). When given, an action plugin on the controller
+        refuses to run unless there is exactly one. It also checks O(zone) and that
+        O(passphrase) has at least 12 characters, each failure one line naming the host, the
+        variable and the fix, before the CA host is contacted.
+    type: list
+    elements: str
 attributes:
+  action:
+    description: An action plugin on the controller checks the inputs before the CA host is contacted.
+    support: full
   check_mode:
     description: In check mode a missing root is generated in memory only; nothing is written.
     support: full

@@ -22,9 +22,9 @@ import time
 
 import pytest
 
-from conftest import REPO, VENV_BIN, ansible_env, recap
+from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
 
-PREFIX = "tzrotn"
+PREFIX = fleet_prefix("tzrotn")
 ZONE = "rot2"
 DIR = "/etc/trustzone/%s" % ZONE
 CA_DIR = "/var/lib/trustzone/%s" % ZONE
