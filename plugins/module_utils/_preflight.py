@@ -62,8 +62,9 @@ def check_list(host, value, variable):
     if value is None:
         return []
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
-        raise TrustzoneError("%s: %s must be a list, got %s" % (host, variable,
-                                                               type(value).__name__),
+        kind = ("a string" if isinstance(value, (str, bytes)) else
+                "a mapping" if isinstance(value, dict) else type(value).__name__)
+        raise TrustzoneError("%s: %s must be a list, got %s" % (host, variable, kind),
                              fix="write it as a YAML list, e.g. %s: [nginx]" % variable)
     return list(value)
 

@@ -134,3 +134,36 @@ def test_rollback_needs_no_roots():
                          remote={"changed": True, "rolled_back": ["server"]})
     result = run(action)
     assert result["rolled_back"] == ["server"]
+
+
+class Loader:
+    def __init__(self, data):
+        self.data = data
+
+    def load_from_file(self, path):
+        assert path.endswith("/certs/meta/argument_specs.yml")
+        return self.data
+
+
+SPEC = {"argument_specs": {"main": {"options": {
+    "trustzone_name": {"type": "str", "required": True},
+    "trustzone_certs_reload_services": {"type": "list", "elements": "str", "default": []},
+    "trustzone_certs_trust": {"type": "bool", "default": False}}}}}
+
+
+def test_role_spec_is_validated_in_the_action():
+    action = make_action({"role_spec": "/roles/certs"})
+    action._loader = Loader(SPEC)
+    result = run(action, trustzone_name="prod", trustzone_certs_trust="maybe")
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert result["msg"].startswith("web1: role certs: ")
+    assert "trustzone_certs_trust" in result["msg"]
+    assert "ansible-doc -t role trustzone.pki.certs" in result["msg"]
+
+
+def test_role_spec_that_holds_passes():
+    action = make_action({"role_spec": "/roles/certs"})
+    action._loader = Loader(SPEC)
+    run(action, trustzone_name="prod", trustzone_certs_reload_services=["nginx"])
+    assert "role_spec" not in module_args(action)
