@@ -7,13 +7,11 @@ inventory variables, so that a node costs one task. The module shares its docume
 
 from __future__ import annotations
 
-import os
-
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 # Arguments this plugin consumes; everything else goes to the module as it is.
 ACTION_ARGS = ("inventory_profiles", "extra_names", "ca_hosts", "reload_services",
@@ -31,7 +29,9 @@ class ActionModule(ActionBase):
         host = task_vars.get("inventory_hostname") or "this host"
         try:
             if own.get("role_spec"):
-                self._validate_role(host, own["role_spec"], task_vars)
+                # the role's argument spec, for a play that imported it with
+                # rolespec_validate: false (playbooks/site.yml)
+                validate_role(host, own["role_spec"], task_vars, self._loader, self._templar)
             module_args, skip = self._prepare(host, args, own, task_vars)
         except TrustzoneError as exc:
             result.update(failed=True, msg=str(exc))
@@ -52,28 +52,6 @@ class ActionModule(ActionBase):
         if result.get("requests"):
             result["changed"] = True  # a certificate will be issued for this node
         return result
-
-    def _validate_role(self, host, role_spec, task_vars):
-        """The role's ``meta/argument_specs.yml`` (entry point ``main``), checked here against
-        the task's variables as ``validate_argument_spec`` does, so that a play that imports
-        the role with ``rolespec_validate: false`` (playbooks/site.yml) keeps its validation
-        without a task of its own per host."""
-        path = os.path.join(role_spec, "meta", "argument_specs.yml")
-        data = self._loader.load_from_file(path) or {}
-        spec = ((data.get("argument_specs") or {}).get("main") or {}).get("options") or {}
-        provided = self._templar.template({name: task_vars[name] for name in spec
-                                           if name in task_vars})
-        validator = ArgumentSpecValidator(spec)
-        try:
-            outcome = validator.validate(provided, validate_role_argument_spec=True)
-        except TypeError:  # ansible-core without that keyword
-            outcome = validator.validate(provided)
-        if outcome.error_messages:
-            role = os.path.basename(os.path.normpath(role_spec))
-            raise TrustzoneError("%s: role %s: %s" % (host, role,
-                                                      "; ".join(outcome.error_messages)),
-                                 fix="correct these variables in the inventory (ansible-doc "
-                                     "-t role trustzone.pki.%s lists them)" % role)
 
     def _prepare(self, host, args, own, task_vars):
         """The module's arguments, and whether there is nothing to do on the node."""

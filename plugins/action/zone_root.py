@@ -11,6 +11,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 
 class ActionModule(ActionBase):
@@ -21,8 +22,11 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         ca_hosts = args.pop("ca_hosts", None)
+        role_spec = args.pop("role_spec", None)
         host = task_vars.get("inventory_hostname") or "this host"
         try:
+            if role_spec:  # for a play that imported the role with rolespec_validate: false
+                validate_role(host, role_spec, task_vars, self._loader, self._templar)
             zone = F.check_zone(host, args.get("zone"))
             if ca_hosts is not None:
                 F.check_ca_hosts(host, zone, ca_hosts)

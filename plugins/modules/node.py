@@ -125,6 +125,13 @@ options:
   reload_commands:
     description: Checked to be a list (C(trustzone_certs_reload_commands)); not used otherwise.
     type: raw
+  role_spec:
+    description:
+      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
+        C(main)) the action plugin checks against the task's variables before anything else,
+        as Ansible's own role argument validation does; for a play that imports the role with
+        C(rolespec_validate=false) (C(playbooks/site.yml) does, so that a node costs one task).
+    type: path
   signed:
     description:
       - The registered result of P(trustzone.pki.sign#module). Installs this host's entry of

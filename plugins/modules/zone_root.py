@@ -139,6 +139,13 @@ options:
         variable and the fix, before the CA host is contacted.
     type: list
     elements: str
+  role_spec:
+    description:
+      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
+        C(main)) the action plugin checks against the task's variables before anything else,
+        as Ansible's own role argument validation does; for a play that imports the role with
+        C(rolespec_validate=false).
+    type: path
 attributes:
   action:
     description: An action plugin on the controller checks the inputs before the CA host is contacted.

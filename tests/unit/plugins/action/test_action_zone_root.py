@@ -41,3 +41,34 @@ def test_bad_inputs_stop_before_the_ca_host(args, text):
     action._execute_module.assert_not_called()
     assert result["failed"] is True and text in result["msg"]
     assert "short" not in result["msg"]
+
+
+class Loader:
+    def load_from_file(self, path):
+        assert path.endswith("/ca/meta/argument_specs.yml")
+        return {"argument_specs": {"main": {"options": {
+            "trustzone_ca_lifetime": {"type": "str", "default": "3650d"},
+            "trustzone_ca_intermediate": {"type": "bool", "default": False}}}}}
+
+
+class Templar:
+    def template(self, value):
+        return value
+
+
+def test_role_spec_is_checked_before_the_ca_host():
+    action = make_action({"role_spec": "/roles/ca"})
+    action._loader, action._templar = Loader(), Templar()
+    result = action.run(task_vars={"inventory_hostname": "ca",
+                                   "trustzone_ca_intermediate": "perhaps"})
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert result["msg"].startswith("ca: role ca: ")
+    assert "trustzone_ca_intermediate" in result["msg"]
+
+
+def test_role_spec_that_holds_is_not_passed_on():
+    action = make_action({"role_spec": "/roles/ca"})
+    action._loader, action._templar = Loader(), Templar()
+    action.run(task_vars={"inventory_hostname": "ca", "trustzone_ca_intermediate": True})
+    assert "role_spec" not in action._execute_module.call_args.kwargs["module_args"]
