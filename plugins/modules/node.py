@@ -566,6 +566,15 @@ def main():
             profiles=dict(type="list", elements="dict", default=[]),
             certificates=dict(type="dict", no_log=False),
             rollback=dict(type="list", elements="str", default=[]),
+            # Consumed by the action plugin on the controller (never reach the node); listed
+            # so that the module's documentation and argument spec agree.
+            inventory_profiles=dict(type="raw"),
+            extra_names=dict(type="list", elements="str", default=[]),
+            ca_hosts=dict(type="list", elements="str"),
+            reload_services=dict(type="raw"),
+            reload_commands=dict(type="raw"),
+            signed=dict(type="dict"),
+            role_spec=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -521,6 +521,10 @@ def main():
             intermediate_force=dict(type="bool", default=False),
             crl_lifetime=dict(type="str", default="7d"),
             crl_refresh_before=dict(type="str", default="2d"),
+            # Consumed by the action plugin on the controller; listed so that the module's
+            # documentation and argument spec agree.
+            ca_hosts=dict(type="list", elements="str"),
+            role_spec=dict(type="path"),
         ),
         supports_check_mode=True,
     )
