@@ -17,7 +17,7 @@ certificates.
 
   ours+ledger: the same, then what plugins/modules/sign.py does around it: the exclusive
          ledger lock, open the SQLite issuance ledger (quick_check + schema), and record one
-         row per certificate in one transaction (_issue.ledger_entries + _ledger.record).
+         row per certificate in one transaction (_issue.sign_batch's rows + _ledger.record).
          The ledger lives in a temporary directory and grows across rounds, as on a CA host.
          The issue's target (policy check, build, sign, ledger write) is ours+ledger / bare.
          With a checkout that has no _ledger module yet, only "ours" is measured.
@@ -106,9 +106,14 @@ def run_ours_ledger(requests, issuer_cert, issuer_key, now, ledger_dir):
     """plugins/modules/sign.py's sequence, minus reading the CA key and Ansible itself."""
     with _ledger.locked(ledger_dir):
         conn = _ledger.connect(ledger_dir)
-        issued, refused = I.sign_requests(requests, issuer_cert, issuer_key, [issuer_cert], now)
-        _ledger.record(conn, I.ledger_entries(issued, ZONE, issuer_cert),
-                       now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        if hasattr(I, "sign_batch"):
+            issued, refused, entries = I.sign_batch(requests, issuer_cert, issuer_key,
+                                                    [issuer_cert], now, zone=ZONE)
+        else:  # an older checkout: rows read back from the certificates
+            issued, refused = I.sign_requests(requests, issuer_cert, issuer_key, [issuer_cert],
+                                              now)
+            entries = I.ledger_entries(issued, ZONE, issuer_cert)
+        _ledger.record(conn, entries, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
         conn.close()
     if refused or sum(len(v) for v in issued.values()) != len(requests):
         raise SystemExit("ours+ledger: unexpected refusals: %r" % (refused,))

@@ -32,8 +32,15 @@ class ActionModule(ActionBase):
         node_results, wanted = {}, {}
         for host in hosts:
             host_vars = hostvars.get(host) or {}
-            node_results[host] = host_vars.get(args["result_var"])
-            wanted[host] = host_vars.get(args["profiles_var"]) or []
+            node_results[host] = result_of_node = host_vars.get(args["result_var"])
+            # trustzone.pki.node's action plugin puts the profiles it resolved from the
+            # inventory into the result on the controller (never taken from the node);
+            # otherwise they are a host variable of their own (profiles_var).
+            profiles = result_of_node.get("profiles") if isinstance(result_of_node, dict) else None
+            if isinstance(profiles, list):
+                wanted[host] = result_of_node["profiles"]
+            else:
+                wanted[host] = host_vars.get(args["profiles_var"]) or []
         try:
             _issue.check_unique_names(wanted)
         except TrustzoneError as exc:

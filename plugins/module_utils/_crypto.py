@@ -209,11 +209,15 @@ def csr_pem(csr):
 
 
 def load_csr(data, path=None):
+    return load_csr_facts(data, path)[0]
+
+
+def load_csr_facts(data, path=None):
+    """``(csr, csr_facts(csr))``: the CSR, its extensions and public key decoded once, so that
+    a broken extension or key is refused here."""
     try:
         csr = x509.load_pem_x509_csr(_to_bytes(data))
-        csr.extensions  # decoded now, so that a broken extension is refused here
-        csr.public_key()
-        return csr
+        return csr, csr_facts(csr)
     except (ValueError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
         raise TrustzoneError("malformed certificate signing request (%s)" % _short(exc), path,
                              fix="re-run so the node makes a new one") from exc
@@ -297,6 +301,78 @@ def extended_key_usages_of(obj):
     return sorted(names.get(oid, oid.dotted_string) for oid in eku)
 
 
+def csr_facts(csr):
+    """Everything the CA's policy check and builder need from a CSR, decoded once: ``cn``,
+    ``dns``/``ip`` (sorted, as ``names_of``), ``other_san_types``, ``basic_constraints``,
+    ``key_usage``, ``extended_key_usage`` (as the ``*_of`` helpers) and ``public_key``."""
+    dns, ips, others = set(), set(), set()
+    ku, eku, bc = [], [], None
+    for ext in csr.extensions:
+        value = ext.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            for entry in value:
+                if isinstance(entry, x509.DNSName):
+                    dns.add(entry.value.lower())
+                elif isinstance(entry, x509.IPAddress):
+                    ips.add(str(entry.value))
+                else:
+                    others.add(type(entry).__name__)
+        elif isinstance(value, x509.BasicConstraints):
+            bc = (value.ca, value.path_length)
+        elif isinstance(value, x509.KeyUsage):
+            ku = sorted(name for name in KEY_USAGES if getattr(value, name))
+        elif isinstance(value, x509.ExtendedKeyUsage):
+            names = {ExtendedKeyUsageOID.SERVER_AUTH: "server_auth",
+                     ExtendedKeyUsageOID.CLIENT_AUTH: "client_auth"}
+            eku = sorted(names.get(oid, oid.dotted_string) for oid in value)
+    return {"cn": common_name(csr), "dns": sorted(dns), "ip": sorted(ips),
+            "other_san_types": sorted(others), "basic_constraints": bc, "key_usage": ku,
+            "extended_key_usage": eku, "public_key": csr.public_key()}
+
+
+class LeafSigner:
+    """Signs leaves for one issuer, with everything that is the same for every leaf of a
+    batch (issuer name, AKI, digest, constant extensions) worked out once."""
+
+    def __init__(self, issuer_cert, issuer_key):
+        self.issuer_cert, self.issuer_key = issuer_cert, issuer_key
+        self.issuer_name = issuer_cert.subject
+        self.aki = _aki(issuer_cert, issuer_key)
+        self.digest = signature_hash(issuer_key)
+        self.basic = x509.BasicConstraints(ca=False, path_length=None)
+        self._usages = {}
+
+    def _usage_extensions(self, key_usage, extended_key_usage):
+        cache_key = (tuple(key_usage), tuple(extended_key_usage or ()))
+        if cache_key not in self._usages:
+            self._usages[cache_key] = (_key_usage(key_usage),
+                                       _eku(extended_key_usage) if extended_key_usage else None)
+        return self._usages[cache_key]
+
+    def sign(self, public_key, subject, dns_names, ip_addresses, not_before_value,
+             not_after_value, key_usage, extended_key_usage, serial=None):
+        """The same certificate as ``build_leaf_certificate``."""
+        ku, eku = self._usage_extensions(key_usage, extended_key_usage)
+        sans = _san_list(dns_names, ip_addresses)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(subject)
+                   .issuer_name(self.issuer_name)
+                   .public_key(public_key)
+                   .serial_number(serial or random_serial())
+                   .not_valid_before(not_before_value)
+                   .not_valid_after(not_after_value)
+                   .add_extension(self.basic, critical=True)
+                   .add_extension(ku, critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                                  critical=False)
+                   .add_extension(self.aki, critical=False))
+        if eku is not None:
+            builder = builder.add_extension(eku, critical=False)
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(self.issuer_key, self.digest)
+
+
 def basic_constraints_of(obj):
     """``(ca, path_length)`` or None when the extension is absent."""
     try:
@@ -327,8 +403,26 @@ def is_signed_by(cert, issuer):
     return True
 
 
-def csr_signature_valid(csr):
-    return bool(csr.is_signature_valid)
+def csr_signature_valid(csr, public_key=None):
+    """True when the CSR is signed by its own key (``public_key``: already decoded)."""
+    if public_key is None:
+        return bool(csr.is_signature_valid)
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(csr.signature, csr.tbs_certrequest_bytes,
+                              ec.ECDSA(csr.signature_hash_algorithm))
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(csr.signature, csr.tbs_certrequest_bytes, padding.PKCS1v15(),
+                              csr.signature_hash_algorithm)
+        elif isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(csr.signature, csr.tbs_certrequest_bytes)
+        else:
+            return bool(csr.is_signature_valid)
+    except InvalidSignature:
+        return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return bool(csr.is_signature_valid)
+    return True
 
 
 def can_sign_certificates(cert, below=0):

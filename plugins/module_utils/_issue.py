@@ -73,39 +73,67 @@ def sign_requests(requests, issuer_cert, issuer_key, chain, now):
     ``issued[host][profile] = {'certificate', 'chain', 'serial', 'not_after', 'fingerprint'}``;
     ``refused[host] = ['profile server: subjectAltName: ... not allowed', ...]``.
     """
-    issued, refused = {}, {}
+    issued, refused, _entries = sign_batch(requests, issuer_cert, issuer_key, chain, now)
+    return issued, refused
+
+
+def sign_batch(requests, issuer_cert, issuer_key, chain, now, zone=None):
+    """``sign_requests`` plus the issuance ledger's rows for what it signed, made from the data
+    at hand (no certificate is parsed again). Returns ``(issued, refused, entries)``; the
+    rows' zone is ``zone``, or each profile's zone when None."""
+    issued, refused, entries = {}, {}, []
     chain_pems = [C.certificate_pem(c) for c in chain]
+    signer = C.LeafSigner(issuer_cert, issuer_key)
+    issuer_text = C.subject_text(issuer_cert)
+    issuer_fingerprint = C.fingerprint(issuer_cert)
+    windows = {}
     for req in requests:
         host, profile = req["host"], req["profile"]
         try:
-            csr = C.load_csr(req.get("csr") or "", path="CSR of %s/%s" % (host, profile["name"]))
+            csr, facts = C.load_csr_facts(req.get("csr") or "",
+                                          path="CSR of %s/%s" % (host, profile["name"]))
         except TrustzoneError as exc:
             refused.setdefault(host, []).append("profile %s: %s" % (profile["name"], exc))
             continue
-        problems = P.csr_violations(csr, profile)
+        problems = P.csr_violations(csr, profile, facts)
         if problems:
             refused.setdefault(host, []).extend(
                 "profile %s: %s" % (profile["name"], p) for p in problems)
             continue
-        start, end = P.validity_window(now, profile["lifetime"], issuer_cert)
-        names = C.names_of(csr)
-        cert = C.build_leaf_certificate(
-            csr.public_key(),
-            C.zone_name_attributes(profile["zone"], profile["common_name"]),
-            names["dns"], names["ip"], issuer_cert, issuer_key, start, end,
-            profile["key_usage"], profile["extended_key_usage"])
+        lifetime = profile["lifetime"]
+        if lifetime not in windows:
+            start, end = P.validity_window(now, lifetime, issuer_cert)
+            windows[lifetime] = (start, end, start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                 end.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        start, end, not_before, not_after = windows[lifetime]
+        subject = C.zone_name_attributes(profile["zone"], profile["common_name"])
+        serial = C.random_serial()
+        cert = signer.sign(facts["public_key"], subject, facts["dns"], facts["ip"], start, end,
+                           profile["key_usage"], profile["extended_key_usage"], serial=serial)
+        serial_hex = "%x" % serial
+        fingerprint = C.fingerprint(cert)
         issued.setdefault(host, {})[profile["name"]] = {
             "certificate": C.certificate_pem(cert),
             "chain": chain_pems,
-            "serial": "%x" % cert.serial_number,
-            "not_after": C.not_after(cert).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "fingerprint": C.fingerprint(cert),
+            "serial": serial_hex,
+            "not_after": not_after,
+            "fingerprint": fingerprint,
         }
-    return issued, refused
+        entries.append({
+            "serial": serial_hex, "zone": zone if zone is not None else profile["zone"],
+            "host": host, "profile": profile["name"], "subject": subject.rfc4514_string(),
+            "sans": {"dns": facts["dns"], "ip": facts["ip"]},
+            "not_before": not_before, "not_after": not_after,
+            "fingerprint": fingerprint, "issuer": issuer_text,
+            "issuer_fingerprint": issuer_fingerprint,
+        })
+    entries.sort(key=lambda e: (e["host"], e["profile"]))
+    return issued, refused, entries
 
 
 def ledger_entries(issued, zone, issuer_cert):
-    """Rows for the issuance ledger, one per certificate in ``sign_requests``' result."""
+    """Rows for the issuance ledger, one per certificate in ``sign_requests``' result, read
+    back from the certificates (``sign_batch`` returns the same rows without parsing)."""
     entries = []
     for host in sorted(issued):
         for profile in sorted(issued[host]):

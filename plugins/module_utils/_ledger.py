@@ -102,18 +102,19 @@ def transaction(conn):
 
 def record(conn, entries, issued_at):
     """Record new certificates; the host/profile's previous valid ones become superseded."""
+    entries = list(entries)
     with transaction(conn):
-        for e in entries:
-            conn.execute(
-                "UPDATE issuance SET status = 'superseded' WHERE zone = ? AND host = ? AND "
-                "profile = ? AND status = 'valid'", (e["zone"], e["host"], e["profile"]))
-            conn.execute(
-                "INSERT INTO issuance (%s) VALUES (%s)" % (", ".join(COLUMNS),
-                                                           ", ".join("?" * len(COLUMNS))),
-                (e["serial"], e["zone"], e["host"], e["profile"], e["subject"],
-                 json.dumps(e["sans"], sort_keys=True), e["not_before"], e["not_after"],
-                 e["fingerprint"], e["issuer"], e["issuer_fingerprint"], issued_at, "valid",
-                 None, None))
+        conn.executemany(
+            "UPDATE issuance SET status = 'superseded' WHERE zone = ? AND host = ? AND "
+            "profile = ? AND status = 'valid'",
+            [(e["zone"], e["host"], e["profile"]) for e in entries])
+        conn.executemany(
+            "INSERT INTO issuance (%s) VALUES (%s)" % (", ".join(COLUMNS),
+                                                       ", ".join("?" * len(COLUMNS))),
+            [(e["serial"], e["zone"], e["host"], e["profile"], e["subject"],
+              json.dumps(e["sans"], sort_keys=True), e["not_before"], e["not_after"],
+              e["fingerprint"], e["issuer"], e["issuer_fingerprint"], issued_at, "valid",
+              None, None) for e in entries])
 
 
 def rows(conn, zone=None, host=None, serial=None, status=None):

@@ -378,35 +378,37 @@ def issuer_reason(cert, chain, profile, roots, now):
 
 # --------------------------------------------------------------------------- CA-side policy
 
-def csr_violations(csr, profile):
+def csr_violations(csr, profile, facts=None):
     """Why the CA must refuse ``csr`` for ``profile`` (resolved on the controller from the
-    inventory, never from the node). ``[]`` means it may be signed."""
+    inventory, never from the node). ``[]`` means it may be signed. ``facts`` is
+    ``_crypto.csr_facts(csr)`` when the caller already decoded it."""
+    if facts is None:
+        facts = C.csr_facts(csr)
     problems = []
-    if not C.csr_signature_valid(csr):
+    if not C.csr_signature_valid(csr, facts["public_key"]):
         problems.append("signature: the CSR is not signed by its own key")
-    cn = C.common_name(csr)
+    cn = facts["cn"]
     if cn != profile["common_name"]:
         problems.append("subject: common name %r, this host may only be %r"
                         % (cn, profile["common_name"]))
-    names = C.names_of(csr)
-    extra_dns = sorted(set(names["dns"]) - set(profile["dns"]))
-    extra_ip = sorted(set(names["ip"]) - set(profile["ip"]))
+    extra_dns = sorted(set(facts["dns"]) - set(profile["dns"]))
+    extra_ip = sorted(set(facts["ip"]) - set(profile["ip"]))
     if extra_dns or extra_ip:
         problems.append("subjectAltName: %s not allowed for this host"
                         % ", ".join(extra_dns + extra_ip))
-    others = C.other_san_types(csr)
+    others = facts["other_san_types"]
     if others:
         problems.append("subjectAltName: entry types %s are never signed" % ", ".join(others))
-    bc = C.basic_constraints_of(csr)
+    bc = facts["basic_constraints"]
     if bc is not None and bc[0]:
         problems.append("basicConstraints: the CSR asks to be a CA")
-    ku = set(C.key_usages_of(csr)) - set(profile["key_usage"])
+    ku = set(facts["key_usage"]) - set(profile["key_usage"])
     if ku:
         problems.append("keyUsage: %s outside the profile" % ", ".join(sorted(ku)))
-    eku = set(C.extended_key_usages_of(csr)) - set(profile["extended_key_usage"])
+    eku = set(facts["extended_key_usage"]) - set(profile["extended_key_usage"])
     if eku:
         problems.append("extendedKeyUsage: %s outside the profile" % ", ".join(sorted(eku)))
-    have = C.describe_key(csr.public_key())
+    have = C.describe_key(facts["public_key"])
     if have != profile["key"]:
         problems.append("key: %s, the profile wants %s" % (C.key_spec_text(have),
                                                            C.key_spec_text(profile["key"])))

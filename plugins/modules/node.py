@@ -21,6 +21,14 @@ description:
     and the zone roots, then writes certificate, full chain and key atomically, keeping the
     previous generation as C(.prev).
   - A run with nothing to do changes nothing, in check mode and for real.
+  - An action plugin of the same name runs first on the controller. Given O(inventory_profiles)
+    it resolves the node's profiles from the inventory (the node's names come from
+    C(inventory_hostname), C(trustzone_node_fqdn), C(trustzone_node_addresses), C(ansible_host)
+    and O(extra_names), never from the node) and returns them as RV(profiles); it checks its
+    inputs (O(ca_hosts), O(reload_services), O(reload_commands), the roots) and stops a host
+    with one line naming the host, the variable and the fix; and given O(signed) it installs
+    that host's certificates from the P(trustzone.pki.sign#module) result, fails the host
+    the CA refused, and does nothing for a host with nothing signed.
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
@@ -51,21 +59,25 @@ options:
   trust:
     description:
       - How to install the roots into the OS trust store. Omit to leave the OS store alone.
+      - Every setting left out (or null) comes from the layout of the node's OS family, which
+        the module works out on the node from C(/etc/os-release) (C(ID), then C(ID_LIKE)) or,
+        failing that, from whether C(update-ca-certificates) or C(update-ca-trust) is
+        installed - no fact gathering needed. Debian family -
+        C(/usr/local/share/ca-certificates), C(.crt), C(update-ca-certificates) (C(--fresh)
+        after a removal); RHEL family - C(/etc/pki/ca-trust/source/anchors), C(.pem),
+        C(update-ca-trust extract). An empty dict means "the OS store, detected".
     type: dict
     suboptions:
       anchor_dir:
         description: Directory of local trust anchors.
         type: path
-        required: true
       suffix:
         description: File name suffix the update command picks up.
         type: str
-        default: .crt
       update_command:
         description: Command (argv list) that rebuilds the store after an anchor was added.
         type: list
         elements: str
-        required: true
       fresh_command:
         description: Command (argv list) that rebuilds the store after an anchor was removed.
         type: list
@@ -90,7 +102,46 @@ options:
     type: list
     elements: str
     default: []
+  inventory_profiles:
+    description:
+      - Profiles as the inventory gives them (C(trustzone_certs_profiles)). The action plugin
+        resolves them with the node's names from the inventory and passes them on as
+        O(profiles). Exclusive with O(profiles).
+    type: raw
+  extra_names:
+    description: More DNS names or IP addresses this node may hold (C(trustzone_certs_extra_names)).
+    type: list
+    elements: str
+    default: []
+  ca_hosts:
+    description:
+      - The hosts of group C(trustzone_ca). When given, the action plugin refuses to run unless
+        there is exactly one.
+    type: list
+    elements: str
+  reload_services:
+    description: Checked to be a list (C(trustzone_certs_reload_services)); not used otherwise.
+    type: raw
+  reload_commands:
+    description: Checked to be a list (C(trustzone_certs_reload_commands)); not used otherwise.
+    type: raw
+  role_spec:
+    description:
+      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
+        C(main)) the action plugin checks against the task's variables before anything else,
+        as Ansible's own role argument validation does; for a play that imports the role with
+        C(rolespec_validate=false) (C(playbooks/site.yml) does, so that a node costs one task).
+    type: path
+  signed:
+    description:
+      - The registered result of P(trustzone.pki.sign#module). Installs this host's entry of
+        its C(certificates) (as O(certificates)); fails when the CA refused this host; does
+        nothing, without contacting the node, when nothing was signed for it.
+    type: dict
 attributes:
+  action:
+    description: An action plugin on the controller resolves profiles, checks inputs and picks this host's signed certificates.
+    support: full
   check_mode:
     description: In check mode nothing is written and no key is made; the result says what would change and why.
     support: full
@@ -102,7 +153,15 @@ requirements:
 """
 
 EXAMPLES = r"""
-- name: Inspect the node
+- name: Trust the zone and inspect the node's identities (profiles resolved from the inventory)
+  trustzone.pki.node:
+    zone: prod
+    roots: "{{ trustzone_ca_root.roots }}"
+    inventory_profiles: [{name: server, extended_key_usage: [server_auth]}]
+    trust: {}
+  register: inspected
+
+- name: Inspect the node with profiles resolved beforehand
   trustzone.pki.node:
     zone: prod
     roots: "{{ trustzone_ca_root.roots }}"
@@ -112,6 +171,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+profiles:
+  description: The profiles resolved on the controller from the inventory (set by the action plugin).
+  returned: always
+  type: list
+  elements: dict
 requests:
   description: CSRs to sign, keyed by profile (CSR is null in check mode).
   returned: inspect
@@ -145,12 +209,16 @@ files:
 import datetime
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _trust as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+
+OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 
 PENDING_SUFFIX = ".next"
 ROOTS_BUNDLE = "roots.pem"
@@ -219,7 +287,26 @@ class Node:
             else:
                 self.ensure_meta(path, 0o644, 0, 0)
 
+    def trust_layout(self, given):
+        """The OS trust-store layout: what the caller set, the rest detected on this node."""
+        family = None
+        if T.needs_detection(given):
+            text = None
+            for path in OS_RELEASE:  # read only; /etc/os-release is a link on most systems
+                try:
+                    with open(path, "rb") as handle:
+                        text = handle.read(65536).decode("utf-8", "replace")
+                    break
+                except OSError:
+                    continue
+            found = [c for c in T.COMMANDS if self.module.get_bin_path(c)]
+            family = T.detect_family(text, found)
+        layout = T.trust_layout(given, family)
+        layout["family"] = family
+        return layout
+
     def sync_trust(self, trust):
+        trust = self.trust_layout(trust)
         anchor_dir = trust["anchor_dir"]
         if not os.path.isdir(anchor_dir):
             raise TrustzoneError("the trust anchor directory does not exist", anchor_dir,
@@ -252,7 +339,7 @@ class Node:
                         fix="run the command by hand on the node to see why")
             rebuilt = True
         return {"added": sorted(plan["write"]), "removed": plan["remove"],
-                "kept": plan["keep"], "rebuilt": rebuilt}
+                "kept": plan["keep"], "rebuilt": rebuilt, "anchor_dir": anchor_dir}
 
     # ------------------------------------------------------------------ inspect
     def read_identity(self, profile):
@@ -446,7 +533,7 @@ def run(module):
         result["installed"] = node.install(params["certificates"])
     else:
         node.sync_roots_bundle()
-        if params["trust"]:
+        if params["trust"] is not None:
             result["trust"] = node.sync_trust(params["trust"])
         result["identities"], result["requests"] = node.inspect()
     result["changed"] = node.changed
@@ -471,24 +558,27 @@ def main():
             issuers=dict(type="list", elements="str"),
             crl=dict(type="str"),
             trust=dict(type="dict", options=dict(
-                anchor_dir=dict(type="path", required=True),
-                suffix=dict(type="str", default=".crt"),
-                update_command=dict(type="list", elements="str", required=True),
+                anchor_dir=dict(type="path"),
+                suffix=dict(type="str"),
+                update_command=dict(type="list", elements="str"),
                 fresh_command=dict(type="list", elements="str"),
             )),
             profiles=dict(type="list", elements="dict", default=[]),
             certificates=dict(type="dict", no_log=False),
             rollback=dict(type="list", elements="str", default=[]),
+            # Consumed by the action plugin on the controller (never reach the node); listed
+            # so that the module's documentation and argument spec agree.
+            inventory_profiles=dict(type="raw"),
+            extra_names=dict(type="list", elements="str", default=[]),
+            ca_hosts=dict(type="list", elements="str"),
+            reload_services=dict(type="raw"),
+            reload_commands=dict(type="raw"),
+            signed=dict(type="dict"),
+            role_spec=dict(type="path"),
         ),
         supports_check_mode=True,
     )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        module.exit_json(**run(module))
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,10 @@ options:
     type: str
     default: __trustzone_certs_node
   profiles_var:
-    description: Name of the per-host variable holding the profiles resolved from the inventory.
+    description:
+      - Name of the per-host variable holding the profiles resolved from the inventory, used
+        when the registered node result carries none (the P(trustzone.pki.node#module)
+        action plugin puts them in its result as C(profiles), on the controller).
     type: str
     default: __trustzone_certs_profiles
   requests:
@@ -137,9 +140,9 @@ def main():
         with _ledger.locked(ca_dir):
             conn = _ledger.connect(ca_dir)
             now = datetime.datetime.now(datetime.timezone.utc)
-            issued, refused = _issue.sign_requests(requests, cert, key, chain, now)
-            _ledger.record(conn, _issue.ledger_entries(issued, zone, cert),
-                           now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            issued, refused, entries = _issue.sign_batch(requests, cert, key, chain, now,
+                                                         zone=zone)
+            _ledger.record(conn, entries, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
             conn.close()
     except TrustzoneError as exc:
         module.fail_json(msg=str(exc))

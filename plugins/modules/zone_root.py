@@ -131,7 +131,25 @@ options:
         chains to the old root.
     type: bool
     default: false
+  ca_hosts:
+    description:
+      - The hosts of group C(trustzone_ca). When given, an action plugin on the controller
+        refuses to run unless there is exactly one. It also checks O(zone) and that
+        O(passphrase) has at least 12 characters, each failure one line naming the host, the
+        variable and the fix, before the CA host is contacted.
+    type: list
+    elements: str
+  role_spec:
+    description:
+      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
+        C(main)) the action plugin checks against the task's variables before anything else,
+        as Ansible's own role argument validation does; for a play that imports the role with
+        C(rolespec_validate=false).
+    type: path
 attributes:
+  action:
+    description: An action plugin on the controller checks the inputs before the CA host is contacted.
+    support: full
   check_mode:
     description: In check mode a missing root is generated in memory only; nothing is written.
     support: full
@@ -228,7 +246,7 @@ import datetime
 import os
 import secrets
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
@@ -237,6 +255,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
 def root_facts(cert, now):
@@ -504,16 +523,14 @@ def main():
             intermediate_force=dict(type="bool", default=False),
             crl_lifetime=dict(type="str", default="7d"),
             crl_refresh_before=dict(type="str", default="2d"),
+            # Consumed by the action plugin on the controller; listed so that the module's
+            # documentation and argument spec agree.
+            ca_hosts=dict(type="list", elements="str"),
+            role_spec=dict(type="path"),
         ),
         supports_check_mode=True,
     )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        module.exit_json(**run(module))
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

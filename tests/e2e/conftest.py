@@ -20,6 +20,14 @@ VENV_BIN = REPO / ".venv" / "bin"
 LAB = REPO / "scripts" / "lab"
 
 
+def fleet_prefix(name):
+    """The lab prefix of a test module's fleet: ``name``, or ``$TRUSTZONE_E2E_PREFIX`` + the
+    part of ``name`` after ``tz`` (``TRUSTZONE_E2E_PREFIX=tzp`` turns ``tze2e`` into
+    ``tzpe2e``), so that two checkouts can run the suites side by side."""
+    base = os.environ.get("TRUSTZONE_E2E_PREFIX")
+    return base + name[2:] if base else name
+
+
 def ansible_env():
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")

@@ -17,9 +17,9 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN, ansible_env, recap
+from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
 
-PREFIX = "tzbak"
+PREFIX = fleet_prefix("tzbak")
 ZONE = "lab"
 CA_DIR = "/var/lib/trustzone/%s" % ZONE
 NODE_DIR = "/etc/trustzone/%s" % ZONE

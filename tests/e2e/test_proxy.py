@@ -20,10 +20,10 @@ import pytest
 import yaml
 from cryptography import x509
 
-from conftest import recap
+from conftest import fleet_prefix, recap
 from pebble import Pebble
 
-PREFIX = "tzprx"
+PREFIX = fleet_prefix("tzprx")
 ZONE = "lab"
 DIR = "/etc/trustzone/%s" % ZONE
 ACME = "/etc/trustzone-acme"

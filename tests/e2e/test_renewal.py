@@ -15,9 +15,9 @@ import re
 import pytest
 import yaml
 
-from conftest import recap
+from conftest import fleet_prefix, recap
 
-PREFIX = "tzrenw"
+PREFIX = fleet_prefix("tzrenw")
 ZONE = "ren"
 DIR = "/etc/trustzone/%s" % ZONE
 ANCHORS = "/usr/local/share/ca-certificates"

@@ -27,9 +27,9 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, recap
+from conftest import fleet_prefix, REPO, recap
 
-PREFIX = "tzrep"
+PREFIX = fleet_prefix("tzrep")
 ZONE = "rep"
 DIR = "/etc/trustzone/%s" % ZONE
 CA_DIR = "/var/lib/trustzone/%s" % ZONE

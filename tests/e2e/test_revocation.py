@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
-from conftest import REPO, VENV_BIN, ansible_env, recap
+from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
 
-PREFIX = "tzrev"
+PREFIX = fleet_prefix("tzrev")
 ZONE = "rev"
 DIR = "/etc/trustzone/%s" % ZONE
 CA_DIR = "/var/lib/trustzone/%s" % ZONE

@@ -22,9 +22,9 @@ import time
 
 import pytest
 
-from conftest import REPO, VENV_BIN, ansible_env, recap
+from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
 
-PREFIX = "tzrotn"
+PREFIX = fleet_prefix("tzrotn")
 ZONE = "rot2"
 DIR = "/etc/trustzone/%s" % ZONE
 CA_DIR = "/var/lib/trustzone/%s" % ZONE
@@ -310,7 +310,8 @@ def run_and_kill_in_use_phase(fleet, *args, deadline=300):
             lines.append(line)
             if "PLAY [Rotate, phase use: every leaf moves to the next root]" in line:
                 in_use = True
-            elif in_use and line.startswith("TASK [") and "Install the new certificates" in line:
+            elif (in_use and line.startswith(("TASK [", "RUNNING HANDLER ["))
+                  and "Install the new certificates" in line):  # a handler since issue 9
                 installing = True
             elif installing and re.match(r"^(changed|ok): \[node\d\]", line):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -12,9 +12,9 @@ import time
 import pytest
 import yaml
 
-from conftest import recap
+from conftest import fleet_prefix, recap
 
-PREFIX = "tze2e"
+PREFIX = fleet_prefix("tze2e")
 ZONE = "lab"
 DIR = "/etc/trustzone/%s" % ZONE
 ANCHORS = "/usr/local/share/ca-certificates"

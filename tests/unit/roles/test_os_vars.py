@@ -1,6 +1,7 @@
-"""Which OS layout the trust and stores roles pick, for RHEL-family, Debian-family and unknown
-systems: the roles' own include_vars/first_found tasks, run on the controller with pretended
-facts (no node, nothing installed or written).
+"""Which OS layout the stores role picks, for RHEL-family, Debian-family and unknown systems:
+the role's own include_vars/first_found task, run on the controller with pretended facts (no
+node, nothing installed or written). The trust-store layout is worked out on the node by the
+node module instead (module_utils/_trust, tests/unit/plugins/module_utils/test_trust.py).
 
 Each role runs through ``include_role`` with ``--tags`` selecting only its OS-vars task, on
 an inventory of local hosts that each pretend to be one OS (``set_fact ... cacheable``, with
@@ -113,43 +114,12 @@ def run_role(tmp, role, tag, report, extra_vars):
 
 
 @pytest.fixture(scope="module")
-def trust(tmp_path_factory):
-    return run_role(
-        tmp_path_factory.mktemp("trust"), "trust", "trustzone_trust_os",
-        "{'anchor_dir': __trustzone_trust_anchor_dir, 'suffix': __trustzone_trust_anchor_suffix,"
-        " 'update': __trustzone_trust_update_command, 'fresh': __trustzone_trust_fresh_command}",
-        {"trustzone_name": "t", "trustzone_trust_roots": [], "trustzone_trust_ca_host": "ca"})
-
-
-@pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     return run_role(
         tmp_path_factory.mktemp("stores"), "stores", "trustzone_stores_os",
         "{'packages': __trustzone_stores_packages, 'cacerts': __trustzone_stores_java_cacerts}",
         {"trustzone_name": "t", "trustzone_stores_java": True, "trustzone_stores_nss": True,
          "trustzone_stores_java_truststore_password": "unused-here"})
-
-
-@pytest.mark.parametrize("host", sorted(SYSTEMS))
-def test_trust_role_loads_the_expected_vars_file(trust, host):
-    loaded, _reported = trust
-    assert loaded[host] == [EXPECTED_FILE[host]]
-
-
-@pytest.mark.parametrize("host", sorted(h for h, f in EXPECTED_FILE.items() if f == "RedHat.yml"))
-def test_rhel_family_trusts_through_update_ca_trust(trust, host):
-    _loaded, reported = trust
-    assert reported[host] == {"anchor_dir": "/etc/pki/ca-trust/source/anchors",
-                              "suffix": ".pem", "update": ["update-ca-trust", "extract"],
-                              "fresh": ["update-ca-trust", "extract"]}
-
-
-@pytest.mark.parametrize("host", ["debian12", "debian13", "ubuntu24", "nofacts"])
-def test_debian_family_and_unknown_systems_use_update_ca_certificates(trust, host):
-    _loaded, reported = trust
-    assert reported[host] == {"anchor_dir": "/usr/local/share/ca-certificates",
-                              "suffix": ".crt", "update": ["update-ca-certificates"],
-                              "fresh": ["update-ca-certificates", "--fresh"]}
 
 
 def this_os_family_file():

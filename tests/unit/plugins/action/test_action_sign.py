@@ -211,3 +211,14 @@ def test_required_arguments(missing):
     del action._task.args[missing]
     with pytest.raises(AnsibleActionFail, match=missing):
         run(action, hostvars(web1=node()))
+
+
+def test_profiles_come_from_the_node_actions_result_first():
+    """trustzone.pki.node's action plugin puts the inventory's profiles into its result."""
+    result = node(server="CSR1")
+    result["profiles"] = profiles("web1")
+    hv = {"web1": {"__trustzone_certs_node": result, "inventory_hostname": "web1"}}
+    action = make_action(remote={"changed": True, "issued": 1, "certificates": {}})
+    run(action, hv)
+    requests = action._execute_module.call_args.kwargs["module_args"]["requests"]
+    assert [(r["host"], r["profile"]["name"]) for r in requests] == [("web1", "server")]

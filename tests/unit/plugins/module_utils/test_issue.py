@@ -277,3 +277,39 @@ def test_expired_issuer_is_a_clear_error(batch, zone):
 
 def test_empty_batch(zone):
     assert I.sign_requests([], zone.cert, zone.key, [], NOW) == ({}, {})
+
+
+# --------------------------------------------------------------------------- sign_batch
+
+def test_sign_batch_ledger_rows_match_the_certificates(batch, zone):
+    """The rows made from the data at hand equal the rows read back from the certificates."""
+    issued, refused, entries = I.sign_batch(batch["requests"], zone.cert, zone.key, [], NOW,
+                                            zone="prod")
+    assert set(refused) == {"web3"}
+    assert entries == I.ledger_entries(issued, "prod", zone.cert)
+    assert [(e["host"], e["profile"]) for e in entries] == [
+        ("web1", "client"), ("web1", "server"), ("web2", "server")]
+
+
+def test_sign_batch_zone_defaults_to_the_profiles(batch, zone):
+    _issued, _refused, entries = I.sign_batch(batch["requests"][:1], zone.cert, zone.key, [],
+                                              NOW)
+    assert [e["zone"] for e in entries] == ["prod"]
+
+
+def test_sign_batch_issues_what_sign_requests_issues(batch, zone):
+    issued, refused, _entries = I.sign_batch(batch["requests"], zone.cert, zone.key, [], NOW)
+    again, refused_again = I.sign_requests(batch["requests"], zone.cert, zone.key, [], NOW)
+    assert refused == refused_again
+    for host in issued:
+        for name, item in issued[host].items():
+            mine = C.load_certificate(item["certificate"])
+            other = C.load_certificate(again[host][name]["certificate"])
+            assert mine.subject == other.subject
+            assert [(e.oid, e.critical) for e in mine.extensions] == [
+                (e.oid, e.critical) for e in other.extensions]
+            assert C.names_of(mine) == C.names_of(other)
+            assert C.not_after(mine) == C.not_after(other)
+            assert item["not_after"] == C.not_after(mine).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert item["serial"] == "%x" % mine.serial_number
+            assert item["fingerprint"] == C.fingerprint(mine)

@@ -189,3 +189,39 @@ def test_validity_window_capped_by_issuer(zone):
     start, end = P.validity_window(NOW, 365 * 86400, root)
     assert start == NOW - datetime.timedelta(seconds=60)  # never before the issuer
     assert end == NOW + 10 * DAY                           # never after the issuer
+
+
+@pytest.mark.parametrize("label", ["p256#facts", "p384#facts", "rsa#facts", "ed25519#facts"])
+def test_csr_facts_match_the_helpers(keys, label):
+    key = keys.get(label)
+    csr = custom_csr(key, dns=["Web1.prod.example", "web1"], ip=["10.0.0.11"],
+                     others=[x509.RFC822Name("a@example.org")],
+                     extensions=[(x509.BasicConstraints(ca=False, path_length=None), True),
+                                 (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                                  False)])
+    facts = C.csr_facts(csr)
+    assert facts["cn"] == C.common_name(csr)
+    assert {"dns": facts["dns"], "ip": facts["ip"]} == C.names_of(csr)
+    assert facts["other_san_types"] == C.other_san_types(csr)
+    assert facts["basic_constraints"] == C.basic_constraints_of(csr)
+    assert facts["key_usage"] == C.key_usages_of(csr)
+    assert facts["extended_key_usage"] == C.extended_key_usages_of(csr)
+    assert C.describe_key(facts["public_key"]) == C.describe_key(key)
+    assert C.csr_signature_valid(csr, facts["public_key"]) is True
+
+
+@pytest.mark.parametrize("label", ["p256#facts", "rsa#facts", "ed25519#facts"])
+def test_broken_signature_with_a_decoded_key(keys, label):
+    csr = custom_csr(keys.get(label))
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01
+    broken = x509.load_der_x509_csr(bytes(der))
+    assert C.csr_signature_valid(broken, broken.public_key()) is False
+    assert C.csr_signature_valid(broken) is False
+
+
+def test_load_csr_facts_refuses_garbage():
+    with pytest.raises(Exception) as info:
+        C.load_csr_facts("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                         "-----END CERTIFICATE REQUEST-----\n", path="CSR of web1/server")
+    assert "malformed certificate signing request" in str(info.value)

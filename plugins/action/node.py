@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller half of trustzone.pki.node: the checks and profile resolution that used to be a
+dozen assert/set_fact tasks per host, done here from the task's arguments and the host's
+inventory variables, so that a node costs one task. The module shares its documentation."""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
+
+# Arguments this plugin consumes; everything else goes to the module as it is.
+ACTION_ARGS = ("inventory_profiles", "extra_names", "ca_hosts", "reload_services",
+               "reload_commands", "signed", "role_spec")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        own = {name: args.pop(name) for name in ACTION_ARGS if name in args}
+        host = task_vars.get("inventory_hostname") or "this host"
+        try:
+            if own.get("role_spec"):
+                # the role's argument spec, for a play that imported it with
+                # rolespec_validate: false (playbooks/site.yml)
+                validate_role(host, own["role_spec"], task_vars, self._loader, self._templar)
+            module_args, skip = self._prepare(host, args, own, task_vars)
+        except TrustzoneError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        if skip:
+            result.update(changed=False, skipped=True,
+                          skip_reason="nothing was signed for %s" % host)
+            return result
+        remote = self._execute_module(module_name="trustzone.pki.node",
+                                      module_args=module_args, task_vars=task_vars)
+        result.update(remote)
+        result.pop("profiles", None)
+        if result.get("failed"):
+            return result
+        # Set here, on the controller, after the node answered: what the CA signs by comes
+        # from the inventory, never from anything the node returned.
+        result["profiles"] = module_args.get("profiles") or []
+        if result.get("requests"):
+            result["changed"] = True  # a certificate will be issued for this node
+        return result
+
+    def _prepare(self, host, args, own, task_vars):
+        """The module's arguments, and whether there is nothing to do on the node."""
+        zone = F.check_zone(host, args.get("zone"))
+        ca_host = None
+        if own.get("ca_hosts") is not None:
+            ca_host = F.check_ca_hosts(host, zone, own["ca_hosts"])
+        for name, variable in (("reload_services", "trustzone_certs_reload_services"),
+                               ("reload_commands", "trustzone_certs_reload_commands")):
+            if name in own:
+                F.check_list(host, own[name], variable)
+        if "signed" in own:
+            step, certificates = F.install_step(host, own["signed"], zone)
+            if step == "skip":
+                return None, True
+            args["certificates"] = certificates
+        elif not args.get("rollback"):
+            F.check_roots(host, zone, args.get("roots"), ca_host)
+        if own.get("inventory_profiles") is not None:
+            if args.get("profiles"):
+                raise TrustzoneError("%s: give profiles or inventory_profiles, not both" % host)
+            extra = F.check_list(host, own.get("extra_names"), "trustzone_certs_extra_names")
+            base_dir = args.get("dir") or "/etc/trustzone/%s" % zone
+            names = {name: self._templar.template(task_vars.get(name))
+                     for name in F.NAME_VARS if task_vars.get(name) is not None}
+            args["profiles"] = F.node_profiles(host, names, own["inventory_profiles"],
+                                               zone, base_dir, extra)
+        return args, False

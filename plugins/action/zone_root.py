@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller half of trustzone.pki.zone_root: the ca role's input checks (zone name, one CA
+host, passphrase length), done here instead of as assert tasks, so that the CA play is one
+task. The module shares its documentation."""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        ca_hosts = args.pop("ca_hosts", None)
+        role_spec = args.pop("role_spec", None)
+        host = task_vars.get("inventory_hostname") or "this host"
+        try:
+            if role_spec:  # for a play that imported the role with rolespec_validate: false
+                validate_role(host, role_spec, task_vars, self._loader, self._templar)
+            zone = F.check_zone(host, args.get("zone"))
+            if ca_hosts is not None:
+                F.check_ca_hosts(host, zone, ca_hosts)
+            F.check_passphrase(host, args.get("passphrase"))
+        except TrustzoneError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        result.update(self._execute_module(module_name="trustzone.pki.zone_root",
+                                           module_args=args, task_vars=task_vars))
+        return result

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
+"""Controller-side checks and preparation for the node and zone_root action plugins.
+
+What used to be a dozen assert/set_fact tasks per host: each a pure function of the task's
+arguments and the host's inventory variables, raising TrustzoneError with one line that
+names the host, the variable and the fix. No Ansible I/O here.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+# The inventory variables a node's names come from (besides inventory_hostname).
+NAME_VARS = ("trustzone_node_fqdn", "trustzone_node_addresses", "ansible_host")
+ZONE_RE_TEXT = "1-32 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+MIN_PASSPHRASE = 12
+
+
+def check_zone(host, zone):
+    """The zone name, validated (``trustzone_name``)."""
+    if not isinstance(zone, str) or not zone:
+        raise TrustzoneError("%s: trustzone_name is not set" % host,
+                             fix="set trustzone_name (%s) in the inventory's group_vars"
+                                 % ZONE_RE_TEXT)
+    try:
+        return P.validate_name(zone, "zone name")
+    except TrustzoneError:
+        raise TrustzoneError("%s: trustzone_name %r is not a valid zone name" % (host, zone),
+                             fix="use %s" % ZONE_RE_TEXT) from None
+
+
+def check_ca_hosts(host, zone, ca_hosts):
+    """Group ``trustzone_ca`` must hold exactly one host; returns it."""
+    ca_hosts = list(ca_hosts or [])
+    if len(ca_hosts) != 1:
+        raise TrustzoneError(
+            "%s: zone %s: inventory group trustzone_ca must hold exactly one host, it holds %d "
+            "(%s)" % (host, zone, len(ca_hosts), ", ".join(ca_hosts) or "none"),
+            fix="put the one host that keeps the zone's root key in trustzone_ca; use "
+                "separate inventories for separate zones")
+    return ca_hosts[0]
+
+
+def check_roots(host, zone, roots, ca_host=None):
+    """The zone's roots must be known (the ca role ran on the CA host earlier in the run)."""
+    if isinstance(roots, str) or not isinstance(roots, (list, tuple)) or not roots:
+        raise TrustzoneError(
+            "%s: no roots for zone %s: the zone's CA state is unknown" % (host, zone),
+            fix="run the trustzone.pki.ca role on %s earlier in the same playbook "
+                "(playbooks/site.yml does), or set trustzone_trust_roots to the zone's root "
+                "certificates (PEM)" % (ca_host or "the CA host"))
+    return list(roots)
+
+
+def check_list(host, value, variable):
+    """``value`` (the variable ``variable``) must be a list, not a string or mapping."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
+        kind = ("a string" if isinstance(value, (str, bytes)) else
+                "a mapping" if isinstance(value, dict) else type(value).__name__)
+        raise TrustzoneError("%s: %s must be a list, got %s" % (host, variable, kind),
+                             fix="write it as a YAML list, e.g. %s: [nginx]" % variable)
+    return list(value)
+
+
+def check_passphrase(host, passphrase):
+    if not isinstance(passphrase, str) or len(passphrase) < MIN_PASSPHRASE:
+        raise TrustzoneError(
+            "%s: trustzone_ca_passphrase must be set, at least %d characters"
+            % (host, MIN_PASSPHRASE),
+            fix="keep it in Ansible Vault: ansible-vault encrypt_string --name "
+                "trustzone_ca_passphrase")
+    return passphrase
+
+
+def node_profiles(host, host_vars, profiles, zone, base_dir, extra_names=None):
+    """The node's profiles resolved from the inventory: names from ``inventory_hostname``,
+    ``trustzone_node_fqdn``, ``trustzone_node_addresses``, ``ansible_host`` and
+    ``extra_names`` (``trustzone_certs_extra_names``) - never from what the node reports."""
+    host_vars = host_vars or {}
+    try:
+        names = P.node_names(
+            host,
+            fqdn=host_vars.get("trustzone_node_fqdn"),
+            addresses=host_vars.get("trustzone_node_addresses"),
+            extra_names=extra_names,
+            ansible_host=host_vars.get("ansible_host"),
+        )
+        return P.resolve_profiles(profiles, zone, base_dir, names)
+    except TrustzoneError as exc:
+        raise TrustzoneError("%s: %s" % (host, exc.message), exc.path, fix=exc.fix) from None
+
+
+def install_step(host, signed, zone):
+    """What the install step does for ``host`` given the sign task's result: ``('install',
+    certificates)``, ``('skip', None)``, or a refusal raised as TrustzoneError."""
+    signed = signed if isinstance(signed, dict) else {}
+    refused = (signed.get("refused") or {}).get(host)
+    if refused:
+        raise TrustzoneError(
+            "The CA of zone %s refused to sign for %s: %s"
+            % (zone, host, "; ".join(str(r) for r in refused)),
+            fix="fix the node's names or profiles in the inventory, or investigate the node "
+                "if it asked for names it was never given")
+    certificates = (signed.get("certificates") or {}).get(host)
+    if certificates:
+        return "install", certificates
+    return "skip", None

@@ -1,0 +1,169 @@
+"""Action plugin trustzone.pki.node, run with a fake task and connection.
+
+``_execute_module`` (the call to the node) is replaced by a mock: these tests show what the
+controller checks and resolves before a node is contacted, and what it adds afterwards.
+"""
+
+from __future__ import annotations
+
+import types
+from unittest import mock
+
+import pytest
+
+from ansible_collections.trustzone.pki.plugins.action.node import ActionModule
+
+HOST_VARS = {"inventory_hostname": "web1", "trustzone_node_fqdn": "web1.prod.example",
+             "trustzone_node_addresses": ["10.0.0.11"], "ansible_host": "127.0.0.1"}
+
+
+class Templar:
+    def template(self, value):
+        return value
+
+
+def make_action(args=None, check_mode=False, remote=None):
+    base = {"zone": "prod", "dir": "/etc/trustzone/prod", "roots": ["ROOT PEM"]}
+    task = types.SimpleNamespace(args=dict(base, **(args or {})), async_val=0,
+                                 check_mode=check_mode, action="trustzone.pki.node")
+    connection = types.SimpleNamespace(_shell=types.SimpleNamespace(tmpdir="/tmp/remote"))
+    action = ActionModule(task, connection, play_context=None, loader=None, templar=Templar())
+    action._load_name = "trustzone.pki.node"
+    action._execute_module = mock.Mock(
+        return_value=remote if remote is not None else {"changed": False, "requests": {}})
+    return action
+
+
+def run(action, **extra_vars):
+    return action.run(task_vars=dict(HOST_VARS, **extra_vars))
+
+
+def module_args(action):
+    return action._execute_module.call_args.kwargs["module_args"]
+
+
+def test_profiles_are_resolved_on_the_controller_and_returned():
+    action = make_action({"inventory_profiles": [{"name": "server"}],
+                          "extra_names": ["api.prod.example"], "ca_hosts": ["ca"],
+                          "reload_services": [], "reload_commands": []})
+    result = run(action)
+    args = module_args(action)
+    for own in ("inventory_profiles", "extra_names", "ca_hosts", "reload_services",
+                "reload_commands", "signed"):
+        assert own not in args
+    assert [p["name"] for p in args["profiles"]] == ["server"]
+    assert set(args["profiles"][0]["dns"]) == {"web1", "web1.prod.example", "api.prod.example"}
+    assert args["profiles"][0]["ip"] == ["10.0.0.11"]  # loopback ansible_host dropped
+    assert result["profiles"] == args["profiles"]
+    assert result["changed"] is False
+
+
+def test_profiles_the_node_returns_are_replaced_by_the_controllers():
+    remote = {"changed": False, "requests": {}, "profiles": [{"name": "server", "dns": ["*"]}]}
+    action = make_action({"inventory_profiles": [{"name": "server"}]}, remote=remote)
+    result = run(action)
+    assert result["profiles"] == module_args(action)["profiles"]
+    assert result["profiles"][0]["dns"] != ["*"]
+
+
+def test_a_pending_request_is_a_change():
+    remote = {"changed": False, "requests": {"server": {"csr": "CSR", "reasons": []}}}
+    result = run(make_action({"inventory_profiles": [{"name": "server"}]}, remote=remote))
+    assert result["changed"] is True
+
+
+def test_two_ca_hosts_stop_the_host_before_the_node_is_contacted():
+    action = make_action({"inventory_profiles": None, "ca_hosts": ["ca", "web1"]})
+    result = run(action)
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert "trustzone_ca must hold exactly one host, it holds 2 (ca, web1)" in result["msg"]
+    assert result["msg"].startswith("web1: ")
+
+
+@pytest.mark.parametrize("args, text", [
+    ({"zone": "Bad Zone"}, "web1: trustzone_name 'Bad Zone' is not a valid zone name"),
+    ({"roots": []}, "web1: no roots for zone prod"),
+    ({"reload_services": "nginx"}, "web1: trustzone_certs_reload_services must be a list"),
+    ({"reload_commands": {"a": 1}}, "web1: trustzone_certs_reload_commands must be a list"),
+    ({"inventory_profiles": [{"name": "server", "key_type": "dsa"}]}, "web1: "),
+    ({"inventory_profiles": [{"name": "server"}], "profiles": [{"name": "x"}]},
+     "give profiles or inventory_profiles, not both"),
+])
+def test_bad_inputs_are_one_line_naming_host_and_variable(args, text):
+    action = make_action(args)
+    result = run(action)
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert text in result["msg"]
+    assert "\n" not in result["msg"]
+
+
+def test_install_only_what_was_signed_for_this_host():
+    signed = {"certificates": {"web1": {"server": {"certificate": "PEM", "chain": []}}},
+              "refused": {}}
+    action = make_action({"profiles": [{"name": "server"}], "signed": signed},
+                         remote={"changed": True, "installed": ["server"]})
+    result = run(action)
+    assert module_args(action)["certificates"] == {
+        "server": {"certificate": "PEM", "chain": []}}
+    assert "signed" not in module_args(action)
+    assert result["installed"] == ["server"]
+
+
+def test_nothing_signed_skips_without_contacting_the_node():
+    action = make_action({"profiles": [], "signed": {"certificates": {"web2": {}}}})
+    result = run(action)
+    action._execute_module.assert_not_called()
+    assert result["skipped"] is True and result["changed"] is False
+
+
+def test_a_refused_host_fails_with_the_cas_reasons():
+    signed = {"certificates": {}, "refused": {"web1": ["profile server: key: RSA 2048"]}}
+    action = make_action({"profiles": [], "signed": signed})
+    result = run(action)
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert result["msg"].startswith(
+        "The CA of zone prod refused to sign for web1: profile server: key: RSA 2048")
+
+
+def test_rollback_needs_no_roots():
+    action = make_action({"roots": [], "rollback": ["server"],
+                          "inventory_profiles": [{"name": "server"}]},
+                         remote={"changed": True, "rolled_back": ["server"]})
+    result = run(action)
+    assert result["rolled_back"] == ["server"]
+
+
+class Loader:
+    def __init__(self, data):
+        self.data = data
+
+    def load_from_file(self, path):
+        assert path.endswith("/certs/meta/argument_specs.yml")
+        return self.data
+
+
+SPEC = {"argument_specs": {"main": {"options": {
+    "trustzone_name": {"type": "str", "required": True},
+    "trustzone_certs_reload_services": {"type": "list", "elements": "str", "default": []},
+    "trustzone_certs_trust": {"type": "bool", "default": False}}}}}
+
+
+def test_role_spec_is_validated_in_the_action():
+    action = make_action({"role_spec": "/roles/certs"})
+    action._loader = Loader(SPEC)
+    result = run(action, trustzone_name="prod", trustzone_certs_trust="maybe")
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert result["msg"].startswith("web1: role certs: ")
+    assert "trustzone_certs_trust" in result["msg"]
+    assert "ansible-doc -t role trustzone.pki.certs" in result["msg"]
+
+
+def test_role_spec_that_holds_passes():
+    action = make_action({"role_spec": "/roles/certs"})
+    action._loader = Loader(SPEC)
+    run(action, trustzone_name="prod", trustzone_certs_reload_services=["nginx"])
+    assert "role_spec" not in module_args(action)

@@ -1,0 +1,74 @@
+"""Action plugin trustzone.pki.zone_root: the ca role's input checks, before the CA host."""
+
+from __future__ import annotations
+
+import types
+from unittest import mock
+
+import pytest
+
+from ansible_collections.trustzone.pki.plugins.action.zone_root import ActionModule
+
+
+def make_action(args=None):
+    base = {"zone": "lab", "passphrase": "a long enough passphrase", "ca_hosts": ["ca"]}
+    task = types.SimpleNamespace(args=dict(base, **(args or {})), async_val=0,
+                                 check_mode=False, action="trustzone.pki.zone_root")
+    connection = types.SimpleNamespace(_shell=types.SimpleNamespace(tmpdir="/tmp/remote"))
+    action = ActionModule(task, connection, play_context=None, loader=None, templar=None)
+    action._load_name = "trustzone.pki.zone_root"
+    action._execute_module = mock.Mock(return_value={"changed": False, "phase": "stable"})
+    return action
+
+
+def test_good_inputs_reach_the_module_without_ca_hosts():
+    action = make_action()
+    result = action.run(task_vars={"inventory_hostname": "ca"})
+    args = action._execute_module.call_args.kwargs["module_args"]
+    assert "ca_hosts" not in args and args["zone"] == "lab"
+    assert result["phase"] == "stable"
+
+
+@pytest.mark.parametrize("args, text", [
+    ({"ca_hosts": ["ca", "node1"]},
+     "trustzone_ca must hold exactly one host, it holds 2 (ca, node1)"),
+    ({"passphrase": "short"}, "ca: trustzone_ca_passphrase must be set, at least 12 characters"),
+    ({"zone": "NO"}, "ca: trustzone_name 'NO' is not a valid zone name"),
+])
+def test_bad_inputs_stop_before_the_ca_host(args, text):
+    action = make_action(args)
+    result = action.run(task_vars={"inventory_hostname": "ca"})
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True and text in result["msg"]
+    assert "short" not in result["msg"]
+
+
+class Loader:
+    def load_from_file(self, path):
+        assert path.endswith("/ca/meta/argument_specs.yml")
+        return {"argument_specs": {"main": {"options": {
+            "trustzone_ca_lifetime": {"type": "str", "default": "3650d"},
+            "trustzone_ca_intermediate": {"type": "bool", "default": False}}}}}
+
+
+class Templar:
+    def template(self, value):
+        return value
+
+
+def test_role_spec_is_checked_before_the_ca_host():
+    action = make_action({"role_spec": "/roles/ca"})
+    action._loader, action._templar = Loader(), Templar()
+    result = action.run(task_vars={"inventory_hostname": "ca",
+                                   "trustzone_ca_intermediate": "perhaps"})
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert result["msg"].startswith("ca: role ca: ")
+    assert "trustzone_ca_intermediate" in result["msg"]
+
+
+def test_role_spec_that_holds_is_not_passed_on():
+    action = make_action({"role_spec": "/roles/ca"})
+    action._loader, action._templar = Loader(), Templar()
+    action.run(task_vars={"inventory_hostname": "ca", "trustzone_ca_intermediate": True})
+    assert "role_spec" not in action._execute_module.call_args.kwargs["module_args"]
