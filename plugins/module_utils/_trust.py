@@ -88,7 +88,9 @@ def trust_layout(given, family):
     layout = {}
     for name in SETTINGS:
         value = given.get(name)
-        layout[name] = value if value not in (None, "", []) else base.get(name)
+        if isinstance(value, list) and not any(value):
+            value = None  # [""]: an unset part as older ansible-core hands it over
+        layout[name] = value if value not in (None, "") else base.get(name)
     if not layout["anchor_dir"] or not layout["update_command"]:
         raise TrustzoneError(
             "cannot tell this node's OS trust-store layout: /etc/os-release names neither the "

@@ -27,7 +27,8 @@ def make_action(args=None, check_mode=False, remote=None):
     task = types.SimpleNamespace(args=dict(base, **(args or {})), async_val=0,
                                  check_mode=check_mode, action="trustzone.pki.node")
     connection = types.SimpleNamespace(_shell=types.SimpleNamespace(tmpdir="/tmp/remote"))
-    action = ActionModule(task, connection, play_context=None, loader=None, templar=Templar())
+    action = ActionModule(task, connection, play_context=None, loader=None, templar=Templar(),
+                          shared_loader_obj=None)  # required before ansible-core 2.19
     action._load_name = "trustzone.pki.node"
     action._execute_module = mock.Mock(
         return_value=remote if remote is not None else {"changed": False, "requests": {}})

@@ -15,7 +15,8 @@ def make_action(args=None):
     task = types.SimpleNamespace(args=dict(base, **(args or {})), async_val=0,
                                  check_mode=False, action="trustzone.pki.zone_root")
     connection = types.SimpleNamespace(_shell=types.SimpleNamespace(tmpdir="/tmp/remote"))
-    action = ActionModule(task, connection, play_context=None, loader=None, templar=None)
+    action = ActionModule(task, connection, play_context=None, loader=None, templar=None,
+                          shared_loader_obj=None)  # required before ansible-core 2.19
     action._load_name = "trustzone.pki.zone_root"
     action._execute_module = mock.Mock(return_value={"changed": False, "phase": "stable"})
     return action

@@ -87,3 +87,12 @@ def test_unknown_os_with_dir_and_command_set_defaults_the_suffix():
     layout = T.trust_layout({"anchor_dir": "/a", "update_command": ["u"]}, None)
     assert layout == {"anchor_dir": "/a", "suffix": ".crt", "update_command": ["u"],
                       "fresh_command": None}
+
+
+@pytest.mark.parametrize("unset", [None, "", [], [""]])
+def test_an_unset_part_takes_the_detected_one(unset):
+    """ansible-core before 2.19 renders an unset part as "" and the module's list type
+    makes that [""]: it must never become the command the node runs."""
+    layout = T.trust_layout({"update_command": unset, "anchor_dir": unset}, "debian")
+    assert layout["update_command"] == ["update-ca-certificates"]
+    assert layout["anchor_dir"] == "/usr/local/share/ca-certificates"
