@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import hashlib
 
+# the same text/bytes and error-summary helpers as the rest of the crypto core
+from ansible_collections.trustzone.pki.plugins.module_utils._crypto import (
+    _short, _to_bytes, _to_text)
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 try:
@@ -319,20 +322,3 @@ def _key_digest(key):
 
 def _cert_digest(cert):
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def _to_bytes(value):
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode("utf-8")
-
-
-def _to_text(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def _short(exc):
-    text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
