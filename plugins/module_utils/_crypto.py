@@ -351,7 +351,6 @@ class LeafSigner:
 
     def sign(self, public_key, subject, dns_names, ip_addresses, not_before_value,
              not_after_value, key_usage, extended_key_usage, serial=None):
-        """The same certificate as ``build_leaf_certificate``."""
         ku, eku = self._usage_extensions(key_usage, extended_key_usage)
         sans = _san_list(dns_names, ip_addresses)
         builder = (x509.CertificateBuilder()
@@ -515,24 +514,10 @@ def build_ca_certificate(key, subject, not_before_value, not_after_value, path_l
 def build_leaf_certificate(public_key, subject, dns_names, ip_addresses, issuer_cert, issuer_key,
                            not_before_value, not_after_value, key_usage, extended_key_usage,
                            serial=None):
-    sans = _san_list(dns_names, ip_addresses)
-    builder = (x509.CertificateBuilder()
-               .subject_name(subject)
-               .issuer_name(issuer_cert.subject)
-               .public_key(public_key)
-               .serial_number(serial or random_serial())
-               .not_valid_before(not_before_value)
-               .not_valid_after(not_after_value)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(_key_usage(key_usage), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
-                              critical=False)
-               .add_extension(_aki(issuer_cert, issuer_key), critical=False))
-    if extended_key_usage:
-        builder = builder.add_extension(_eku(extended_key_usage), critical=False)
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(issuer_key, signature_hash(issuer_key))
+    """One leaf: a LeafSigner batch of one."""
+    return LeafSigner(issuer_cert, issuer_key).sign(
+        public_key, subject, dns_names, ip_addresses, not_before_value, not_after_value,
+        key_usage, extended_key_usage, serial=serial)
 
 
 def _aki(issuer_cert, issuer_key):
