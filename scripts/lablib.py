@@ -228,6 +228,48 @@ def yaml_scalar(value) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
 
+FOLD_AT = 80  # strings longer than this, made of words, are written folded (see to_yaml)
+
+
+def _needs_folding(value) -> bool:
+    """A long string of words that a folded block scalar (``>-``) carries exactly: single
+    spaces only, no leading or trailing blanks, no line breaks or tabs."""
+    return (isinstance(value, str) and len(value) > FOLD_AT and " " in value
+            and "  " not in value and value == value.strip()
+            and not any(c in value for c in "\n\r\t")
+            and max(len(word) for word in value.split(" ")) <= FOLD_AT)
+
+
+def _quoted_lines(text: str, pad: str) -> str:
+    """``text`` as a YAML double-quoted scalar over several lines: each line but the last
+    ends in an escaped line break (``\\``), and lines never start with a blank (YAML drops
+    leading blanks after an escaped break) or split an escape sequence."""
+    body = json.dumps(text)[1:-1]
+    units = re.findall(r'\\u[0-9a-fA-F]{4}|\\.|.', body)
+    out, line = [], ""
+    for unit in units:
+        if len(line) >= FOLD_AT and unit != " " and not line.endswith(" "):
+            out.append(line)
+            line = ""
+        line += unit
+    out.append(line)
+    return '"' + ("\\\n" + pad).join(out) + '"'
+
+
+def _fold_words(text: str) -> list[str]:
+    """Word groups of ``text`` (single spaces) no longer than FOLD_AT where possible: a folded
+    scalar joins its lines with one space, so the groups read back as ``text`` exactly."""
+    out, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > FOLD_AT:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    out.append(line)
+    return out
+
+
 def to_yaml(data, indent: int = 0) -> str:
     """Tiny block-style YAML emitter for dicts/lists/scalars (inventory only)."""
     pad = "  " * indent
@@ -246,6 +288,17 @@ def to_yaml(data, indent: int = 0) -> str:
                 else:
                     lines.append(f"{pad}{k}:")
                     lines.append(to_yaml(value, indent + 1))
+            elif isinstance(value, str) and len(pad) + len(k) + len(value) > FOLD_AT + 20 \
+                    and not _needs_folding(value):
+                # long with no spaces to fold at (a deep path): a double-quoted scalar whose
+                # line breaks are escaped, which YAML reads back without them
+                lines.append(f"{pad}{k}: " + _quoted_lines(value, f"{pad}  "))
+            elif _needs_folding(value):
+                # a long string of words as a folded block scalar, one word group a line, so
+                # that no line of the generated inventory passes yamllint's (and
+                # ansible-lint's production profile's) 160-character limit
+                lines.append(f"{pad}{k}: >-")
+                lines.extend(f"{pad}  {part}" for part in _fold_words(value))
             else:
                 lines.append(f"{pad}{k}: {yaml_scalar(value)}")
     elif isinstance(data, list):

@@ -258,3 +258,23 @@ def test_choose_port_base_large_fleet_spans_consecutive_blocks():
     assert lab.choose_port_base("tzlab", 50, None, lambda p: p < last or p >= lab.PORT_MAX) < last
     plan = lab.fleet_plan("tzlab", "lab", 50, "10.89.7.0/24", base)
     assert plan[-1].ip == "10.89.7.60" and plan[-1].port == base + 50
+
+
+def test_render_inventory_lines_fit_lint(tmp_path):
+    """The quick start's generated inventory is linted too (ansible-lint reads every YAML
+    file in the tree): no line may pass yamllint's 160 characters, even with the longest
+    prefix and deep paths, and folding must not change any value."""
+    prefix = "t" * 20
+    plan = lab.fleet_plan(prefix, "lab", 3, "10.89.9.0/24", 26000)
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    text = lab.render_inventory(prefix, "lab", plan, deep / "id_ed25519", deep / "pass")
+    assert max(len(line) for line in text.splitlines()) <= 160
+    args = yaml.safe_load(text)["all"]["vars"]["ansible_ssh_common_args"]
+    assert args == lab.ssh_common_args(prefix)
+
+
+@pytest.mark.parametrize("value", ["-o A=1 " * 30, "a b", "x" * 200, "a  b " * 40,
+                                   "w " * 100 + "end", "-o x=y\n" * 20])
+def test_to_yaml_folding_roundtrip(value):
+    data = {"k": value.strip() if "\n" not in value else value}
+    assert yaml.safe_load(lab.to_yaml(data)) == data
