@@ -136,6 +136,13 @@ def rows(conn, zone=None, host=None, serial=None, status=None):
     return out
 
 
+def live_issuers(conn, now_text):
+    """Issuer fingerprints of every certificate that has not expired at ``now_text`` (ISO
+    8601 UTC, compared as text: every row uses the same format), in any status."""
+    return {row[0] for row in conn.execute(
+        "SELECT DISTINCT issuer_fingerprint FROM issuance WHERE not_after > ?", (now_text,))}
+
+
 def revoke(conn, serials, reason, when):
     """Mark certificates revoked. Unknown serials are an error and change nothing."""
     if reason not in REASONS:

@@ -88,15 +88,15 @@ def _identity(cert):
     return (cert.subject.public_bytes(), C._spki(cert))
 
 
-def crl_signers(cas, retired, rows, now):
+def crl_signers(cas, retired, live_issuers):
     """``[(key, cert, {issuer fingerprints})]``: one entry per CA that needs a CRL (pure).
 
     ``cas`` are the ``(key, cert)`` pairs in use now (always published), ``retired`` the
-    retired ones (published while the ledger holds an unexpired leaf any of them signed, in
-    any status). Pairs sharing subject and key are merged: the CRL is signed once, by the
-    pair in use when there is one, and lists the revocations of all of them.
+    retired ones (published while ``live_issuers`` - the issuer fingerprints of the ledger's
+    unexpired leaves, in any status - names one of them). Pairs sharing subject and key are
+    merged: the CRL is signed once, by the pair in use when there is one, and lists the
+    revocations of all of them.
     """
-    live_issuers = {row["issuer_fingerprint"] for row in rows if unexpired(row, now)}
     groups, order = {}, []
     for in_use, pairs in ((True, cas), (False, retired)):
         for key, cert in pairs:
@@ -117,11 +117,15 @@ def crl_signers(cas, retired, rows, now):
             if groups[i]["in_use"] or groups[i]["live"]]
 
 
-def needs_retired(cas, rows, now):
-    """Whether an unexpired ledger row was signed by a CA not in ``cas`` (cheap: lets the
-    caller skip decrypting retired keys on an ordinary run)."""
-    current = {C.fingerprint(cert) for _key, cert in cas}
-    return any(row["issuer_fingerprint"] not in current for row in rows if unexpired(row, now))
+def live_issuers(rows, now):
+    """Issuer fingerprints of the unexpired rows (pure; ``_ledger.live_issuers`` in SQL)."""
+    return {row["issuer_fingerprint"] for row in rows if unexpired(row, now)}
+
+
+def needs_retired(cas, issuers):
+    """Whether a live leaf was signed by a CA not in ``cas`` (cheap: lets the caller skip
+    decrypting retired keys on an ordinary run)."""
+    return bool(set(issuers) - {C.fingerprint(cert) for _key, cert in cas})
 
 
 def entries_for(fps, rows):
@@ -136,23 +140,18 @@ def highest_number(crls):
     return max(numbers) if numbers else 0
 
 
-def plan_crl(disk_crls, damaged, signers, rows, meta, refresh, now):
-    """What to publish (pure): ``None`` when the CRLs on disk stand, else
-    ``{"reason", "number", "generation", "crls": [(key, cert, entries)]}``.
+def plan_crl(disk_crls, reason, signers, rows, meta):
+    """What to publish (pure), once ``reason`` (``_policy.crl_due``) says the CRLs on disk do
+    not stand: ``{"reason", "number", "generation", "crls": [(key, cert, entries)]}``.
 
-    ``meta`` holds the ledger's ``crl_generation`` (revocation counter),
-    ``crl_written_generation`` and ``crl_number`` (the highest number ever committed). The
-    new number is above the committed one and above every number on disk.
+    ``meta`` holds the ledger's ``crl_generation`` (revocation counter) and ``crl_number``
+    (the highest number ever committed). The new number is above the committed one and above
+    every number on disk.
     """
     committed = int(meta.get("crl_number") or 0)
-    generation = str(meta.get("crl_generation") or "0")
-    reason = damaged or P.crl_due(disk_crls, [cert for _k, cert, _f in signers], now, refresh,
-                                  generation, str(meta.get("crl_written_generation") or "0"),
-                                  committed_number=committed)
-    if reason is None:
-        return None
     number = max(committed, highest_number(disk_crls)) + 1
-    return {"reason": reason, "number": number, "generation": generation,
+    return {"reason": reason, "number": number,
+            "generation": str(meta.get("crl_generation") or "0"),
             "crls": [(key, cert, entries_for(fps, rows)) for key, cert, fps in signers]}
 
 
@@ -208,12 +207,18 @@ def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
         disk = C.load_crls(data or b"", path=path)
     except TrustzoneError as exc:
         disk, damaged = [], "the CRL on disk does not parse (%s)" % exc  # derived: sign again
-    rows = _ledger.rows(conn) if conn else []
-    retired = ca.retired_pairs(passphrase) if needs_retired(cas, rows, now) else []
-    signers = crl_signers(cas, retired, rows, now)
-    plan = plan_crl(disk, damaged, signers, rows, _meta(conn), refresh, now)
-    if plan is None:
+    issuers = _ledger.live_issuers(conn, iso(now)) if conn else set()
+    retired = ca.retired_pairs(passphrase) if needs_retired(cas, issuers) else []
+    signers = crl_signers(cas, retired, issuers)
+    meta = _meta(conn)
+    reason = damaged or P.crl_due(
+        disk, [cert for _k, cert, _f in signers], now, refresh,
+        str(meta.get("crl_generation") or "0"), str(meta.get("crl_written_generation") or "0"),
+        committed_number=int(meta.get("crl_number") or 0))
+    if reason is None:
         return data.decode("ascii"), None
+    revoked = _ledger.rows(conn, status="revoked") if conn else []
+    plan = plan_crl(disk, reason, signers, revoked, meta)
     text = build(plan, now, lifetime)
     if not check:
         _ledger.commit_crl(conn, plan["number"], plan["generation"])   # (1)

@@ -8,6 +8,7 @@ The zone_root-driven tests run the module's whole logic against real CA director
 
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 import shutil
@@ -99,6 +100,27 @@ def test_crl_due_compares_the_set_of_cas(keys):
     assert due([crl1, crl1], [c1, c2]) == "the zone's CAs changed"      # same count, not set
     assert due([crl1, crl2], [c1, c2], committed=3) is None
     assert due([crl1, crl2], [c1, c2], committed=4).startswith("CRL number 4 was committed")
+
+
+def test_crl_signers_keep_retired_cas_only_while_their_leaves_live(keys):
+    def ca(label, cn, key_label=None):
+        key = keys.get("p256#" + (key_label or label))
+        return key, C.build_ca_certificate(key, C.zone_name_attributes("prod", cn), NOW - DAY,
+                                           NOW + 900 * DAY)
+    root, inter, old_inter = ca("s-root", "root"), ca("s-int", "int"), ca("s-old", "old int")
+    extended_from = ca("s-ext", "root", key_label="s-root")       # same subject and key
+    fp = lambda pair: C.fingerprint(pair[1])
+    rows = [row("1", "n", issuer_fp=fp(old_inter), days_left=5, status="superseded"),
+            row("2", "n", issuer_fp=fp(extended_from), days_left=-1)]
+    live = R.live_issuers(rows, NOW)
+    signers = R.crl_signers([root, inter], [old_inter, extended_from], live)
+    assert [C.fingerprint(cert) for _k, cert, _f in signers] == [fp(root), fp(inter),
+                                                                  fp(old_inter)]
+    assert signers[0][2] == {fp(root), fp(extended_from)}          # one CRL for both
+    # once the old intermediate's last leaf expired, its CRL goes
+    later = R.live_issuers(rows, NOW + 6 * DAY)
+    assert len(R.crl_signers([root, inter], [old_inter, extended_from], later)) == 2
+    assert R.needs_retired([root, inter], live) and not R.needs_retired([root, inter], later)
 
 
 # --------------------------------------------------------------------------- zone_root runs
@@ -444,8 +466,9 @@ def test_restore_from_an_old_backup_learns_revocations_issuances_and_the_number(
         [(node2.serial_number, now_utc(), "unspecified")], now_utc() - DAY,
         now_utc() + DAY, 10 ** 6))
     fleet = [
-        {"host": "node1", "names": names_of("node1"),
-         "files": [{"profile": "crl", "content": fleet_crl},
+        {"host": "node1", "names": names_of("node1"),            # as restore.yml sends it
+         "files": [{"profile": "crl",
+                    "content_b64": base64.b64encode(fleet_crl.encode()).decode()},
                    {"profile": "server", "content": C.certificate_pem(node1_new)},
                    {"profile": "server.prev", "content": C.certificate_pem(node1)}]},
         {"host": "node2", "names": names_of("node2"),
