@@ -326,7 +326,9 @@ def plan_learn(rows, zone, ca_certs, fleet, committed_number, now):
         k = (row["host"], row["profile"])
         if k not in newest or row["not_before"] > newest[k]["not_before"]:
             newest[k] = row
+    touched = {(r["host"], r["profile"]) for r in new_rows}  # only where something was learned
     supersede = sorted({r["serial"] for r in rows if r["status"] == "valid"
+                        and (r["host"], r["profile"]) in touched
                         and newest[(r["host"], r["profile"])] is not r})
     for row in new_rows:
         if newest[(row["host"], row["profile"])] is not row:

@@ -522,6 +522,21 @@ def test_a_revocation_of_a_certificate_nobody_shows_is_kept(zone_root, ca, keys,
 
 
 def test_plan_learn_without_a_fleet_changes_nothing():
-    plan = R.plan_learn([row("a1", "node1")], "prod", [], [], 7, NOW)
+    # (two valid rows of one host and profile are left as they are: nothing was learned)
+    plan = R.plan_learn([row("a1", "node1"), row("a2", "node1")], "prod", [], [], 7, NOW)
     assert (plan["rows"], plan["revoke"], plan["supersede"], plan["crl_number"]) == (
         [], [], [], 7)
+
+
+def test_learning_survives_whatever_a_hostile_node_returns(zone_root, ca, keys):
+    zone_root(ca.path)
+    issue(ca, keys, "node1")
+    junk = [{"host": 1}, "x", None,
+            {"host": "node1", "names": "all of them",
+             "files": ["junk", {"content_b64": {"a": 1}}, {"content_b64": "!!!not base64"},
+                       {"content": "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"},
+                       {"content": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"},
+                       {"content": ["not", "text"]}, {"content": "x" * (2 * 1024 * 1024)}]}]
+    result = learn(ca, junk)
+    assert (result["changed"], result["learned"], result["revoked"]) == (False, [], [])
+    assert len(result["ignored"]) == 2  # the two malformed PEM blocks, each named
