@@ -37,7 +37,7 @@ options:
   hosts:
     description:
       - Hosts whose certificates are all revoked - every one the ledger holds for them that
-        has not expired, whatever its status (V(valid), or V(superseded) by a renewal: the
+        has not expired, whatever its status - V(valid), or V(superseded) by a renewal (the
         node keeps that one as C(.prev) and still serves it if an install failed).
     type: list
     elements: str
