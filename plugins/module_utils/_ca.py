@@ -97,6 +97,34 @@ class CaDir:
         R.phase_of(state)
         return state
 
+    def has_root(self):
+        """Whether the zone has a root here (read-only)."""
+        return _fs.read_file(self.file("root.crt")) is not None
+
+    def retired_pairs(self, passphrase):
+        """``[(key, cert), ...]`` of every CA certificate the zone used and no longer uses
+        (retired roots, replaced or extended ones, replaced intermediates), from ``retired/``.
+        Read-only: a certificate without its key, or a key that does not match, is skipped."""
+        retired = self.file("retired")
+        try:
+            names = sorted(os.listdir(retired))
+        except OSError:
+            return []
+        pairs = []
+        for name in names:
+            if not name.endswith(".crt"):
+                continue
+            cert_path = os.path.join(retired, name)
+            key_path = cert_path[:-len(".crt")] + ".key"
+            cert_data, key_data = _fs.read_file(cert_path), _fs.read_file(key_path)
+            if cert_data is None or key_data is None:
+                continue
+            cert = C.load_certificate(cert_data, path=cert_path)
+            key = C.load_private_key(key_data, passphrase, path=key_path)
+            if C.same_public_key(key, cert):
+                pairs.append((key, cert))
+        return pairs
+
     def issuer(self, passphrase):
         """``(key, cert, chain)`` that signs leaves now, following the rotation phase: the
         issuing root, or its intermediate when the zone has one (then ``chain`` holds it)."""

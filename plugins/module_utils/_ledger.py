@@ -136,6 +136,13 @@ def rows(conn, zone=None, host=None, serial=None, status=None):
     return out
 
 
+def live_issuers(conn, now_text):
+    """Issuer fingerprints of every certificate that has not expired at ``now_text`` (ISO
+    8601 UTC, compared as text: every row uses the same format), in any status."""
+    return {row[0] for row in conn.execute(
+        "SELECT DISTINCT issuer_fingerprint FROM issuance WHERE not_after > ?", (now_text,))}
+
+
 def revoke(conn, serials, reason, when):
     """Mark certificates revoked. Unknown serials are an error and change nothing."""
     if reason not in REASONS:
@@ -168,3 +175,71 @@ def bump(conn, key):
     value = int(meta(conn, key, "0")) + 1
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
     return value
+
+
+def set_meta(conn, key, value):
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+
+def commit_crl(conn, number, generation):
+    """Commit the number of the CRLs about to be written, and the revocation generation they
+    are made from, BEFORE they are written: a crash then skips a number, never repeats one.
+    The committed number only grows."""
+    with transaction(conn):
+        if int(meta(conn, "crl_number", "0")) >= int(number):
+            raise TrustzoneError("CRL number %s is not above the committed %s" % (
+                number, meta(conn, "crl_number")), LEDGER_FILE,
+                fix="re-run: another run published CRLs meanwhile")
+        set_meta(conn, "crl_number", number)
+        set_meta(conn, "crl_written_generation", generation)
+
+
+def merge(conn, plan):
+    """Apply ``_revocation.plan_learn``'s plan in one transaction: learned certificates are
+    added, the older valid ones superseded, revocations put back (a revocation of a
+    certificate nobody showed us gets a placeholder row, so that the CRL keeps it), and the
+    CRL number floor raised. Returns whether anything changed."""
+    changed = False
+    with transaction(conn):
+        for row in plan["rows"]:
+            if conn.execute("SELECT 1 FROM issuance WHERE serial = ? OR fingerprint = ?",
+                            (row["serial"], row["fingerprint"])).fetchone():
+                continue
+            conn.execute(
+                "INSERT INTO issuance (%s) VALUES (%s)" % (", ".join(COLUMNS),
+                                                           ", ".join("?" * len(COLUMNS))),
+                tuple(json.dumps(row[c], sort_keys=True) if c == "sans" else row[c]
+                      for c in COLUMNS))
+            changed = True
+        for serial in plan["supersede"]:
+            changed |= conn.execute(
+                "UPDATE issuance SET status = 'superseded' WHERE serial = ? AND "
+                "status = 'valid'", (serial,)).rowcount > 0
+        revoked = False
+        for item in plan["revoke"]:
+            if item["reason"] not in REASONS:
+                item = dict(item, reason="unspecified")
+            row = conn.execute("SELECT status FROM issuance WHERE serial = ?",
+                               (item["serial"],)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO issuance (%s) VALUES (%s)" % (
+                        ", ".join(COLUMNS), ", ".join("?" * len(COLUMNS))),
+                    (item["serial"], item["zone"], "(unknown)", "unknown", "",
+                     json.dumps({"dns": [], "ip": []}), item["revoked_at"], item["not_after"],
+                     "unknown:%s:%s" % (item["issuer_fingerprint"], item["serial"]),
+                     item["issuer"], item["issuer_fingerprint"], item["revoked_at"], "revoked",
+                     item["reason"], item["revoked_at"]))
+                revoked = True
+            elif row[0] != "revoked":
+                conn.execute("UPDATE issuance SET status = 'revoked', revocation_reason = ?, "
+                             "revoked_at = ? WHERE serial = ?",
+                             (item["reason"], item["revoked_at"], item["serial"]))
+                revoked = True
+        if revoked:
+            bump(conn, "crl_generation")
+            changed = True
+        if int(plan["crl_number"]) > int(meta(conn, "crl_number", "0")):
+            set_meta(conn, "crl_number", plan["crl_number"])
+            changed = True
+    return changed

@@ -429,19 +429,32 @@ def validity_window(now, lifetime_seconds, issuer_cert, backdate_seconds=300):
     return start, end
 
 
-def crl_due(crls, ca_certs, now, refresh_seconds, generation, written_generation):
+def crl_due(crls, ca_certs, now, refresh_seconds, generation, written_generation,
+            committed_number=None):
     """Why the CA must sign its CRLs again, or None.
 
-    ``crls`` are the CRLs on disk, ``ca_certs`` every CA of the zone that signs certificates
-    (roots and intermediates), ``generation`` the ledger's revocation counter and
-    ``written_generation`` the counter the CRLs on disk were made from.
+    ``crls`` are the CRLs on disk, ``ca_certs`` every CA of the zone that needs a CRL (roots
+    and intermediates, in use or retired with live leaves: ``_revocation.crl_signers``),
+    ``generation`` the ledger's revocation counter, ``written_generation`` the counter the
+    CRLs on disk were made from and ``committed_number`` the highest CRL number the ledger
+    committed (CRLs on disk below it were never completed: a crash, or a restore that learned
+    a higher number from the fleet).
     """
     if not crls:
         return "no CRL yet"
     if str(generation) != str(written_generation):
         return "revocations changed"
-    covered = [ca for ca in ca_certs if any(C.crl_signed_by(crl, ca) for crl in crls)]
-    if len(covered) != len(ca_certs) or len(crls) != len(ca_certs):
+    if committed_number is not None and max(
+            (C.crl_number(crl) or 0) for crl in crls) < int(committed_number):
+        return "CRL number %s was committed but is not on disk" % committed_number
+    # the same set: every CA has exactly one CRL it signed, and every CRL belongs to a CA
+    matched = set()
+    for ca in ca_certs:
+        mine = [i for i, crl in enumerate(crls) if C.crl_signed_by(crl, ca)]
+        if len(mine) != 1 or mine[0] in matched:
+            return "the zone's CAs changed"
+        matched.add(mine[0])
+    if len(matched) != len(crls):
         return "the zone's CAs changed"
     soonest = min(C.crl_next_update(crl) for crl in crls)
     if soonest - now < datetime.timedelta(seconds=refresh_seconds):

@@ -35,14 +35,17 @@ options:
     elements: str
     default: []
   hosts:
-    description: Hosts whose valid certificates are all revoked.
+    description:
+      - Hosts whose certificates are all revoked - every one the ledger holds for them that
+        has not expired, whatever its status - V(valid), or V(superseded) by a renewal (the
+        node keeps that one as C(.prev) and still serves it if an install failed).
     type: list
     elements: str
     default: []
   keep_hosts:
     description:
-      - Prune - revoke the valid certificates of every host in the ledger that is not in this
-        list (normally C(groups['trustzone_nodes'])). Omit to prune nothing.
+      - Prune - revoke every unexpired certificate (valid or superseded) of every host in
+        the ledger that is not in this list (normally C(groups['trustzone_nodes'])). Omit to prune nothing.
     type: list
     elements: str
   reason:
@@ -76,7 +79,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 revoked:
-  description: The certificates revoked by this run (host, profile, serial, subject).
+  description: The certificates revoked by this run (host, profile, serial, subject,
+    not_after, status before the revocation).
   returned: always
   type: list
   elements: dict
@@ -86,29 +90,11 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-
-
-def select(rows, serials, hosts, keep_hosts):
-    """The valid ledger rows to revoke (pure). Unknown serials raise."""
-    known = {row["serial"]: row for row in rows}
-    chosen = {}
-    for serial in serials:
-        key = serial.lower().lstrip("0") or "0"
-        match = known.get(key) or known.get(serial.lower())
-        if match is None:
-            raise TrustzoneError("no certificate with serial %s in the zone's ledger" % serial,
-                                 fix="check the serial with playbooks/report.yml")
-        chosen[match["serial"]] = match
-    for row in rows:
-        if row["status"] != "valid":
-            continue
-        if row["host"] in hosts or (keep_hosts is not None and row["host"] not in keep_hosts):
-            chosen[row["serial"]] = row
-    return [chosen[s] for s in sorted(chosen) if chosen[s]["status"] != "revoked"]
 
 
 def main():
@@ -127,22 +113,22 @@ def main():
     try:
         zone = P.validate_name(params["zone"], "zone name")
         ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
-        if _fs.read_file(ca_dir.rstrip("/") + "/root.crt") is None:
+        if not CaDir(ca_dir).has_root():
             raise TrustzoneError("the zone has no CA here", ca_dir,
                                  fix="run it on the zone's CA host")
+        now = datetime.datetime.now(datetime.timezone.utc)
         with _ledger.locked(ca_dir):
             conn = _ledger.connect(ca_dir)
-            chosen = select(_ledger.rows(conn, zone=zone), params["serials"], params["hosts"],
-                            params["keep_hosts"])
+            chosen = R.select(_ledger.rows(conn, zone=zone), params["serials"],
+                              params["hosts"], params["keep_hosts"], now)
             if chosen and not module.check_mode:
-                when = datetime.datetime.now(datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ")
-                _ledger.revoke(conn, [row["serial"] for row in chosen], params["reason"], when)
+                _ledger.revoke(conn, [row["serial"] for row in chosen], params["reason"],
+                               R.iso(now))
             conn.close()
     except TrustzoneError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=bool(chosen), revoked=[
-        {k: row[k] for k in ("host", "profile", "serial", "subject", "not_after")}
+        {k: row[k] for k in ("host", "profile", "serial", "subject", "not_after", "status")}
         for row in chosen])
 
 

@@ -250,10 +250,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
+from ansible_collections.trustzone.pki.plugins.module_utils._revocation import ensure_crl
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -315,57 +315,6 @@ def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, check)
     if not check:
         ca.write_pair(stem, ikey, icert, params["passphrase"])
     return ikey, icert, True
-
-
-def ensure_crl(ca, cas, params, now, check):
-    """The zone's CRLs - one per CA that signs certificates - re-signed when missing, damaged,
-    due, when revocations changed or when the set of CAs changed. Returns ``(pem, reason)``."""
-    path = ca.file("crl.pem")
-    data = _fs.read_file(path)
-    damaged = None
-    try:
-        crls = C.load_crls(data or b"", path=path)
-    except TrustzoneError as exc:
-        crls, damaged = [], "the CRL on disk does not parse (%s)" % exc  # derived: sign again
-    conn = _ledger.connect(ca.path, create=not check)
-    generation = _ledger.meta(conn, "crl_generation", "0") if conn else "0"
-    written = _ledger.meta(conn, "crl_written_generation", "0") if conn else "0"
-    refresh = P.parse_duration(params["crl_refresh_before"], "crl_refresh_before")
-    lifetime = P.parse_duration(params["crl_lifetime"], "crl_lifetime")
-    if refresh >= lifetime:
-        raise TrustzoneError("crl_refresh_before must be shorter than crl_lifetime",
-                             fix="e.g. crl_lifetime 7d with crl_refresh_before 2d")
-    reason = damaged or P.crl_due(crls, [cert for _key, cert in cas], now, refresh, generation,
-                                  written)
-    if reason is None:
-        if conn:
-            conn.close()
-        return data.decode("ascii"), None
-    revoked = _ledger.rows(conn, status="revoked") if conn else []
-    number = int(_ledger.meta(conn, "crl_number", "0")) + 1 if conn else 1
-    pems = []
-    for key, cert in cas:
-        fingerprint = C.fingerprint(cert)
-        entries = [(int(row["serial"], 16),
-                    datetime.datetime.strptime(row["revoked_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                        tzinfo=datetime.timezone.utc),
-                    row["revocation_reason"])
-                   for row in revoked if row["issuer_fingerprint"] == fingerprint]
-        crl = C.build_crl(cert, key, entries, now - datetime.timedelta(minutes=5),
-                          now + datetime.timedelta(seconds=lifetime), number)
-        pems.append(C.crl_pem(crl))
-    text = "".join(pems)
-    if not check:
-        with _ledger.locked(ca.path):
-            _fs.atomic_write(path, text, 0o644, ca.uid, ca.gid)
-            with _ledger.transaction(conn):
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                             ("crl_number", str(number)))
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                             ("crl_written_generation", str(generation)))
-    if conn:
-        conn.close()
-    return text, reason
 
 
 def fix_modes(ca, check):

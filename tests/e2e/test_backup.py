@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -215,7 +216,8 @@ def test_restore_check_mode_verifies_and_writes_nothing(fleet, work):
     proc = play(fleet, "restore.yml", "--check", "--diff", "-e", "@%s" % work["bp"],
                 "-e", "trustzone_backup_src=%s" % STATE["archive"],
                 inventory=work["two_nodes"])
-    assert changed(proc) == {"ca": 1}
+    # the nodes are in the recap (restore.yml reads them after a real restore), unchanged
+    assert changed(proc) == {"ca": 1, "node1": 0, "node2": 0}
     assert "create: the CA directory is empty (check mode: nothing written)" in proc.output
     assert "root.key 0600" in proc.output  # the diff lists files, never their contents
     assert not fleet.exists("ca", CA_DIR)
@@ -225,7 +227,10 @@ def test_restore_onto_the_new_ca_host(fleet, work):
     proc = play(fleet, "restore.yml", "-vvv", "-e", "@%s" % work["bp"],
                 "-e", "trustzone_backup_src=%s" % STATE["archive"],
                 inventory=work["two_nodes"])
-    assert changed(proc) == {"ca": 1}
+    # restore.yml also read the nodes and learned nothing: they hold what the archive knows
+    assert changed(proc) == {"ca": 1, "node1": 0, "node2": 0}
+    assert "learned from the fleet: 0 certificate(s) added to the ledger, 0 revocation(s) " \
+        "put back" in proc.output
     assert ca_listing(fleet) == STATE["ca"]  # every file, mode and owner; ledger rows
     assert fleet.sh("ca", "stat -c '%%a %%U:%%G' %s" % CA_DIR).stdout.strip() == "700 root:root"
     assert fleet.sh("ca", "ls -d /tmp/ansible.*trustzone-restore", check=False).returncode != 0
@@ -256,7 +261,7 @@ def test_restore_over_a_different_ca_is_refused_unless_forced(fleet, work):
     proc = play(fleet, "restore.yml", "-e", "@%s" % work["bp"],
                 "-e", "trustzone_backup_src=%s" % STATE["archive"],
                 "-e", "trustzone_backup_force=true", inventory=work["two_nodes"])
-    assert changed(proc) == {"ca": 1}
+    assert changed(proc) == {"ca": 1, "node1": 0, "node2": 0}
     assert ca_listing(fleet) == STATE["ca"]
     kept = fleet.sh("ca", "ls -d %s.replaced-*" % CA_DIR).stdout.split()
     assert len(kept) == 1
@@ -283,6 +288,71 @@ def test_a_new_node_joins_under_the_same_root(fleet, work):
     rows = ledger_rows(fleet)
     assert rows.count("'node3'") == 2
     assert rows.count("'node1'") == STATE["ca"]["ledger rows"].count("'node1'")
+
+
+# --------------------------------------------------------------------------- after the backup
+
+def crl_number(fleet, host):
+    """The CRL number of ``host``'s crl.pem (every CRL in it carries the same one)."""
+    out = fleet.sh(host, "openssl crl -in %s/crl.pem -noout -crlnumber" % NODE_DIR).stdout
+    return int(out.strip().split("=", 1)[1].lower().replace("0x", ""), 16)
+
+
+def serial_of(fleet, host, path):
+    out = fleet.sh(host, "openssl x509 -in %s -noout -serial" % path).stdout
+    return out.strip().split("=", 1)[1].lower().lstrip("0")
+
+
+def node3_rows(fleet):
+    script = ("import json, sqlite3; print(json.dumps(sqlite3.connect('%s/ledger.db').execute("
+              "\"select serial, status, revocation_reason from issuance where host = 'node3'"
+              "\").fetchall()))" % CA_DIR)
+    return {serial: (status, reason) for serial, status, reason in json.loads(
+        fleet.sh("ca", "python3 -c %s" % json.dumps(script)).stdout)}
+
+
+def test_a_revocation_made_after_a_backup_survives_restoring_that_backup(fleet, work):
+    archive = work["backups"] / "before-the-revocation.tzbackup"
+    play(fleet, "backup.yml", "-e", "@%s" % work["bp"],
+         "-e", "trustzone_backup_dest=%s" % archive)
+    backed_up = node3_rows(fleet)
+    # after the backup: node3 gets a new server certificate, then everything node3 holds is
+    # revoked and the nodes get the new CRLs
+    fleet.sh("node3", "rm -f %s/server.crt" % NODE_DIR)
+    play(fleet, "site.yml", "--limit", "ca,node3")
+    new_serial = serial_of(fleet, "node3", NODE_DIR + "/server.crt")
+    assert new_serial not in backed_up
+    play(fleet, "revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node3"]}',
+         "-e", "trustzone_revoke_reason=key_compromise")
+    revoked = node3_rows(fleet)
+    assert {status for status, _reason in revoked.values()} == {"revoked"}
+    number_before = crl_number(fleet, "node1")
+    # the CA host is restored from the archive made before all that
+    proc = play(fleet, "restore.yml", "-e", "@%s" % work["bp"],
+                "-e", "trustzone_backup_src=%s" % archive, "-e", "trustzone_backup_force=true")
+    # nothing was lost: every node3 row is back, revoked with its reason, the new one too
+    assert node3_rows(fleet) == revoked
+    # and the CRL every node holds now is strictly newer and still lists the revocations
+    for host in ("node1", "node2", "node3"):
+        assert crl_number(fleet, host) > number_before
+    # the play says what it recovered
+    assert "learned from the fleet: 1 certificate(s) added to the ledger, %d revocation(s) " \
+           "put back, CRL number continues above %d" % (len(revoked), number_before) \
+        in proc.output, proc.output[-4000:]
+    listed = fleet.sh("node1", "openssl crl -in %s/crl.pem -noout -text" % NODE_DIR
+                      ).stdout.lower().replace(":", "")
+    assert all(serial.lstrip("0") in listed for serial in revoked)
+    fleet.sh("node1", "cat > /tmp/node3.pem", input=fleet.read("node3",
+                                                              NODE_DIR + "/server.crt"))
+    check = fleet.sh("node1", "openssl verify -crl_check_all -CAfile %s/roots.pem -CRLfile "
+                              "%s/crl.pem /tmp/node3.pem" % (NODE_DIR, NODE_DIR), check=False)
+    assert check.returncode != 0 and "certificate revoked" in check.output, check.output
+    # site.yml carries on: node3 gets new certificates, nothing published goes backwards
+    number_restored = crl_number(fleet, "node1")
+    play(fleet, "site.yml")
+    assert crl_number(fleet, "node1") >= number_restored
+    assert fleet.sh("node3", "openssl verify -CAfile %s/roots.pem %s/server.crt"
+                    % (NODE_DIR, NODE_DIR)).stdout.strip().endswith(": OK")
 
 
 # --------------------------------------------------------------------------- passphrase

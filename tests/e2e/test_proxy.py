@@ -295,6 +295,7 @@ def test_files_have_the_documented_layout_and_modes(zone):
     # nginx forwards into the zone over mutual TLS, verifying the backend against the zone roots
     conf = zone.read("node1", "/etc/nginx/conf.d/trustzone-proxy.conf")
     for line in ("proxy_ssl_verify on;", "proxy_ssl_trusted_certificate %s/roots.pem;" % DIR,
+                 "proxy_ssl_crl %s/crl.pem;" % DIR,
                  "proxy_ssl_certificate %s/client-fullchain.pem;" % DIR,
                  "proxy_ssl_name node2.lab.trustzone.test;", "ssl_protocols TLSv1.2 TLSv1.3;",
                  "proxy_set_header X-Forwarded-Proto https;"):
@@ -355,6 +356,20 @@ def test_proxy_refuses_a_backend_outside_the_zone(zone, pebble_root):
     log = zone.read("node1", "/var/log/nginx/error.log")
     assert "upstream SSL certificate verify error" in log
 
+
+def test_proxy_refuses_a_revoked_backend_until_it_is_renewed(zone, inventories, pebble_root):
+    """revoke.yml for the backend: every node gets the new CRLs and revoke.yml ends with
+    proxy.yml, which reloads nginx with them (crl.pem is one of the configuration's inputs):
+    the proxy refuses the revoked backend (502). Renewed, it is let in again."""
+    assert user_get(zone, WEB, cafile=pebble_root).code == "200"
+    proc = zone.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
+                         inventory=inventories["all"])
+    OUTPUTS.append(proc.output)
+    assert eventually(lambda: user_get(zone, WEB, cafile=pebble_root).code == "502")
+    assert "certificate revoked" in zone.read("node1", "/var/log/nginx/error.log")
+    OUTPUTS.append(zone.playbook("site.yml", inventory=inventories["all"]).output)
+    zone.sh("node2", "nginx -s reload")  # the backend serves its renewed certificate
+    assert eventually(lambda: user_get(zone, WEB, cafile=pebble_root).code == "200")
 
 def test_renewal_when_the_window_exceeds_the_remaining_lifetime(zone, pebble, inventories,
                                                                 pebble_root):

@@ -147,8 +147,12 @@ def test_revoked_client_certificate_is_refused_by_nginx(fleet):
     OUTPUTS.append(proc.output)
     rows = ledger(fleet, "SELECT profile, status, revocation_reason FROM issuance "
                          "WHERE host = 'node2' AND status = 'revoked'")
-    assert sorted(rows) == [["client", "revoked", "key_compromise"],
-                            ["server", "revoked", "key_compromise"]]
+    # every certificate node2 held is revoked: the valid ones and the ones earlier runs
+    # superseded (they have not expired)
+    assert sorted({tuple(r) for r in rows}) == [("client", "revoked", "key_compromise"),
+                                                ("server", "revoked", "key_compromise")]
+    assert ledger(fleet, "SELECT count(*) FROM issuance WHERE host = 'node2' AND "
+                         "status IN ('valid', 'superseded')") == [[0]]
     serial = serial_of(fleet, "node2", "/tmp/old-client.crt")
     crl = fleet.sh("node1", "openssl crl -in %s/crl.pem -noout -text" % DIR).stdout.lower()
     assert serial in crl.replace(":", "")
@@ -186,9 +190,13 @@ def test_pruning_revokes_hosts_that_left_the_inventory(fleet, tmp_path):
                          "status = 'valid'") == [[2]]
     proc = fleet.playbook("prune.yml", inventory=smaller)
     OUTPUTS.append(proc.output)
-    assert ledger(fleet, "SELECT profile, revocation_reason FROM issuance WHERE host = 'node3' "
-                         "AND status = 'revoked' ORDER BY profile") == [
-        ["client", "cessation_of_operation"], ["server", "cessation_of_operation"]]
+    rows = ledger(fleet, "SELECT profile, revocation_reason FROM issuance WHERE host = 'node3' "
+                         "AND status = 'revoked' ORDER BY profile")
+    assert sorted({tuple(r) for r in rows}) == [
+        ("client", "cessation_of_operation"), ("server", "cessation_of_operation")]
+    # superseded but unexpired ones too: nothing node3 held stays live
+    assert ledger(fleet, "SELECT count(*) FROM issuance WHERE host = 'node3' AND "
+                         "status IN ('valid', 'superseded')") == [[0]]
     # nodes still in the zone have the new CRL, which lists node3's serials
     serial = serial_of(fleet, "node3", "%s/server.crt" % DIR)
     assert serial in fleet.sh("node1", "openssl crl -in %s/crl.pem -noout -text" % DIR
@@ -217,6 +225,129 @@ def test_unparsable_crl_on_the_ca_is_signed_again(fleet):
     assert "the CRL on disk does not parse" in proc.output
     assert fleet.sh("node1", "openssl crl -in %s/crl.pem -noout -nextupdate" % DIR
                     ).stdout.startswith("nextUpdate=")
+
+
+# --------------------------------------------------------------------------- every cert held
+
+NGINX_DEPTH2 = """
+server {
+    listen 8445 ssl;
+    ssl_certificate %(d)s/server-fullchain.pem;
+    ssl_certificate_key %(d)s/server.key;
+    ssl_client_certificate %(d)s/roots.pem;
+    ssl_verify_client on;
+    ssl_verify_depth 2;
+    ssl_crl %(d)s/crl.pem;
+    location / { return 200 "hello $ssl_client_s_dn\\n"; }
+}
+""" % {"d": DIR}
+
+
+def held(fleet, host):
+    """``{name: (certificate PEM, full chain PEM, serial)}`` of every certificate ``host``
+    holds: each profile's current one and the previous one a renewal kept (``.prev``)."""
+    out = {}
+    for profile in ("server", "client"):
+        for suffix in ("", ".prev"):
+            path = "%s/%s.crt%s" % (DIR, profile, suffix)
+            if fleet.exists(host, path):
+                out[profile + suffix] = (
+                    fleet.read(host, path),
+                    fleet.read(host, "%s/%s-fullchain.pem%s" % (DIR, profile, suffix)),
+                    serial_of(fleet, host, path))
+    return out
+
+
+def openssl_verify(fleet, verifier, cert, chain):
+    """``openssl verify -crl_check_all`` on ``verifier`` with its own roots.pem and crl.pem
+    (what the zone distributed to it)."""
+    fleet.sh(verifier, "cat > /tmp/verify-leaf.pem", input=cert)
+    fleet.sh(verifier, "cat > /tmp/verify-chain.pem", input=chain)
+    return fleet.sh(verifier, "openssl verify -crl_check_all -CAfile %s/roots.pem -CRLfile "
+                              "%s/crl.pem -untrusted /tmp/verify-chain.pem /tmp/verify-leaf.pem"
+                    % (DIR, DIR), check=False)
+
+
+def nginx_status(fleet, client, cert_path, port):
+    """HTTP status nginx (ssl_verify_client on, ssl_crl) on node1 answers ``client``
+    presenting ``cert_path`` with whichever of its client keys matches it."""
+    script = (
+        "want=$(openssl x509 -in %(c)s -noout -pubkey); key=; "
+        "for k in %(d)s/client.key %(d)s/client.key.prev; do "
+        "  [ -f $k ] && [ \"$(openssl pkey -in $k -pubout)\" = \"$want\" ] && key=$k && break; "
+        "done; [ -n \"$key\" ] || { echo nokey; exit 0; }; "
+        "curl -s -o /dev/null -w '%%{http_code}' --cacert %(d)s/roots.pem --cert %(c)s "
+        "--key $key https://%(h)s:%(p)d/"
+    ) % {"c": cert_path, "d": DIR, "h": fleet.fqdn("node1"), "p": port}
+    return fleet.sh(client, script, check=False).stdout.strip()
+
+
+def assert_everything_refused(fleet, before, port):
+    for name, (cert, chain, serial) in sorted(before.items()):
+        proc = openssl_verify(fleet, "node1", cert, chain)
+        assert proc.returncode != 0 and "certificate revoked" in proc.output, (name, proc.output)
+    for path in ("client-fullchain.pem", "client-fullchain.pem.prev"):
+        assert nginx_status(fleet, "node2", "%s/%s" % (DIR, path), port) == "400", path
+    # controls: node3, not revoked, passes the same verifiers
+    ok = openssl_verify(fleet, "node1", fleet.read("node3", DIR + "/server.crt"),
+                        fleet.read("node3", DIR + "/server-fullchain.pem"))
+    assert ok.returncode == 0, ok.output
+    assert nginx_status(fleet, "node3", DIR + "/client-fullchain.pem", port) == "200"
+
+
+def revoke_node2(fleet, *args):
+    proc = fleet.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
+                          "-e", "trustzone_revoke_reason=key_compromise", *args)
+    OUTPUTS.append(proc.output)
+    return proc
+
+
+def test_revoking_a_host_after_a_renewal_refuses_every_certificate_it_held(fleet):
+    OUTPUTS.append(fleet.playbook("site.yml").output)  # a healthy zone to start from
+    # a renewal (node2 gets a new name): node2 keeps its previous certificates as .prev
+    proc = fleet.playbook("site.yml", "--limit", "ca,node2",
+                          "-e", '{"trustzone_certs_extra_names": ["alias2.rev.trustzone.test"]}')
+    OUTPUTS.append(proc.output)
+    before = held(fleet, "node2")
+    assert set(before) == {"server", "server.prev", "client", "client.prev"}
+    status = dict((s.lstrip("0"), st) for s, st in ledger(
+        fleet, "SELECT serial, status FROM issuance WHERE host = 'node2'"))
+    assert status[before["server.prev"][2]] == "superseded"
+    assert status[before["client.prev"][2]] == "superseded"
+    proc = revoke_node2(fleet)
+    status = dict((s.lstrip("0"), st) for s, st in ledger(
+        fleet, "SELECT serial, status FROM issuance WHERE host = 'node2'"))
+    assert {name: status[serial] for name, (_c, _ch, serial) in before.items()} == {
+        name: "revoked" for name in before}
+    for _name, (_cert, _chain, serial) in before.items():
+        assert serial in proc.output  # the play says what it revoked
+    fleet.sh("node1", "cat > /etc/nginx/conf.d/trustzone.conf && nginx -t && "
+                      "(nginx -s reload 2>/dev/null || nginx)", input=NGINX)
+    assert_everything_refused(fleet, before, 8444)
+    OUTPUTS.append(fleet.playbook("site.yml").output)  # node2 heals
+
+
+def test_revoking_a_host_after_an_intermediate_rotation_refuses_every_certificate_it_held(
+        fleet):
+    with_int = ("-e", "trustzone_ca_intermediate=true")
+    OUTPUTS.append(fleet.playbook("site.yml", *with_int).output)
+    first_int = fleet.read("ca", CA_DIR + "/intermediate.crt")
+    proc = fleet.playbook("site.yml", *with_int, "-e", "trustzone_ca_intermediate_force=true")
+    OUTPUTS.append(proc.output)
+    assert fleet.read("ca", CA_DIR + "/intermediate.crt") != first_int
+    before = held(fleet, "node2")
+    assert set(before) == {"server", "server.prev", "client", "client.prev"}
+    # the previous certificates chain through the replaced intermediate
+    assert first_int.strip() in before["server.prev"][1]
+    assert first_int.strip() not in before["server"][1]
+    revoke_node2(fleet, *with_int)
+    # the distributed crl.pem holds the root's, the new and the replaced intermediate's CRLs
+    crl = fleet.read("node1", DIR + "/crl.pem")
+    assert crl.count("BEGIN X509 CRL") == 3
+    fleet.sh("node1", "cat > /etc/nginx/conf.d/trustzone-depth2.conf && nginx -t && "
+                      "nginx -s reload", input=NGINX_DEPTH2)
+    assert_everything_refused(fleet, before, 8445)
+    OUTPUTS.append(fleet.playbook("site.yml", *with_int).output)  # node2 heals
 
 
 def test_no_secret_in_any_output(fleet):
