@@ -89,6 +89,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 
@@ -127,7 +128,7 @@ def main():
     try:
         zone = P.validate_name(params["zone"], "zone name")
         ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
-        if _fs.read_file(ca_dir.rstrip("/") + "/root.crt") is None:
+        if not CaDir(ca_dir).has_root():
             raise TrustzoneError("the zone has no CA here", ca_dir,
                                  fix="run it on the zone's CA host")
         with _ledger.locked(ca_dir):
