@@ -18,6 +18,11 @@ description:
     V(0700); the key file is V(0600). The key never leaves the CA host.
   - In check mode a missing root is generated in memory only, so that later tasks can plan
     against it; nothing is written.
+  - The CA state (roots, intermediates, rotation phase, retired CAs) is kept as immutable
+    generations under C(<dir>/gen/) and put in force by one rename of C(<dir>/current): a
+    crash leaves the old state or the new one, and running the same task again finishes the
+    change. A directory in the flat layout of earlier releases becomes generation 1 on the
+    first run that is not in check mode. See C(docs/ca-state.md).
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
@@ -67,7 +72,8 @@ options:
       - Advance a root rotation by one phase. V(none) only reports the state.
       - V(trust) makes a next root (once) that nodes must trust beside the current one.
       - V(use) makes the next root sign new leaves.
-      - V(retire) makes the next root the root and archives the old one in C(retired/);
+      - V(retire) makes the next root the root and archives the old one in C(retired/) of the
+        new generation;
         it requires O(retire_confirmed).
       - Steps never go backwards and repeating one is a no-op, so an interrupted rotation is
         finished by running it again. Use C(playbooks/rotate_root.yml) rather than this
@@ -242,6 +248,7 @@ created:
   type: bool
 """
 
+import contextlib
 import datetime
 import os
 import secrets
@@ -464,14 +471,16 @@ def run(module):
     now = datetime.datetime.now(datetime.timezone.utc)
     changed = _fs.ensure_dir(ca.path, 0o700, uid, gid, check_mode=check)
 
-    current = ca.load(params["passphrase"])
-    wanted, facts = plan(current, params, zone, now)
-    commit = ca.needs_commit(current, wanted)
-    changed |= commit or facts["changed"]
-    if check:
-        changed |= bool(ca.would_clean())
-    else:
-        if commit:
+    # One writer at a time plans from the state in force and switches to its own (a run
+    # killed on the controller may leave its module running here); readers need no lock.
+    with (contextlib.nullcontext() if check else _ledger.locked(ca.path)):
+        current = ca.load(params["passphrase"])
+        wanted, facts = plan(current, params, zone, now)
+        commit = ca.needs_commit(current, wanted)
+        changed |= commit or facts["changed"]
+        if check:
+            changed |= bool(ca.would_clean())
+        elif commit:
             ca.commit(wanted)
         else:
             changed |= ca.cleanup()
