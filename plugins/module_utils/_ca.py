@@ -418,7 +418,21 @@ class CaDir:
                         legacy[RETIRED + "/" + name] = data
         if legacy:
             return legacy_draft(legacy, self.path, passphrase)
+        self._refuse_lost_pointer()
         return Draft({}, self.path, source=None)
+
+    def _refuse_lost_pointer(self):
+        """Without ``current`` and without legacy files, a generation is only the leftover
+        of an interrupted first write (generation 1, nothing signed yet: no ledger). Anything
+        more means the pointer was lost: never read as "no CA" (a new root) nor cleaned."""
+        done, _staging = self._numbers()
+        if not done or (done == [1] and _fs.refuse_symlink(self.file("ledger.db")) is None):
+            return
+        raise TrustzoneError("the CA state pointer is missing but %d generation(s) exist "
+                             "under gen/" % len(done), self.file(POINTER),
+                             fix="restore the CA directory from a backup, or write the name "
+                                 "of the newest generation (gen/%06d) into %s"
+                                 % (done[-1], self.file(POINTER)))
 
     def load_pair(self, stem, passphrase, required=False):
         return self.load(passphrase).load_pair(stem, passphrase, required)
@@ -524,6 +538,7 @@ class CaDir:
         gen_root = self.file(GENERATIONS)
         out += [os.path.join(gen_root, ".%06d.tmp" % n) for n in staging]
         if current is None:
+            self._refuse_lost_pointer()
             out += [os.path.join(gen_root, "%06d" % n) for n in done]
             return out
         number = int(current[4:])

@@ -487,3 +487,20 @@ def test_a_damaged_pointer_is_one_clear_line(tmp_path):
         _ca.CaDir(path).issuer(PASS)
     assert "names gen/000009, which does not exist" in str(err.value)
     assert "restore the CA directory from a backup" in str(err.value)
+
+
+def test_a_lost_pointer_is_never_read_as_no_ca(tmp_path):
+    """Someone removed ``current``: the generations are not leftovers, no new root is made."""
+    path = str(tmp_path / "prod")
+    os.makedirs(path, mode=0o700)
+    zr(path)
+    zr(path, **TRUST)
+    os.unlink(os.path.join(path, "current"))
+    before = tree(path)
+    for attempt in (lambda: zr(path), lambda: zr(path, check=True),
+                    lambda: _ca.CaDir(path).issuer(PASS)):
+        with pytest.raises(Exception) as err:
+            attempt()
+        assert "the CA state pointer is missing but 2 generation(s) exist" in str(err.value)
+        assert "gen/000002" in str(err.value)
+    assert tree(path) == before
