@@ -304,7 +304,8 @@ def test_change_passphrase_refuses_a_wrong_current_one_and_re_encrypts_with_the_
     proc = play(fleet, "change_passphrase.yml", "-e", "@%s" % work["new"])
     assert changed(proc) == {"ca": 1}
     assert "re-encrypted: root.key" in proc.output
-    assert fleet.sh("ca", "stat -c '%%a %%U:%%G' %s" % in_force(CA_DIR, "root.key")).stdout.strip() \
+    assert fleet.sh("ca", "stat -c '%%a %%U:%%G' %s"
+                    % in_force(CA_DIR, "root.key")).stdout.strip() \
         == "600 root:root"
     # the CA works with the new passphrase (and a re-run of the change is a no-op: unit tests)
     proc = play(fleet, "site.yml", "--limit", "ca", "-e", "@%s" % work["new_ca"])
