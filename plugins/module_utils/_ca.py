@@ -240,6 +240,15 @@ def parse_state(data, path):
     return state
 
 
+def _try_key(data, passphrase):
+    """The key, or None when ``passphrase`` does not open it (an interrupted passphrase change
+    of the old code leaves keys under both: such a key is judged by whoever opens it)."""
+    try:
+        return C.load_private_key(data, passphrase)
+    except TrustzoneError:
+        return None
+
+
 def legacy_draft(files, base, passphrase=None):
     """The state a flat (pre-generation) CA directory holds, as a clean ``Draft``. Pure.
 
@@ -268,17 +277,15 @@ def legacy_draft(files, base, passphrase=None):
                     and pending + ".key" in files and pending + ".crt" not in files):
                 cert = C.load_certificate(files[stem + ".crt"],
                                           path=os.path.join(base, stem + ".crt"))
-                waiting = C.load_private_key(files[pending + ".key"], passphrase,
-                                             path=os.path.join(base, pending + ".key"))
-                if C.same_public_key(waiting, cert):
+                waiting = _try_key(files[pending + ".key"], passphrase)
+                if waiting is not None and C.same_public_key(waiting, cert):
                     files[stem + ".key"] = files.pop(pending + ".key")
         for stem in ("intermediate", "next-intermediate"):
             if stem + ".crt" in files and stem + ".key" in files:
                 cert = C.load_certificate(files[stem + ".crt"],
                                           path=os.path.join(base, stem + ".crt"))
-                key = C.load_private_key(files[stem + ".key"], passphrase,
-                                         path=os.path.join(base, stem + ".key"))
-                if C.same_public_key(key, cert):
+                key = _try_key(files[stem + ".key"], passphrase)
+                if key is None or C.same_public_key(key, cert):
                     continue
                 for rel in sorted(files):
                     if rel.startswith(RETIRED + "/intermediate-") and rel.endswith(".crt"):

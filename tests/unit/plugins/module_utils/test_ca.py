@@ -873,3 +873,28 @@ def test_zone_root_recovers_from_a_trust_phase_interrupted_while_writing_the_nex
     again = zone_root(ca.path, rotate="trust", rotate_force=True)
     assert again["phase"] == "trust" and again["next"] is not None
     assert ca.load_pair("next", PASS)[1] is not None
+
+
+def test_a_flat_directory_half_way_through_an_old_passphrase_change_is_finished(
+        ca, old, new, old_int, new_int, keys):
+    """The old ca_passphrase renamed keys one by one: some under the new passphrase, some
+    under the old. The new one reads such a directory and finishes in one generation."""
+    pytest.importorskip("ansible.module_utils.basic")
+    from ansible_collections.trustzone.pki.plugins.modules import ca_passphrase
+
+    rotating(ca, old, new, "use", old_int, new_int)
+    newer = "a new passphrase of the zone"
+    _fs.atomic_write(ca.file("intermediate.key"), C.private_key_pem(old_int.key, newer), 0o600,
+                     UID, GID)
+
+    class Module:
+        check_mode = False
+        params = {"zone": "prod", "dir": ca.path, "passphrase": PASS, "new_passphrase": newer}
+
+    result = ca_passphrase.run(Module())
+    assert result["changed"] and "intermediate.key" in result["already"]
+    state = ca.load(newer)
+    state.validate(newer)
+    assert state.source == "gen/000001"
+    key, cert, _chain = CaDir(ca.path).issuer(newer)
+    assert C.fingerprint(cert) == new_int.fp and C.same_public_key(key, new_int.key)
