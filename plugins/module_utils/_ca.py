@@ -154,6 +154,19 @@ class Draft:
         self.load_state()
         self.retired_pairs(passphrase)
 
+    def promotion_started(self):
+        """In the legacy layout: a retire that began promoting the next root and stopped.
+        The old code archived the root in ``retired/`` only as the first step of a promotion
+        (which only a confirmed retire runs) when a rotation was under way, so an archived
+        copy of the root in force during phase 'use' is that, and nothing else."""
+        if self.source != "legacy" or R.phase_of(self.load_state()) != "use":
+            return False
+        root = self.files.get("root.crt")
+        if root is None or "next.crt" not in self.files:
+            return False
+        archived = "%s/%s.crt" % (RETIRED, C.fingerprint(self.cert("root"))[:16])
+        return self.files.get(archived) == root
+
     def in_use(self):
         """Fingerprints of the CA certificates this state uses (roots and intermediates)."""
         return {C.fingerprint(c) for c in (self.cert(s) for s in STEMS) if c is not None}
@@ -262,7 +275,9 @@ def legacy_draft(files, base, passphrase=None):
     * an intermediate re-issue stopped between the certificate and the key: the key is the
       old intermediate's, whose certificate was archived first: the old pair is kept;
     * a promotion finished but ``rotation.json`` still in phase 'use' naming the root in
-      force as the new one: the rotation is over.
+      force as the new one: the rotation is over;
+    * a promotion stopped after archiving the root (``Draft.promotion_started``): zone_root
+      finishes it when it migrates the directory.
 
     Anything else that does not fit (a root certificate without key, a key matching no
     certificate) is reported by ``load_pair`` with the file and the fix, never guessed.

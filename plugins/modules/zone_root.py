@@ -383,6 +383,9 @@ def plan(current, params, zone, now):
     ca = current.copy()
     if current.source == "legacy":
         ca.validate(passphrase)  # migrated once: whatever does not fit is reported, not guessed
+        if ca.promotion_started():  # a confirmed retire of the old code stopped half-way
+            ca.promote_next()
+            ca.write_state(None)
     key, cert = ca.load_pair("root", passphrase)
     state = ca.load_state()
     created = False

@@ -476,7 +476,8 @@ def assert_promoted(ca, old, new, old_int=None, new_int=None):
     if "rotation.json" not in state.files:  # a migration that recognised a finished promotion
         expected.remove("rotation.json")
     assert gen_listing(ca) == sorted(expected)
-    assert [n for n in listing(ca) if not n.startswith("gen/")] == ["current"]
+    assert [n for n in listing(ca) if not n.startswith("gen/")
+            and n not in ("crl.pem", "ledger.db", "ledger.lock")] == ["current"]
     key, cert = ca.load_pair("root", PASS)
     assert C.fingerprint(cert) == new.fp and C.same_public_key(key, new.key)
     _key, cert = ca.load(PASS).load_pair("retired/" + old.fp16, PASS)
@@ -898,3 +899,25 @@ def test_a_flat_directory_half_way_through_an_old_passphrase_change_is_finished(
     assert state.source == "gen/000001"
     key, cert, _chain = CaDir(ca.path).issuer(newer)
     assert C.fingerprint(cert) == new_int.fp and C.same_public_key(key, new_int.key)
+
+
+@pytest.mark.parametrize("stop", INT_STOPS)
+def test_site_run_on_a_flat_directory_stopped_mid_promotion_mints_nothing(
+        zone_root, ca, old, new, old_int, new_int, stop):
+    """The old code's ordinary site.yml run "repaired" such a directory by minting fresh
+    intermediates and retiring the one in use. The migration finishes the confirmed retire
+    (once the root was archived, its first step) or leaves the rotation as it was."""
+    interrupted(ca, old, new, old_int, new_int, stop)
+    result = zone_root(ca.path, intermediate=True)
+    promoted = stop not in ("nothing", "mkdir retired")
+    assert (result["phase"], result["root"]["fingerprint"]) == (
+        ("stable", new.fp) if promoted else ("use", old.fp))
+    key, cert, chain = ca.issuer(PASS)
+    assert (C.fingerprint(cert), [C.fingerprint(c) for c in chain]) == (new_int.fp,
+                                                                       [new_int.fp])
+    assert C.same_public_key(key, new_int.key)
+    if promoted:
+        assert_promoted(ca, old, new, old_int, new_int)
+    else:
+        assert C.fingerprint(ca.load().cert("next-intermediate")) == new_int.fp
+    assert zone_root(ca.path, intermediate=True)["changed"] is False
