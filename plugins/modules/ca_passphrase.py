@@ -17,8 +17,8 @@ description:
   - Every key is opened before anything is written; if the current passphrase does not open
     one of them, the task fails naming it and changes nothing.
   - The re-encrypted keys are written, with the rest of the CA state, as a new generation of
-    the CA directory, which one rename makes the one in force (see docs/ca-state.md): a crash
-    leaves either every key under the old passphrase or every key under the new one. The
+    the CA directory, which one rename makes the one in force (see docs/ca-state.md), so a
+    crash leaves either every key under the old passphrase or every key under the new one. The
     older generations, whose keys are under the old passphrase, are then removed: no copy
     under the old passphrase is kept. A CA directory still in the flat layout of earlier
     releases is converted on the way.

@@ -19,7 +19,7 @@ description:
   - In check mode a missing root is generated in memory only, so that later tasks can plan
     against it; nothing is written.
   - The CA state (roots, intermediates, rotation phase, retired CAs) is kept as immutable
-    generations under C(<dir>/gen/) and put in force by one rename of C(<dir>/current): a
+    generations under C(<dir>/gen/) and put in force by one rename of C(<dir>/current), so a
     crash leaves the old state or the new one, and running the same task again finishes the
     change. A directory in the flat layout of earlier releases becomes generation 1 on the
     first run that is not in check mode. See C(docs/ca-state.md).
