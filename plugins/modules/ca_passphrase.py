@@ -19,7 +19,7 @@ description:
   - The re-encrypted keys are written, with the rest of the CA state, as a new generation of
     the CA directory, which one rename makes the one in force (see docs/ca-state.md), so a
     crash leaves either every key under the old passphrase or every key under the new one. The
-    older generations, whose keys are under the old passphrase, are then removed: no copy
+    older generations, whose keys are under the old passphrase, are then removed, so no copy
     under the old passphrase is kept. A CA directory still in the flat layout of earlier
     releases is converted on the way.
   - A key that already opens with the new passphrase is left alone, so re-running the same
