@@ -57,6 +57,7 @@ import struct
 import zlib
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _ca as CA
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 try:
@@ -159,7 +160,10 @@ def _derive(passphrase, salt, params):
 
 def root_fingerprints(files):
     """``{'current', 'next', 'retired', 'intermediate', 'next_intermediate'}`` from the
-    certificates among ``files`` ({path: (mode, bytes)}); absent ones are None / []."""
+    certificates among ``files`` ({path: (mode, bytes)}) of the CA state in force (the
+    generation ``current`` names, or the legacy flat files); absent ones are None / []."""
+    files = CA.logical_files(files)
+
     def fp(path):
         if path not in files:
             return None
@@ -178,7 +182,7 @@ def root_fingerprints(files):
 def make_manifest(zone, files, created_at, collection_version, ca_dir=None):
     """The manifest of ``files`` ({relative path: (mode, bytes)}): refuses a directory without
     a root and names every file with its mode, size and SHA-256."""
-    if "root.crt" not in files:
+    if "root.crt" not in CA.logical_files(files):
         raise TrustzoneError("the CA directory has no root.crt: nothing worth backing up",
                              ca_dir, fix="run playbooks/site.yml first, or point "
                                          "trustzone_ca_dir at the zone's CA directory")
@@ -416,7 +420,7 @@ def check_ca_files(files, ca_passphrase=None, where="archive"):
     ``where`` is ``'archive'`` (restoring) or ``'directory'`` (backing up), for the messages.
 
     Raises TrustzoneError naming the first file that fails."""
-    if "root.crt" not in files:
+    if "root.crt" not in CA.logical_files(files):
         raise ArchiveInvalid("the %s has no root.crt" % where,
                              fix="use a backup of a working CA")
     for stem, key_path, cert_path in _key_pairs(files):
@@ -467,9 +471,10 @@ def plan_restore(manifest, files, existing, zone, force=False, target=None):
         return {"action": "none", "reason": "the CA directory already holds this archive"}
     want = (manifest.get("roots") or {}).get("current")
     have = None
-    if "root.crt" in existing:
+    in_force = CA.logical_files(existing)
+    if "root.crt" in in_force:
         try:
-            have = C.fingerprint(C.load_certificate(existing["root.crt"][1]))
+            have = C.fingerprint(C.load_certificate(in_force["root.crt"][1]))
         except TrustzoneError:
             have = "unreadable"
     if have is None:

@@ -24,7 +24,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 MAX_FILE = 512 * 1024 * 1024
-# leftovers of an interrupted _fs.atomic_write (".<name>.<random>.tmp"): never worth keeping
+# leftovers of an interrupted _fs.atomic_write (".<name>.<random>.tmp") or of a CA generation
+# write (gen/.<NNNNNN>.tmp/): never worth keeping
 TEMP_RE = re.compile(r"^\..+\.tmp$")
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
@@ -55,6 +56,9 @@ def read_tree(path, snapshot_sqlite=False):
                                      "regular files", full,
                                      fix="replace the link with the file it points to")
             if stat.S_ISDIR(est.st_mode):
+                if TEMP_RE.match(name):  # a generation whose write was interrupted (_ca)
+                    skipped.append(relp + "/")
+                    continue
                 walk(relp)
                 continue
             if not stat.S_ISREG(est.st_mode):

@@ -208,7 +208,9 @@ def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
     except TrustzoneError as exc:
         disk, damaged = [], "the CRL on disk does not parse (%s)" % exc  # derived: sign again
     issuers = _ledger.live_issuers(conn, iso(now)) if conn else set()
-    retired = ca.retired_pairs(passphrase) if needs_retired(cas, issuers) else []
+    # a retired CA whose key was not kept cannot sign a CRL any more
+    retired = [(key, cert) for key, cert in ca.retired_pairs(passphrase)
+               if key is not None] if needs_retired(cas, issuers) else []
     signers = crl_signers(cas, retired, issuers)
     meta = _meta(conn)
     reason = damaged or P.crl_due(

@@ -5,8 +5,8 @@
 # NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
 """Root rotation as a state machine: trust first, use second, retire last.
 
-The CA host keeps the rotation state (``rotation.json``). Absent state means *stable*: one root,
-trusted and issuing. A rotation walks:
+The CA host keeps the rotation state (``rotation.json`` in the CA generation in force, see
+``_ca``). Absent state means *stable*: one root, trusted and issuing. A rotation walks:
 
 ``stable --trust--> trust --use--> use --retire--> stable (with the new root)``
 
@@ -35,8 +35,8 @@ def phase_of(state):
     phase = state.get("phase")
     if phase not in ("trust", "use"):
         raise TrustzoneError("unknown rotation phase %r in the CA's rotation state" % (phase,),
-                             fix="restore rotation.json from a backup, or remove it if no "
-                                 "rotation is in progress")
+                             fix="restore the CA directory (its rotation.json) from a backup "
+                                 "(playbooks/restore.yml)")
     return phase
 
 

@@ -16,11 +16,15 @@ description:
     O(passphrase) to O(new_passphrase) (PKCS#8, best available encryption).
   - Every key is opened before anything is written; if the current passphrase does not open
     one of them, the task fails naming it and changes nothing.
-  - The new files are all written and flushed beside their targets first and then renamed
-    over them; each keeps its mode and owner. No copy under the old passphrase is kept.
+  - The re-encrypted keys are written, with the rest of the CA state, as a new generation of
+    the CA directory, which one rename makes the one in force (see docs/ca-state.md), so a
+    crash leaves either every key under the old passphrase or every key under the new one. The
+    older generations, whose keys are under the old passphrase, are then removed, so no copy
+    under the old passphrase is kept. A CA directory still in the flat layout of earlier
+    releases is converted on the way.
   - A key that already opens with the new passphrase is left alone, so re-running the same
-    change does nothing, and a run interrupted between two renames is finished by running it
-    again.
+    change does nothing, and a run interrupted before the old generations were removed is
+    finished by running it again.
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
@@ -75,13 +79,14 @@ dir:
   type: str
 """
 
+import contextlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _rekey as K
@@ -96,16 +101,27 @@ def run(module):
     if _fs.refuse_symlink(path) is None or not os.path.isdir(path):
         raise TrustzoneError("the CA directory does not exist", path,
                              fix="check trustzone_ca_dir, or run playbooks/site.yml first")
-    with L.locked(path):  # no signing run loads a key half-way through the change
-        files, _skipped, _warnings = T.read_tree(path)
-        keys = {rel: data for rel, (_mode, data) in files.items() if K.is_private_key(data)}
+    st = os.stat(path)
+    ca = CaDir(path, st.st_uid, st.st_gid)
+    # Generations never change once written, so reading needs no lock; the lock keeps two
+    # writers apart (and is a file: check mode does not create it).
+    with (contextlib.nullcontext() if module.check_mode else L.locked(path)):
+        current = ca.load(params["passphrase"])
+        keys = {rel: data for rel, data in current.files.items() if K.is_private_key(data)}
         todo, already = K.plan_rekey(keys, params["passphrase"], params["new_passphrase"])
-        if todo and not module.check_mode:
-            T.replace_files({os.path.join(path, rel): pem for rel, pem in todo.items()})
-            for rel in todo:  # read back what is on disk now
-                full = os.path.join(path, rel)
-                C.load_private_key(_fs.read_file(full), params["new_passphrase"], path=full)
-    return {"changed": bool(todo), "keys": sorted(todo), "already": already, "dir": path}
+        changed = bool(todo)
+        if module.check_mode:
+            changed |= bool(ca.would_clean(keep=1))
+        elif todo:
+            wanted = current.copy()
+            wanted.files.update(todo)
+            ca.commit(wanted, keep=1)  # one switch; older generations (old passphrase) go
+            done = ca.load(params["new_passphrase"])
+            for rel in todo:  # read back what is in force now
+                C.load_private_key(done.files[rel], params["new_passphrase"], path=done.file(rel))
+        else:
+            changed |= ca.cleanup(keep=1)
+    return {"changed": changed, "keys": sorted(todo), "already": already, "dir": path}
 
 
 def main():

@@ -102,7 +102,6 @@ crl:
 """
 
 import datetime
-import json
 import os
 import sqlite3
 
@@ -114,6 +113,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as ROT
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -143,19 +143,8 @@ def read_ledger(ca_dir, zone, host=None, status=None):
 
 
 def read_phase(ca_dir):
-    path = os.path.join(ca_dir, "rotation.json")
-    data = _fs.read_file(path)
-    if data is None:
-        return "stable"
-    try:
-        state = json.loads(data.decode("utf-8"))
-    except ValueError as exc:
-        raise TrustzoneError("the rotation state is not valid JSON (%s)" % exc, path,
-                             fix="restore it from a backup") from exc
-    if not isinstance(state, dict):
-        raise TrustzoneError("the rotation state is not a JSON object", path,
-                             fix="restore it from a backup")
-    return ROT.phase_of(state)
+    """The rotation phase of the CA state in force (read only, through CaDir)."""
+    return ROT.phase_of(CaDir(ca_dir).load_state())
 
 
 def run(module):
@@ -164,14 +153,14 @@ def run(module):
     ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
     now = datetime.datetime.now(datetime.timezone.utc)
     exists, rows = read_ledger(ca_dir, zone, params["host"], params["status"])
-    phase = read_phase(ca_dir)
+    state = CaDir(ca_dir).load()  # the CA state in force, read only
+    phase = ROT.phase_of(state.load_state())
 
     certs = {}
     for stem in CA_FILES:
-        path = os.path.join(ca_dir, stem + ".crt")
-        data = _fs.read_file(path)
-        if data is not None:
-            certs[stem] = C.load_certificate(data, path=path)
+        cert = state.cert(stem)
+        if cert is not None:
+            certs[stem] = cert
     signing_root = "next" if phase == "use" and "next" in certs else "root"
     signing = {"root": "intermediate", "next": "next-intermediate"}[signing_root]
     if signing not in certs or not C.is_signed_by(certs[signing], certs[signing_root]):

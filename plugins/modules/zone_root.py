@@ -18,6 +18,11 @@ description:
     V(0700); the key file is V(0600). The key never leaves the CA host.
   - In check mode a missing root is generated in memory only, so that later tasks can plan
     against it; nothing is written.
+  - The CA state (roots, intermediates, rotation phase, retired CAs) is kept as immutable
+    generations under C(<dir>/gen/) and put in force by one rename of C(<dir>/current), so a
+    crash leaves the old state or the new one, and running the same task again finishes the
+    change. A directory in the flat layout of earlier releases becomes generation 1 on the
+    first run that is not in check mode. See C(docs/ca-state.md).
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
@@ -67,7 +72,8 @@ options:
       - Advance a root rotation by one phase. V(none) only reports the state.
       - V(trust) makes a next root (once) that nodes must trust beside the current one.
       - V(use) makes the next root sign new leaves.
-      - V(retire) makes the next root the root and archives the old one in C(retired/);
+      - V(retire) makes the next root the root and archives the old one in C(retired/) of the
+        new generation;
         it requires O(retire_confirmed).
       - Steps never go backwards and repeating one is a no-op, so an interrupted rotation is
         finished by running it again. Use C(playbooks/rotate_root.yml) rather than this
@@ -242,14 +248,15 @@ created:
   type: bool
 """
 
+import contextlib
 import datetime
-import os
 import secrets
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
@@ -299,9 +306,10 @@ def extended_root(params, key, cert, now):
                                   now + datetime.timedelta(seconds=lifetime))
 
 
-def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, check):
-    """The intermediate of ``root_cert`` (stem ``intermediate`` or ``next-intermediate``):
-    made when missing, not signed by that root, or due; the one it replaces is archived."""
+def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now):
+    """The intermediate of ``root_cert`` (stem ``intermediate`` or ``next-intermediate``) in
+    the planned state ``ca``: made when missing, not signed by that root, or due; the one it
+    replaces is archived."""
     ikey, icert = ca.load_pair(stem, params["passphrase"])
     if icert is not None and C.is_signed_by(icert, root_cert):
         left = (C.not_after(icert) - now).total_seconds()
@@ -309,36 +317,24 @@ def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, check)
             params["intermediate_rotate_before"], "intermediate_rotate_before")
         if not due:
             return ikey, icert, False
-    if not check:
-        ca.archive(stem)
+    ca.archive(stem)
     ikey, icert = new_intermediate(params, zone, root_key, root_cert, now)
-    if not check:
-        ca.write_pair(stem, ikey, icert, params["passphrase"])
+    ca.write_pair(stem, ikey, icert, params["passphrase"])
     return ikey, icert, True
 
 
-def fix_modes(ca, check):
-    changed = False
-    for name, mode in (("root.key", 0o600), ("root.crt", 0o644)):
-        st = _fs.file_state(ca.file(name))
-        if st["exists"] and (st["mode"], st["uid"], st["gid"]) != (mode, ca.uid, ca.gid):
-            changed = True
-            if not check:
-                os.chown(ca.file(name), ca.uid, ca.gid)
-                os.chmod(ca.file(name), mode)
-    return changed
-
-
-def run(module):
-    params = module.params
-    check = module.check_mode
+def plan(current, params, zone, now):
+    """The CA state this run wants, from the state in force (``current``, a ``_ca.Draft``),
+    the task's parameters and ``now``: ``(wanted, facts)``. ``wanted`` is a changed copy
+    (or an equal one: nothing to do); nothing is written here. New keys are generated here
+    (randomness, not I/O)."""
     passphrase = params["passphrase"]
-    zone = P.validate_name(params["zone"], "zone name")
-    uid, gid = _fs.resolve_owner(params["owner"], params["group"])
-    ca = CaDir(params["dir"] or "/var/lib/trustzone/%s" % zone, uid, gid)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    changed = _fs.ensure_dir(ca.path, 0o700, uid, gid, check_mode=check)
-
+    ca = current.copy()
+    if current.source == "legacy":
+        ca.validate(passphrase)  # migrated once: whatever does not fit is reported, not guessed
+        if ca.promotion_started():  # a confirmed retire of the old code stopped half-way
+            ca.promote_next()
+            ca.write_state(None)
     key, cert = ca.load_pair("root", passphrase)
     state = ca.load_state()
     created = False
@@ -348,11 +344,8 @@ def run(module):
                                  ca.file("root.crt"),
                                  fix="restore the CA directory from a backup")
         key, cert = new_root(params, zone, now)
-        created = changed = True
-        if not check:
-            ca.write_pair("root", key, cert, passphrase)
-    else:
-        changed |= fix_modes(ca, check)
+        created = True
+        ca.write_pair("root", key, cert, passphrase)
 
     left = C.not_after(cert) - now
     due = params["rotate_force"] or left.total_seconds() < P.parse_duration(
@@ -367,16 +360,14 @@ def run(module):
                              fix="set trustzone_ca_rotate_before below trustzone_ca_lifetime")
     if params["extend"] and due and R.phase_of(state) == "stable" and params["rotate"] == "none":
         cert = extended_root(params, key, cert, now)
-        extended = changed = True
-        if not check:
-            ca.archive("root")
-            ca.write_pair("root", key, cert, passphrase)
+        extended = True
+        ca.archive("root")
+        ca.write_pair("root", key, cert, passphrase)
     nkey, ncert = ca.load_pair("next", passphrase)
     if step["create_next"]:
-        if ncert is None:  # an interrupted run may have left it: then it is reused
+        if ncert is None:
             nkey, ncert = new_root(params, zone, now)
-            if not check:
-                ca.write_pair("next", nkey, ncert, passphrase)
+            ca.write_pair("next", nkey, ncert, passphrase)
         state = {"phase": "trust", "old": C.fingerprint(cert), "new": C.fingerprint(ncert),
                  "started": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
     elif step["changed"] and step["phase_after"] == "use":
@@ -393,45 +384,75 @@ def run(module):
             raise TrustzoneError("the next root is missing", ca.file("next.crt"),
                                  fix="restore the CA directory from a backup")
         nkey = ncert = None
-        if not check:
-            ca.promote_next()
+        ca.promote_next()
         state = None
     if step["changed"]:
-        changed = True
-        if not check:
-            ca.write_state(state)
+        ca.write_state(state)
 
     phase = R.phase_of(state)
     trusted, issuer = R.roots_for(phase, cert, ncert)
     intermediates = {}
     cas = [(key, cert)] + ([(nkey, ncert)] if ncert is not None else [])
+    made_any = False
     if params["intermediate"]:
         for stem, rkey, rcert in (("intermediate", key, cert), ("next-intermediate", nkey, ncert)):
             if rcert is None:
                 continue
-            ikey, icert, made = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now,
-                                                    check)
+            ikey, icert, made = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now)
             intermediates[C.fingerprint(rcert)] = icert
             cas.append((ikey, icert))
-            changed |= made
-    crl, crl_reason = ensure_crl(ca, cas, params, now, check)
-    changed |= crl_reason is not None
+            made_any |= made
     if C.not_after(issuer) <= now:
         raise TrustzoneError("the zone's issuing root expired on %s" % C.not_after(issuer).date(),
                              ca.file("root.crt"),
                              fix="rotate the root with playbooks/rotate_root.yml")
+    facts = {"created": created, "extended": extended, "step": step, "phase": phase,
+             "cert": cert, "ncert": ncert, "trusted": trusted, "issuer": issuer,
+             "intermediates": intermediates, "cas": cas,
+             "changed": created or extended or step["changed"] or made_any}
+    return ca, facts
+
+
+def run(module):
+    """load -> plan -> apply (unless check mode) -> result."""
+    params = module.params
+    check = module.check_mode
+    zone = P.validate_name(params["zone"], "zone name")
+    uid, gid = _fs.resolve_owner(params["owner"], params["group"])
+    ca = CaDir(params["dir"] or "/var/lib/trustzone/%s" % zone, uid, gid)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    changed = _fs.ensure_dir(ca.path, 0o700, uid, gid, check_mode=check)
+
+    # One writer at a time plans from the state in force and switches to its own (a run
+    # killed on the controller may leave its module running here); readers need no lock.
+    with (contextlib.nullcontext() if check else _ledger.locked(ca.path)):
+        current = ca.load(params["passphrase"])
+        wanted, facts = plan(current, params, zone, now)
+        commit = ca.needs_commit(current, wanted)
+        changed |= commit or facts["changed"]
+        if check:
+            changed |= bool(ca.would_clean())
+        elif commit:
+            ca.commit(wanted)
+        else:
+            changed |= ca.cleanup()
+
+    cert, ncert, issuer = facts["cert"], facts["ncert"], facts["issuer"]
+    intermediates, trusted, step = facts["intermediates"], facts["trusted"], facts["step"]
+    crl, crl_reason = ensure_crl(ca, facts["cas"], params, now, check)
+    changed |= crl_reason is not None
     result = {
         "changed": changed,
-        "created": created,
+        "created": facts["created"],
         "zone": zone,
         "dir": ca.path,
-        "phase": phase,
+        "phase": facts["phase"],
         "rotation": step,
         "roots": [C.certificate_pem(c) for c in trusted],
         "issuer": C.certificate_pem(intermediates.get(C.fingerprint(issuer), issuer)),
         "intermediate": (root_facts(intermediates[C.fingerprint(issuer)], now)
                          if C.fingerprint(issuer) in intermediates else None),
-        "extended": extended,
+        "extended": facts["extended"],
         "crl": crl,
         "crl_signed": crl_reason,
         "crl_next_update": min(C.crl_next_update(c) for c in C.load_crls(crl)).strftime(
@@ -440,11 +461,12 @@ def run(module):
         "next": root_facts(ncert, now) if ncert is not None else None,
     }
     if module._diff:
-        before = "" if created else "root %s\nphase %s\n" % (C.fingerprint(cert),
-                                                             step["phase_before"])
+        before = "" if facts["created"] else "root %s\nphase %s\n" % (
+            C.fingerprint(current.cert("root")), step["phase_before"])
         result["diff"] = {"before": before,
                           "after": "".join("trust %s\n" % C.fingerprint(c) for c in trusted)
-                          + "issue with %s\nphase %s\n" % (C.fingerprint(issuer), phase)}
+                          + "issue with %s\nphase %s\n" % (C.fingerprint(issuer),
+                                                             facts["phase"])}
     return result
 
 

@@ -23,6 +23,11 @@ from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
 PREFIX = fleet_prefix("tzbak")
 ZONE = "lab"
 CA_DIR = "/var/lib/trustzone/%s" % ZONE
+
+
+def in_force(ca_dir, name):
+    """Shell path of ``name`` in the CA state in force (the generation ``current`` names)."""
+    return "%s/$(cat %s/current)/%s" % (ca_dir, ca_dir, name)
 NODE_DIR = "/etc/trustzone/%s" % ZONE
 BACKUP_PASSPHRASE = "backup passphrase for tzbak e2e 7d41"
 WRONG_PASSPHRASE = "not the backup passphrase 0000"
@@ -138,8 +143,8 @@ def recreate_ca_container(fleet):
 def test_zone_runs_with_two_nodes(fleet, work):
     proc = play(fleet, "site.yml", inventory=work["two_nodes"])
     assert set(recap(proc.output)) == {"ca", "node1", "node2"}
-    STATE["root_pem"] = fleet.read("ca", CA_DIR + "/root.crt")
-    STATE["root_fp"] = root_fingerprint(fleet, "ca", CA_DIR + "/root.crt")
+    STATE["root_pem"] = fleet.read("ca", in_force(CA_DIR, "root.crt"))
+    STATE["root_fp"] = root_fingerprint(fleet, "ca", in_force(CA_DIR, "root.crt"))
     STATE["ca"] = ca_listing(fleet)
     STATE["nodes"] = {h: fleet.sh(h, "sha256sum %s/*" % NODE_DIR).stdout
                       for h in ("node1", "node2")}
@@ -248,7 +253,7 @@ def test_restore_over_a_different_ca_is_refused_unless_forced(fleet, work):
     # an operator who ran site.yml on the new CA host first: it made a new, different root
     fleet.sh("ca", "rm -rf %s" % CA_DIR)
     play(fleet, "site.yml", "--limit", "ca", inventory=work["two_nodes"])
-    other_fp = root_fingerprint(fleet, "ca", CA_DIR + "/root.crt")
+    other_fp = root_fingerprint(fleet, "ca", in_force(CA_DIR, "root.crt"))
     assert other_fp != STATE["root_fp"]
     proc = play(fleet, "restore.yml", "-e", "@%s" % work["bp"],
                 "-e", "trustzone_backup_src=%s" % STATE["archive"],
@@ -256,7 +261,7 @@ def test_restore_over_a_different_ca_is_refused_unless_forced(fleet, work):
     assert proc.returncode != 0
     assert "refusing to restore: the CA directory holds a different root (%s, the archive's " \
            "is %s)" % (other_fp[:16], STATE["root_fp"][:16]) in proc.output
-    assert root_fingerprint(fleet, "ca", CA_DIR + "/root.crt") == other_fp
+    assert root_fingerprint(fleet, "ca", in_force(CA_DIR, "root.crt")) == other_fp
 
     proc = play(fleet, "restore.yml", "-e", "@%s" % work["bp"],
                 "-e", "trustzone_backup_src=%s" % STATE["archive"],
@@ -265,7 +270,7 @@ def test_restore_over_a_different_ca_is_refused_unless_forced(fleet, work):
     assert ca_listing(fleet) == STATE["ca"]
     kept = fleet.sh("ca", "ls -d %s.replaced-*" % CA_DIR).stdout.split()
     assert len(kept) == 1
-    assert root_fingerprint(fleet, "ca", kept[0] + "/root.crt") == other_fp
+    assert root_fingerprint(fleet, "ca", in_force(kept[0], "root.crt")) == other_fp
     assert "the previous directory is kept in %s" % kept[0] in proc.output
 
 
@@ -358,18 +363,19 @@ def test_a_revocation_made_after_a_backup_survives_restoring_that_backup(fleet, 
 # --------------------------------------------------------------------------- passphrase
 
 def test_change_passphrase_refuses_a_wrong_current_one_and_re_encrypts_with_the_right_one(fleet, work):
-    keys_before = fleet.sh("ca", "sha256sum %s/root.key" % CA_DIR).stdout
+    keys_before = fleet.sh("ca", "sha256sum %s" % in_force(CA_DIR, "root.key")).stdout
     proc = play(fleet, "change_passphrase.yml", "-e", "@%s" % work["wrong_ca"],
                 "-e", "@%s" % work["new"], check=False)
     assert proc.returncode != 0
     assert "the current CA passphrase does not open root.key; nothing was changed" \
         in proc.output
-    assert fleet.sh("ca", "sha256sum %s/root.key" % CA_DIR).stdout == keys_before
+    assert fleet.sh("ca", "sha256sum %s" % in_force(CA_DIR, "root.key")).stdout == keys_before
 
     proc = play(fleet, "change_passphrase.yml", "-e", "@%s" % work["new"])
     assert changed(proc) == {"ca": 1}
     assert "re-encrypted: root.key" in proc.output
-    assert fleet.sh("ca", "stat -c '%%a %%U:%%G' %s/root.key" % CA_DIR).stdout.strip() \
+    assert fleet.sh("ca", "stat -c '%%a %%U:%%G' %s"
+                    % in_force(CA_DIR, "root.key")).stdout.strip() \
         == "600 root:root"
     # the CA works with the new passphrase (and a re-run of the change is a no-op: unit tests)
     proc = play(fleet, "site.yml", "--limit", "ca", "-e", "@%s" % work["new_ca"])

@@ -33,6 +33,11 @@ PREFIX = fleet_prefix("tzrep")
 ZONE = "rep"
 DIR = "/etc/trustzone/%s" % ZONE
 CA_DIR = "/var/lib/trustzone/%s" % ZONE
+
+
+def in_force(ca_dir, name):
+    """Shell path of ``name`` in the CA state in force (the generation ``current`` names)."""
+    return "%s/$(cat %s/current)/%s" % (ca_dir, ca_dir, name)
 NODES = ("node1", "node2", "node3")
 SHORT_SERVER = [{"name": "server", "extended_key_usage": ["server_auth"], "lifetime": "10d",
                  "renew_before": "1d"},
@@ -133,7 +138,7 @@ def test_report_describes_the_fleet_exactly(fleet, work):
     fleet.sh("node2", "rm %s/client.crt" % DIR)
     ids = {(h, p): cert_ids(fleet, h, "%s/%s.crt" % (DIR, p))
            for h, p in (("node1", "server"), ("node1", "client"), ("node2", "server"))}
-    root_fp = cert_ids(fleet, "ca", CA_DIR + "/root.crt")[1]
+    root_fp = cert_ids(fleet, "ca", in_force(CA_DIR, "root.crt"))[1]
     before = {h: files_digest(fleet, h) for h in ("ca",) + NODES}
 
     proc = timed("report.yml", fleet, "report.yml", "-e", "trustzone_report_json=%s" % (
@@ -272,7 +277,7 @@ def test_check_mode_plan_counts_exactly(fleet, work):
     assert not fleet.exists("node3", "/etc/trustzone")
     assert proc.output.count("TASK [Show the plan]") == 1
     plan = json.loads(plan_path.read_text())
-    root_fp = cert_ids(fleet, "ca", CA_DIR + "/root.crt")[1]
+    root_fp = cert_ids(fleet, "ca", in_force(CA_DIR, "root.crt"))[1]
 
     certs = plan["certificates"]
     assert (certs["total"], certs["issue"], certs["renew"]) == (5, 3, 2)

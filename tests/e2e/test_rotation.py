@@ -63,7 +63,7 @@ def ca_state(fleet):
     """The CA directory in one exec: ``{'root': pem, 'next': pem or None, 'phase', 'state',
     'files': [names, retired/ included]}``."""
     out = fleet.sh("ca", (
-        "cd {d} && echo '#root' && cat root.crt && echo '#next' && (cat next.crt 2>/dev/null;"
+        "cd {d}/$(cat {d}/current) && echo '#root' && cat root.crt && echo '#next' && (cat next.crt 2>/dev/null;"
         " true) && echo '#state' && (cat rotation.json 2>/dev/null; echo) && echo '#files' && "
         "ls && (ls retired 2>/dev/null | sed 's|^|retired/|'; true)").format(d=CA_DIR)).stdout
     parts = dict(re.findall(r"^#(\w+)\n(.*?)(?=^#\w+\n|\Z)", out, re.S | re.M))

@@ -7,6 +7,7 @@ the state the previous ones left, as an operator's runs would.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import pytest
@@ -17,6 +18,11 @@ from conftest import fleet_prefix, recap
 PREFIX = fleet_prefix("tze2e")
 ZONE = "lab"
 DIR = "/etc/trustzone/%s" % ZONE
+
+
+def in_force(ca_dir, name):
+    """Shell path of ``name`` in the CA state in force (the generation ``current`` names)."""
+    return "%s/$(cat %s/current)/%s" % (ca_dir, ca_dir, name)
 ANCHORS = "/usr/local/share/ca-certificates"
 OUTPUTS = []  # every playbook output of this module, checked for secrets at the end
 
@@ -114,10 +120,11 @@ def test_files_have_the_documented_layout_and_modes(fleet):
     anchors = [n for n in modes if n.startswith(ANCHORS)]
     assert len(anchors) == 1 and modes[anchors[0]] == "644"
     assert "root:root" in listing and all("root:root" in l for l in listing.splitlines())
-    ca = fleet.sh("ca", "stat -c '%a' /var/lib/trustzone/lab /var/lib/trustzone/lab/root.key"
+    ca = fleet.sh("ca", "stat -c '%a' /var/lib/trustzone/lab "
+                  + in_force("/var/lib/trustzone/lab", "root.key")
                   ).stdout.split()
     assert ca == ["700", "600"]
-    assert fleet.read("ca", "/var/lib/trustzone/lab/root.key").startswith(
+    assert fleet.read("ca", in_force("/var/lib/trustzone/lab", "root.key")).startswith(
         "-----BEGIN ENCRYPTED PRIVATE KEY-----")
     # the certificates carry what the profiles say
     text = fleet.sh("node1", "openssl x509 -in %s/client.crt -noout -text" % DIR).stdout
@@ -183,13 +190,13 @@ def test_a_second_zone_is_never_trusted(fleet, tmp_path):
 
 
 def test_wrong_ca_passphrase_is_a_clear_error_and_changes_nothing(fleet):
-    before = sha256_of(fleet, "ca", "/var/lib/trustzone/lab/root.key")
+    before = sha256_of(fleet, "ca", in_force("/var/lib/trustzone/lab", "root.key"))
     proc = run(fleet, "-e", "trustzone_ca_passphrase=not-the-right-passphrase", check=False)
     assert proc.returncode != 0
     assert "cannot decrypt the private key: wrong passphrase" in proc.output
-    assert "/var/lib/trustzone/lab/root.key" in proc.output
+    assert re.search(r"/var/lib/trustzone/lab/gen/[0-9]{6}/root\.key", proc.output)
     assert "Traceback" not in proc.output
-    assert sha256_of(fleet, "ca", "/var/lib/trustzone/lab/root.key") == before
+    assert sha256_of(fleet, "ca", in_force("/var/lib/trustzone/lab", "root.key")) == before
 
 
 def test_two_ca_hosts_are_refused(fleet, tmp_path):

@@ -53,7 +53,8 @@ def test_exactly_one_zone_anchor_and_it_is_world_readable(node):
 def test_ca_key_is_encrypted_and_locked_away(ca):
     directory = ca.file("/var/lib/trustzone/mol")
     assert directory.mode == 0o700
-    key = ca.file("/var/lib/trustzone/mol/root.key")
+    generation = ca.file("/var/lib/trustzone/mol/current").content_string.strip()  # gen/NNNNNN
+    key = ca.file("/var/lib/trustzone/mol/%s/root.key" % generation)
     assert key.mode == 0o600
     assert key.content_string.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
 

@@ -1,5 +1,7 @@
 """_ca.CaDir: the CA host's directory - key pairs, rotation state, issuer per phase, archive
-and promotion of the next root, including every point where a promotion can be interrupted.
+and promotion of the next root, including every point where a promotion of the old (flat)
+layout could be interrupted: such a directory is read without being changed and migrated into
+a generation by the next apply.
 
 The last section drives ``zone_root.run`` (the module's whole logic, with a stand-in for
 AnsibleModule) over the same directories, to show what an operator's re-run does after an
@@ -16,7 +18,7 @@ import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir, Fs
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW)
@@ -71,11 +73,64 @@ def new_int(keys, new):
     return make_intermediate(keys, "new-int", new, "00000000000000a2")
 
 
+class LegacyCa(CaDir):
+    """A CA directory in the flat layout, written the way the code before generations wrote
+    it (certificate first, then key; promotion by renames), to build migration inputs."""
+
+    def write_pair(self, stem, key, cert, passphrase):
+        _fs.atomic_write(self.file(stem + ".crt"), C.certificate_pem(cert), 0o644,
+                         self.uid, self.gid)
+        _fs.atomic_write(self.file(stem + ".key"), C.private_key_pem(key, passphrase), 0o600,
+                         self.uid, self.gid)
+
+    def write_state(self, state):
+        if state is None:
+            _fs.remove(self.file("rotation.json"))
+            return
+        _fs.atomic_write(self.file("rotation.json"), json.dumps(state, sort_keys=True,
+                                                                indent=1),
+                         0o600, self.uid, self.gid)
+
+    def archive(self, stem):
+        crt = _fs.read_file(self.file(stem + ".crt"))
+        if crt is None:
+            return
+        _fs.ensure_dir(self.file("retired"), 0o700, self.uid, self.gid)
+        prefix = "" if stem in ("root", "next") else "intermediate-"
+        target = os.path.join(self.file("retired"),
+                              prefix + C.fingerprint(C.load_certificate(crt))[:16])
+        _fs.atomic_write(target + ".crt", crt, 0o644, self.uid, self.gid)
+        key = _fs.read_file(self.file(stem + ".key"))
+        if key is not None:
+            _fs.atomic_write(target + ".key", key, 0o600, self.uid, self.gid)
+
+
 @pytest.fixture
 def ca(tmp_path):
     path = tmp_path / "ca"
     path.mkdir(mode=0o700)
-    return CaDir(str(path), UID, GID)
+    return LegacyCa(str(path), UID, GID)
+
+
+def migrate(ca, change=None):
+    """What the next apply does: load (with the passphrase), change, write generation 1."""
+    draft = ca.load(PASS)
+    draft.validate(PASS)
+    if change is not None:
+        change(draft)
+    return CaDir(ca.path, UID, GID).commit(draft)
+
+
+def tree(ca):
+    """Every file, directory and symlink under the CA directory with its bytes and metadata."""
+    out = {}
+    for base, dirs, files in os.walk(ca.path):
+        for name in dirs + files:
+            full = os.path.join(base, name)
+            st = os.lstat(full)
+            data = open(full, "rb").read() if stat.S_ISREG(st.st_mode) else None
+            out[os.path.relpath(full, ca.path)] = (st.st_mode, st.st_uid, st.st_gid, data)
+    return out
 
 
 def mode(path):
@@ -204,9 +259,11 @@ def test_write_pair_interrupted_leaves_a_certificate_without_key(ca, old, monkey
         ca.write_pair("next", old.key, old.cert, PASS)
     monkeypatch.undo()
     assert listing(ca) == ["next.crt"]
-    # no rotation started yet, so nobody trusts it and it never signed: it is dropped
+    # no rotation started yet, so nobody trusts it and it never signed: it is left out ...
     assert ca.load_pair("next", PASS) == (None, None)
-    assert listing(ca) == []
+    assert listing(ca) == ["next.crt"]  # ... by reading, which changes nothing
+    migrate(ca)
+    assert "next.crt" not in ca.load().files and not os.path.exists(ca.file("next.crt"))
 
 
 # --------------------------------------------------------------------------- rotation state
@@ -356,78 +413,111 @@ def test_issuer_ignores_an_intermediate_of_another_root(ca, old, new, new_int):
 
 # --------------------------------------------------------------------------- archive
 
+def gen_listing(ca):
+    """The files of the generation in force, relative to it."""
+    gen = ca.file(ca.pointer())
+    out = []
+    for base, _dirs, files in os.walk(gen):
+        rel = os.path.relpath(base, gen)
+        out.extend(os.path.normpath(os.path.join(rel, f)) for f in files)
+    return sorted(out)
+
+
 def test_archive_root_and_intermediate(ca, old, old_int):
     ca.write_pair("root", old.key, old.cert, PASS)
     ca.write_pair("intermediate", old_int.key, old_int.cert, PASS)
-    ca.archive("root")
-    ca.archive("intermediate")
-    ca.archive("root")  # repeatable
-    assert listing(ca) == sorted([
+
+    def archive(draft):
+        draft.archive("root")
+        draft.archive("intermediate")
+        draft.archive("root")  # repeatable
+
+    migrate(ca, archive)
+    assert gen_listing(ca) == sorted([
         "intermediate.crt", "intermediate.key", "root.crt", "root.key",
         "retired/%s.crt" % old.fp16, "retired/%s.key" % old.fp16,
         "retired/intermediate-%s.crt" % old_int.fp16,
         "retired/intermediate-%s.key" % old_int.fp16])
-    assert mode(ca.file("retired")) == 0o700
-    assert mode(ca.file("retired/%s.key" % old.fp16)) == 0o600
-    assert mode(ca.file("retired/%s.crt" % old.fp16)) == 0o644
-    retired = CaDir(ca.file("retired"))
-    _key, cert = retired.load_pair(old.fp16, PASS)  # kept encrypted, still a usable pair
+    gen = ca.file(ca.pointer())
+    assert mode(os.path.join(gen, "retired")) == 0o700
+    assert mode(os.path.join(gen, "retired/%s.key" % old.fp16)) == 0o600
+    assert mode(os.path.join(gen, "retired/%s.crt" % old.fp16)) == 0o644
+    # kept encrypted, still a usable pair
+    _key, cert = ca.load(PASS).load_pair("retired/" + old.fp16, PASS)
     assert C.fingerprint(cert) == old.fp
 
 
 def test_archive_of_nothing_does_nothing(ca):
-    ca.archive("intermediate")
-    assert listing(ca) == [] and not os.path.exists(ca.file("retired"))
+    draft = ca.load(PASS)
+    draft.archive("intermediate")
+    assert draft.files == {} and listing(ca) == []
 
 
 def test_archive_certificate_without_key(ca, old):
     ca.write_pair("root", old.key, old.cert, PASS)
-    os.unlink(ca.file("root.key"))
-    ca.archive("root")
-    assert listing(ca) == ["retired/%s.crt" % old.fp16, "root.crt"]
+    draft = ca.load(PASS)
+    del draft.files["root.key"]
+    draft.archive("root")
+    assert sorted(draft.files) == ["retired/%s.crt" % old.fp16, "root.crt"]
 
 
 # --------------------------------------------------------------------------- promote_next
 
 def assert_promoted(ca, old, new, old_int=None, new_int=None):
+    """The generation in force holds the promoted state; nothing of the flat layout is left
+    beside it."""
     expected = ["retired/%s.crt" % old.fp16, "retired/%s.key" % old.fp16,
                 "root.crt", "root.key", "rotation.json"]
     if new_int is not None:
         expected += ["intermediate.crt", "intermediate.key",
                      "retired/intermediate-%s.crt" % old_int.fp16,
                      "retired/intermediate-%s.key" % old_int.fp16]
-    assert listing(ca) == sorted(expected)
+    state = ca.load()
+    if "rotation.json" not in state.files:  # a migration that recognised a finished promotion
+        expected.remove("rotation.json")
+    assert gen_listing(ca) == sorted(expected)
+    assert [n for n in listing(ca) if not n.startswith("gen/")
+            and n not in ("crl.pem", "ledger.db", "ledger.lock")] == ["current"]
     key, cert = ca.load_pair("root", PASS)
     assert C.fingerprint(cert) == new.fp and C.same_public_key(key, new.key)
-    _key, cert = CaDir(ca.file("retired")).load_pair(old.fp16, PASS)
+    _key, cert = ca.load(PASS).load_pair("retired/" + old.fp16, PASS)
     assert C.fingerprint(cert) == old.fp
     if new_int is not None:
         key, cert = ca.load_pair("intermediate", PASS)
         assert C.fingerprint(cert) == new_int.fp and C.same_public_key(key, new_int.key)
-        _key, cert = CaDir(ca.file("retired")).load_pair("intermediate-" + old_int.fp16, PASS)
+        _key, cert = ca.load(PASS).load_pair("retired/intermediate-" + old_int.fp16, PASS)
         assert C.fingerprint(cert) == old_int.fp
     # the CA reads back as the promoted root: state still 'use' until zone_root removes it
     assert issuing(ca)[0] == (new_int or new).fp
+    retired = ca.retired_pairs(PASS)
+    assert {C.fingerprint(c) for _k, c in retired} == (
+        {old.fp} | ({old_int.fp} if old_int is not None else set()))
+    assert all(C.same_public_key(k, c) for k, c in retired)
+
+
+def promote(draft):
+    draft.promote_next()
 
 
 def test_promote_next(ca, old, new):
     rotating(ca, old, new)
-    ca.promote_next()
+    migrate(ca, promote)
     assert_promoted(ca, old, new)
 
 
 def test_promote_next_with_intermediates(ca, old, new, old_int, new_int):
     rotating(ca, old, new, "use", old_int, new_int)
-    ca.promote_next()
+    migrate(ca, promote)
     assert_promoted(ca, old, new, old_int, new_int)
 
 
 def test_promote_next_twice_changes_nothing(ca, old, new, old_int, new_int):
     rotating(ca, old, new, "use", old_int, new_int)
-    ca.promote_next()
-    before = {p: open(os.path.join(ca.path, p), "rb").read() for p in listing(ca)}
-    ca.promote_next()
-    assert {p: open(os.path.join(ca.path, p), "rb").read() for p in listing(ca)} == before
+    draft = ca.load(PASS)
+    draft.promote_next()
+    before = dict(draft.files)
+    draft.promote_next()
+    assert draft.files == before
 
 
 def promotion_steps(ca, old, new, old_int=None, new_int=None):
@@ -489,20 +579,21 @@ def test_promotion_steps_match_promote_next(ca, tmp_path, old, new, old_int, new
     by_hand = {p: open(os.path.join(ca.path, p), "rb").read() for p in listing(ca)}
     other = tmp_path / "other"
     other.mkdir(mode=0o700)
-    real = CaDir(str(other), UID, GID)
+    real = LegacyCa(str(other), UID, GID)
     rotating(real, old, new, "use", old_int, new_int)
-    real.promote_next()
-    assert sorted(by_hand) == listing(real)
+    draft = real.load(PASS)
+    draft.promote_next()
+    assert sorted(by_hand) == sorted(draft.files)
     for name in ("root.crt", "intermediate.crt"):
-        assert by_hand[name] == open(real.file(name), "rb").read()
+        assert by_hand[name] == draft.files[name]
 
 
 @pytest.mark.parametrize("stop", PLAIN_STOPS)
 def test_promote_next_finishes_after_an_interruption(ca, old, new, stop):
     interrupted(ca, old, new, None, None, stop)
-    ca.promote_next()
+    migrate(ca, promote)
     assert_promoted(ca, old, new)
-    ca.promote_next()
+    CaDir(ca.path, UID, GID).commit(ca.load(PASS))  # promoting again changes nothing
     assert_promoted(ca, old, new)
 
 
@@ -510,7 +601,7 @@ def test_promote_next_finishes_after_an_interruption(ca, old, new, stop):
 def test_promote_next_with_intermediates_finishes_after_an_interruption(
         ca, old, new, old_int, new_int, stop):
     interrupted(ca, old, new, old_int, new_int, stop)
-    ca.promote_next()
+    migrate(ca, promote)
     assert_promoted(ca, old, new, old_int, new_int)
 
 
@@ -536,8 +627,10 @@ def test_ca_is_readable_at_every_point_of_an_interrupted_promotion(ca, old, new,
     (new) sat beside root.key (old) and every later CA run failed; load_pair now finishes
     the promotion (646e7ef)."""
     interrupted(ca, old, new, None, None, stop)
+    before = tree(ca)
     assert what_a_rerun_reads(ca) == (new.fp if stop in PROMOTED_AT else old.fp)
-    ca.promote_next()
+    assert tree(ca) == before  # reading changed nothing
+    migrate(ca, promote)
     assert_promoted(ca, old, new)
 
 
@@ -545,8 +638,10 @@ def test_ca_is_readable_at_every_point_of_an_interrupted_promotion(ca, old, new,
 def test_ca_with_intermediates_is_readable_at_every_point_of_an_interrupted_promotion(
         ca, old, new, old_int, new_int, stop):
     interrupted(ca, old, new, old_int, new_int, stop)
+    before = tree(ca)
     assert what_a_rerun_reads(ca) == (new.fp if stop in PROMOTED_AT else old.fp)
-    ca.promote_next()
+    assert tree(ca) == before  # reading changed nothing
+    migrate(ca, promote)
     assert_promoted(ca, old, new, old_int, new_int)
 
 
@@ -555,8 +650,11 @@ def test_load_pair_finishes_a_promotion_stopped_between_the_renames(ca, old, new
     assert "next.key" in listing(ca) and "next.crt" not in listing(ca)
     key, cert = ca.load_pair("root", PASS)
     assert C.fingerprint(cert) == new.fp and C.same_public_key(key, new.key)
-    assert "next.key" not in listing(ca)
+    assert "next.key" in listing(ca)  # recognised in memory, renamed by nobody
     assert ca.load_pair("next", PASS) == (None, None)
+    migrate(ca)
+    assert "next.key" not in listing(ca) and "next.key" not in gen_listing(ca)
+    assert C.same_public_key(ca.load_pair("root", PASS)[0], new.key)
 
 
 def test_load_pair_leaves_a_stray_next_key_that_does_not_match(ca, old, new):
@@ -597,8 +695,35 @@ def test_keyless_intermediate_certificate_is_dropped(ca, old, old_int):
     ca.write_pair("intermediate", old_int.key, old_int.cert, PASS)
     os.unlink(ca.file("intermediate.key"))
     assert ca.load_pair("intermediate", PASS) == (None, None)
-    assert listing(ca) == ["root.crt", "root.key"]
+    assert listing(ca) == ["intermediate.crt", "root.crt", "root.key"]  # reading removes nothing
     assert issuing(ca)[:2] == (old.fp, [])
+    migrate(ca)
+    assert gen_listing(ca) == ["root.crt", "root.key"]
+    assert not os.path.exists(ca.file("intermediate.crt"))
+    assert issuing(ca)[:2] == (old.fp, [])
+
+
+def test_intermediate_reissue_stopped_between_certificate_and_key_keeps_the_old_pair(
+        ca, old, old_int, keys):
+    """The old code archived the intermediate, then wrote the new certificate over the old one
+    and stopped before the key: the key is still the old intermediate's."""
+    ca.write_pair("root", old.key, old.cert, PASS)
+    ca.write_pair("intermediate", old_int.key, old_int.cert, PASS)
+    ca.archive("intermediate")
+    other = make_intermediate(keys, "other-int", old, "00000000000000a9")
+    _fs.atomic_write(ca.file("intermediate.crt"), C.certificate_pem(other.cert), 0o644, UID, GID)
+    assert issuing(ca)[:2] == (old_int.fp, [old_int.fp])
+    migrate(ca)
+    assert issuing(ca)[:2] == (old_int.fp, [old_int.fp])
+    assert ca.retired_pairs(PASS) == []  # the archived copy is the one in use
+
+
+def test_a_key_matching_no_certificate_is_an_error_never_guessed(ca, old, new):
+    ca.write_pair("root", old.key, new.cert, PASS)
+    with pytest.raises(TrustzoneError) as err:
+        migrate(ca)
+    assert "the certificate does not belong to the key" in str(err.value)
+    assert listing(ca) == ["root.crt", "root.key"]
 
 
 # --------------------------------------------------------------------------- zone_root re-runs
@@ -643,8 +768,45 @@ def zone_root(monkeypatch):
 
 
 def pairs(ca):
-    """The CA directory's key pairs, state and archive (not the CRL or the ledger)."""
-    return [n for n in listing(ca) if n.endswith((".crt", ".key")) or n == "rotation.json"]
+    """The key pairs, state and archive of the generation in force (not the CRL or the
+    ledger)."""
+    return [n for n in gen_listing(ca) if n.endswith((".crt", ".key")) or n == "rotation.json"]
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingFs(Fs):
+    """The filesystem layer of CaDir, crashing at the first call ``when`` accepts."""
+
+    def __init__(self, when):
+        self.when = when
+
+    def _step(self, name, path):
+        if self.when(name, path):
+            raise Crash("killed at %s %s" % (name, path))
+
+    def mkdir(self, path, *a):
+        self._step("mkdir", path)
+        return super().mkdir(path, *a)
+
+    def write(self, path, *a):
+        self._step("write", path)
+        return super().write(path, *a)
+
+    def rename(self, src, dst):
+        self._step("rename", dst)
+        return super().rename(src, dst)
+
+
+def crashing(monkeypatch, when):
+    real = CaDir.__init__
+
+    def init(self, path, uid=0, gid=0, fs=None):
+        real(self, path, uid, gid, CrashingFs(when))
+
+    monkeypatch.setattr(CaDir, "__init__", init)
 
 
 def rotate_to_use(zone_root, path):
@@ -662,65 +824,100 @@ def test_zone_root_walks_a_whole_rotation(zone_root, ca):
     assert (done["phase"], done["root"]["fingerprint"], done["next"]) == ("stable", new_fp, None)
     assert pairs(ca) == sorted(["root.crt", "root.key", "retired/%s.crt" % old_fp[:16],
                                 "retired/%s.key" % old_fp[:16]])
+    before = tree(ca)
     again = zone_root(ca.path, rotate="retire", retire_confirmed=True)
     assert again["changed"] is False
+    assert tree(ca) == before
 
 
-def test_zone_root_retire_re_run_after_promotion_before_the_state_was_removed(
+def test_zone_root_retire_re_run_after_the_new_generation_was_written_not_switched(
         zone_root, ca, monkeypatch):
     _old_fp, new_fp = rotate_to_use(zone_root, ca.path)
-    monkeypatch.setattr(CaDir, "write_state", lambda self, s: (x for x in ()).throw(
-        KeyboardInterrupt("killed")))
-    with pytest.raises(KeyboardInterrupt):
+    crashing(monkeypatch, lambda step, path: step == "rename" and path.endswith("/current"))
+    with pytest.raises(Crash):
         zone_root(ca.path, rotate="retire", retire_confirmed=True)
     monkeypatch.undo()
     assert ca.load_state()["phase"] == "use"
     # rotate_root.yml again: trust (no-op), use (no-op), retire
     assert zone_root(ca.path, rotate="trust", rotate_force=True)["phase"] == "use"
-    assert zone_root(ca.path, rotate="use")["issuer"] == zone_root(ca.path)["roots"][0]
+    assert zone_root(ca.path, rotate="use")["issuer"] == zone_root(ca.path)["roots"][1]
     done = zone_root(ca.path, rotate="retire", retire_confirmed=True)
     assert (done["phase"], done["root"]["fingerprint"]) == ("stable", new_fp)
     assert ca.load_state() is None
 
 
-def test_zone_root_finishes_a_retire_interrupted_between_the_renames(zone_root, ca,
-                                                                     monkeypatch):
+def test_zone_root_finishes_a_retire_interrupted_while_writing_the_generation(
+        zone_root, ca, monkeypatch):
     _old_fp, new_fp = rotate_to_use(zone_root, ca.path)
-    real = _fs.atomic_rename
-
-    def crash(src, dst, *args, **kwargs):
-        if dst.endswith("root.key"):
-            raise KeyboardInterrupt("killed")
-        return real(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(_fs, "atomic_rename", crash)
-    with pytest.raises(KeyboardInterrupt):
+    crashing(monkeypatch, lambda step, path: step == "write" and path.endswith("root.key"))
+    with pytest.raises(Crash):
         zone_root(ca.path, rotate="retire", retire_confirmed=True)
     monkeypatch.undo()
     # the operator re-runs rotate_root.yml: its first step is the CA's trust phase
     zone_root(ca.path, rotate="trust", rotate_force=True)
     done = zone_root(ca.path, rotate="retire", retire_confirmed=True)
     assert (done["phase"], done["root"]["fingerprint"]) == ("stable", new_fp)
+    assert not [n for n in listing(ca) if ".tmp" in n]
 
 
 def test_zone_root_recovers_from_a_trust_phase_interrupted_while_writing_the_next_root(
         zone_root, ca, monkeypatch):
     first = zone_root(ca.path)
-    real = _fs.atomic_write
-
-    def crash(path, *args, **kwargs):
-        if path.endswith("next.key"):
-            raise KeyboardInterrupt("killed")
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(_fs, "atomic_write", crash)
-    with pytest.raises(KeyboardInterrupt):
+    crashing(monkeypatch, lambda step, path: step == "write" and path.endswith("next.key"))
+    with pytest.raises(Crash):
         zone_root(ca.path, rotate="trust", rotate_force=True)
     monkeypatch.undo()
-    assert pairs(ca) == ["next.crt", "root.crt", "root.key"]
+    assert pairs(ca) == ["root.crt", "root.key"]  # the half-written generation is not in force
     # site.yml keeps working with the current root ...
     assert zone_root(ca.path)["root"]["fingerprint"] == first["root"]["fingerprint"]
-    # ... and re-running the rotation makes (or completes) a usable next root
+    # ... and re-running the rotation makes a usable next root
     again = zone_root(ca.path, rotate="trust", rotate_force=True)
     assert again["phase"] == "trust" and again["next"] is not None
     assert ca.load_pair("next", PASS)[1] is not None
+
+
+def test_a_flat_directory_half_way_through_an_old_passphrase_change_is_finished(
+        ca, old, new, old_int, new_int, keys):
+    """The old ca_passphrase renamed keys one by one: some under the new passphrase, some
+    under the old. The new one reads such a directory and finishes in one generation."""
+    pytest.importorskip("ansible.module_utils.basic")
+    from ansible_collections.trustzone.pki.plugins.modules import ca_passphrase
+
+    rotating(ca, old, new, "use", old_int, new_int)
+    newer = "a new passphrase of the zone"
+    _fs.atomic_write(ca.file("intermediate.key"), C.private_key_pem(old_int.key, newer), 0o600,
+                     UID, GID)
+
+    class Module:
+        check_mode = False
+        params = {"zone": "prod", "dir": ca.path, "passphrase": PASS, "new_passphrase": newer}
+
+    result = ca_passphrase.run(Module())
+    assert result["changed"] and "intermediate.key" in result["already"]
+    state = ca.load(newer)
+    state.validate(newer)
+    assert state.source == "gen/000001"
+    key, cert, _chain = CaDir(ca.path).issuer(newer)
+    assert C.fingerprint(cert) == new_int.fp and C.same_public_key(key, new_int.key)
+
+
+@pytest.mark.parametrize("stop", INT_STOPS)
+def test_site_run_on_a_flat_directory_stopped_mid_promotion_mints_nothing(
+        zone_root, ca, old, new, old_int, new_int, stop):
+    """The old code's ordinary site.yml run "repaired" such a directory by minting fresh
+    intermediates and retiring the one in use. The migration finishes the confirmed retire
+    (once the root was archived, its first step) or leaves the rotation as it was."""
+    interrupted(ca, old, new, old_int, new_int, stop)
+    result = zone_root(ca.path, intermediate=True)
+    promoted = stop not in ("nothing", "mkdir retired")
+    assert (result["phase"], result["root"]["fingerprint"]) == (
+        ("stable", new.fp) if promoted else ("use", old.fp))
+    key, cert, chain = ca.issuer(PASS)
+    assert (C.fingerprint(cert), [C.fingerprint(c) for c in chain]) == (new_int.fp,
+                                                                       [new_int.fp])
+    assert C.same_public_key(key, new_int.key)
+    if promoted:
+        assert_promoted(ca, old, new, old_int, new_int)
+    else:
+        assert C.fingerprint(ca.load().cert("next-intermediate")) == new_int.fp
+    assert zone_root(ca.path, intermediate=True)["changed"] is False

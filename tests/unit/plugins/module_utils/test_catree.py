@@ -240,3 +240,12 @@ def test_archive_of_a_tree_round_trips_through_write_tree(ca, tmp_path):
     _m, restored = A.open_archive(data, "archive passphrase")
     T.write_tree(str(tmp_path / "restored"), restored, UID, GID)
     assert T.read_tree(str(tmp_path / "restored"))[0] == files
+
+
+def test_read_tree_skips_an_interrupted_generation(tmp_path):
+    ca = tmp_path / "ca"
+    (ca / "gen" / ".000002.tmp").mkdir(parents=True)
+    write(str(ca / "gen" / ".000002.tmp" / "root.key"), b"-----BEGIN ENCRYPTED PRIV")  # cut
+    write(str(ca / "current"), b"gen/000001\n", 0o644)
+    files, skipped, _warnings = T.read_tree(str(ca))
+    assert sorted(files) == ["current"] and skipped == ["gen/.000002.tmp/"]

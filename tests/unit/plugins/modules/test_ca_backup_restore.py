@@ -17,6 +17,7 @@ pytest.importorskip("ansible.module_utils.basic")
 from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C  # noqa: E402
+from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import (  # noqa: E402
     TrustzoneError)
 from ansible_collections.trustzone.pki.plugins.modules import ca_backup  # noqa: E402
@@ -114,7 +115,10 @@ def test_backup_then_restore_reproduces_the_directory(call, ca, tmp_path):
     assert manifest["zone"] == "prod" and manifest["collection_version"] == "9.9.9"
     assert manifest["roots"]["current"] and manifest["roots"]["next"]
     assert manifest["roots"]["intermediate"] and manifest["roots"]["next_intermediate"]
+    pointer = open(os.path.join(ca, "current")).read().strip() + "/"
     paths = {f["path"] for f in manifest["files"]}
+    assert {"current", "ledger.db"} <= paths
+    paths = {p[len(pointer):] for p in paths if p.startswith(pointer)} | {"ledger.db"}
     assert {"root.key", "root.crt", "next.key", "next.crt", "intermediate.key",
             "next-intermediate.key", "rotation.json", "ledger.db"} <= paths
     assert "PRIVATE KEY" not in repr(result)
@@ -223,12 +227,12 @@ def test_restore_with_the_wrong_ca_passphrase_refuses_before_writing(call, ca, t
 
 def test_change_passphrase_module(call, ca):
     new = "the new ca passphrase"
-    keys = sorted(p for p, (_m, d) in T.read_tree(ca)[0].items() if d.startswith(b"-----"))
-    keys = [p for p in keys if p.endswith(".key")]
+    keys = sorted(p for p in CaDir(ca).load().files if p.endswith(".key"))
+    assert "root.key" in keys and len(keys) >= 4
     checked = call(ca_passphrase, check_mode=True, zone="prod", dir=ca, passphrase=CA_PASS,
                    new_passphrase=new)
     assert checked["changed"] and checked["keys"] == keys
-    C.load_private_key(open(os.path.join(ca, "root.key"), "rb").read(), CA_PASS)  # untouched
+    C.load_private_key(CaDir(ca).load().files["root.key"], CA_PASS)  # untouched
     with pytest.raises(TrustzoneError, match="nothing was changed"):
         call(ca_passphrase, zone="prod", dir=ca, passphrase="wrong passphrase!", new_passphrase=new)
     done = call(ca_passphrase, zone="prod", dir=ca, passphrase=CA_PASS, new_passphrase=new)
