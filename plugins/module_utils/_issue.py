@@ -50,23 +50,6 @@ def collect_requests(hosts, node_results, wanted_profiles):
     return requests, refused
 
 
-def check_unique_names(wanted_profiles):
-    """Raise when two hosts would hold the same name: one node must never get another's."""
-    names_by_host = {}
-    for host, profiles in wanted_profiles.items():
-        merged = {"dns": set(), "ip": set()}
-        for profile in profiles or []:
-            merged["dns"].update(profile["dns"])
-            merged["ip"].update(profile["ip"])
-        names_by_host[host] = merged
-    clashes = P.duplicate_names(names_by_host)
-    if clashes:
-        text = "; ".join("%s claimed by %s" % (n, ", ".join(h)) for n, h in sorted(clashes.items()))
-        raise TrustzoneError("two hosts would hold the same name: %s" % text,
-                             fix="give each host its own trustzone_node_fqdn, "
-                                 "trustzone_node_addresses and trustzone_certs_extra_names")
-
-
 def sign_requests(requests, issuer_cert, issuer_key, chain, now):
     """Sign every acceptable request. Returns ``(issued, refused)``.
 

@@ -12,9 +12,14 @@ short_description: Sign every pending CSR of a play on the zone's CA host, in on
 version_added: 0.1.0
 description:
   - An action plugin on the controller collects, from every host of the play, the CSRs that the
-    M(trustzone.pki.node) module returned (registered as O(result_var)) and the profiles the
-    certs role resolved from the inventory (O(profiles_var)). It then runs this module once on
-    the CA host (use C(delegate_to) and C(run_once)).
+    M(trustzone.pki.node) module returned (registered as O(result_var)); nothing else is taken
+    from those results. It then runs this module once on the CA host (use C(delegate_to) and
+    C(run_once)).
+  - What each host may hold is resolved by the action plugin itself, from the inventory alone
+    (host and group variables, play vars and extra vars; never facts, the fact cache,
+    C(set_fact) or registered results), for every host of the groups C(trustzone_nodes) and
+    C(trustzone_ca) whatever C(--limit) says; a DNS name, address or common name that two
+    hosts would hold fails the task before the CA host is contacted (see docs/identity.md).
   - Every certificate issued is recorded, in the same run and under an exclusive lock held for
     the whole batch, in the zone's SQLite issuance ledger on the CA host (C(ledger.db)), and
     the host/profile's previous certificate is marked superseded.
@@ -45,13 +50,6 @@ options:
     description: Name of the variable each host registered the node module's result in.
     type: str
     default: __trustzone_certs_node
-  profiles_var:
-    description:
-      - Name of the per-host variable holding the profiles resolved from the inventory, used
-        when the registered node result carries none (the P(trustzone.pki.node#module)
-        action plugin puts them in its result as C(profiles), on the controller).
-    type: str
-    default: __trustzone_certs_profiles
   requests:
     description:
       - Set by the action plugin; do not pass it yourself.
@@ -122,7 +120,6 @@ def main():
             passphrase=dict(type="str", required=True, no_log=True),
             hosts=dict(type="list", elements="str"),
             result_var=dict(type="str", default="__trustzone_certs_node"),
-            profiles_var=dict(type="str", default="__trustzone_certs_profiles"),
             requests=dict(type="list", elements="dict", default=[]),
         ),
         supports_check_mode=True,
