@@ -323,7 +323,8 @@ def _host_identity(host, variables, zone, with_profiles):
                               ROLE_DEFAULTS["trustzone_certs_profiles"]),
                 zone, base_dir, names)
     except TrustzoneError as exc:
-        raise TrustzoneError("%s: %s" % (host, exc.message), exc.path, fix=exc.fix) from None
+        label = host if is_host_name(host) else repr(host)  # one line, whatever the name
+        raise TrustzoneError("%s: %s" % (label, exc.message), exc.path, fix=exc.fix) from None
     return {"names": names, "profiles": profiles}
 
 
