@@ -27,6 +27,28 @@ ARGUMENT_SPEC = dict(
 )
 
 
+def installed_certificates(hosts, node_results, wanted):
+    """``{host: {profile: {'certificate', 'fingerprint'}}}``: what each node reported as
+    installed (``installed`` of the node result, untrusted) for the profiles the inventory
+    gives it; the sign module reconciles the ledger with it. A result without ``installed``
+    (a node module before issue 14) contributes nothing."""
+    out = {}
+    for host in hosts:
+        result = node_results.get(host)
+        if not isinstance(result, dict) or result.get("failed") or result.get("skipped"):
+            continue
+        reported = result.get("installed")
+        if not isinstance(reported, dict):
+            continue
+        names = {p["name"] for p in wanted.get(host) or []}
+        for profile, item in reported.items():
+            if profile in names and isinstance(item, dict):
+                out.setdefault(host, {})[profile] = {
+                    "certificate": str(item.get("certificate") or ""),
+                    "fingerprint": str(item.get("fingerprint") or "")}
+    return out
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
@@ -54,10 +76,13 @@ class ActionModule(ActionBase):
                 would.setdefault(req["host"], {})[req["profile"]["name"]] = req["reasons"]
             result.update(changed=bool(would), would_issue=would)
             return result
-        if not requests:
-            return result  # nothing to sign: the CA host is not contacted
+        installed = installed_certificates(hosts, node_results, wanted)
+        if not requests and not installed:
+            return result  # nothing to sign or to learn: the CA host is not contacted
         module_args = {k: args[k] for k in ("zone", "dir", "passphrase")}
         module_args["requests"] = requests
+        if installed:
+            module_args["installed"] = installed
         signed = self._execute_module(module_name="trustzone.pki.sign", module_args=module_args,
                                       task_vars=task_vars)
         signed.pop("invocation", None)  # carries every CSR; keep the result readable
@@ -68,7 +93,9 @@ class ActionModule(ActionBase):
             refused.setdefault(host, []).extend(problems)
         result.update(changed=bool(signed.get("changed")),
                       certificates=signed.get("certificates") or {},
-                      refused=refused, issued=signed.get("issued", 0))
+                      refused=refused, issued=signed.get("issued", 0),
+                      reconciled=signed.get("reconciled") or [],
+                      unrecorded=signed.get("unrecorded") or {})
         return result
 
     def _resolve(self, zone, hosts):

@@ -270,3 +270,53 @@ def test_names_are_unique_across_the_whole_zone_whatever_limit_says(changes, wor
         assert result["failed"] is True
         assert words in result["msg"]
         assert "\n" not in result["msg"]
+
+
+# --------------------------------------------------------------------------- installed (I3/I4)
+
+def installed(**profiles):
+    return {name: {"certificate": "PEM-" + name, "fingerprint": "ab" * 32} for name in profiles}
+
+
+def test_installed_certificates_go_to_the_ca_once_even_on_a_no_op_run():
+    remote = {"changed": True, "issued": 0, "certificates": {}, "refused": {},
+              "reconciled": [{"serial": "1", "host": "web1", "profile": "server",
+                              "status": "valid"}],
+              "unrecorded": {"web2": {"server": "cd" * 32}}}
+    action = make_action(remote=remote)
+    web1, web2 = node(), node()
+    web1["installed"] = installed(server=1, client=1, admin=1)  # admin: no such profile
+    web2["installed"] = installed(server=1)
+    result = run(action, {"web1": {"__trustzone_certs_node": web1},
+                          "web2": {"__trustzone_certs_node": web2}})
+    action._execute_module.assert_called_once()
+    module_args = action._execute_module.call_args.kwargs["module_args"]
+    assert module_args["requests"] == []
+    assert module_args["installed"] == {
+        "web1": {"server": {"certificate": "PEM-server", "fingerprint": "ab" * 32},
+                 "client": {"certificate": "PEM-client", "fingerprint": "ab" * 32}},
+        "web2": {"server": {"certificate": "PEM-server", "fingerprint": "ab" * 32}}}
+    assert result["reconciled"] == remote["reconciled"]
+    assert result["unrecorded"] == remote["unrecorded"]
+    assert result["changed"] is True
+
+
+def test_results_without_installed_do_not_contact_the_ca():
+    # a node module from before issue 14, a failed node, a malformed answer
+    web2 = node()
+    web2["installed"] = "garbage"
+    hv = {"web1": {"__trustzone_certs_node": node()},
+          "web2": {"__trustzone_certs_node": web2},
+          "web3": {"__trustzone_certs_node": {"failed": True, "installed": installed(server=1)}}}
+    action = make_action()
+    result = run(action, hv)
+    action._execute_module.assert_not_called()
+    assert result["changed"] is False
+
+
+def test_check_mode_never_contacts_the_ca_for_installed_certificates():
+    web1 = node()
+    web1["installed"] = installed(server=1)
+    action = make_action(check_mode=True)
+    run(action, {"web1": {"__trustzone_certs_node": web1}})
+    action._execute_module.assert_not_called()
