@@ -145,6 +145,29 @@ def test_a_second_run_with_the_forged_cache_changes_nothing(fleet):
     assert all(s["changed"] == 0 for h, s in stats.items() if h != "localhost"), proc.output[-3000:]
 
 
+def test_one_compromised_node_with_a_forged_cache_gets_only_its_own_names(fleet):
+    # only node2 is compromised; it claims the CA host's name and address and a foreign name
+    # (no other node's, so no clash inside the play gives it away)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "node1").unlink(missing_ok=True)
+    facts = forged_facts(fleet, "node2")
+    names = [fleet.fqdn("ca"), "pki01.example.com"]
+    facts.update(trustzone_certs_extra_names=names,
+                 trustzone_node_addresses=[address(fleet, "ca")],
+                 trustzone_certs_profiles=[{"name": "server", "dns": names},
+                                           {"name": "client"}])
+    (CACHE / "node2").write_text(json.dumps(facts))
+    fleet.sh("node2", "rm -f %s/server.crt %s/client.crt" % (DIR, DIR))
+    proc = fleet.playbook("site.yml", check=False)
+    OUTPUTS.append(proc.output)
+    assert proc.returncode == 0, proc.output[-4000:]
+    for profile in ("server", "client"):
+        assert sans(fleet, "node2", profile) == sorted([
+            "DNS:node2", "DNS:%s" % fleet.fqdn("node2"),
+            "IP Address:%s" % address(fleet, "node2")])
+        assert subject_cn(fleet, "node2", profile) == [fleet.fqdn("node2")]
+
+
 def test_a_csr_asking_for_the_forged_names_is_refused_naming_host_and_field(fleet):
     # node2 believes the forged cache and asks for the CA host's name in its CSR (the node's
     # module output is all the controller sees of it)
