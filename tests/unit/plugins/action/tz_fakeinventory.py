@@ -9,8 +9,9 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 class FakeInventory:
     def __init__(self, hosts, nodes=None, ca_hosts=()):
         self.hosts = hosts  # {host: {variable: value}}
-        self.nodes = list(nodes if nodes is not None else [h for h in hosts
-                                                         if h not in ca_hosts])
+        if nodes is None:
+            nodes = [h for h in hosts if h not in ca_hosts]
+        self.nodes = list(nodes)
         self.ca_hosts = list(ca_hosts)
         self.asked = []
 

@@ -16,7 +16,7 @@ ZONE = {
     "web2": {"trustzone_node_fqdn": "web2.prod.example", "trustzone_node_addresses": ["10.0.0.12"],
              "trustzone_certs_extra_names": ["api.prod.example"]},
 }
-NODES = ["web1", "web2"]
+NODES = ("web1", "web2")
 
 
 def resolve(changes=None, nodes=NODES, ca_hosts=("ca",)):
@@ -46,7 +46,7 @@ def test_every_host_is_resolved_from_its_variables_and_the_role_defaults():
 
 
 def test_the_ca_host_can_be_a_node_too():
-    out = resolve(nodes=["web1", "web2", "ca"])
+    out = resolve(nodes=("web1", "web2", "ca"))
     assert [p["name"] for p in out["ca"]["profiles"]] == ["server", "client"]
 
 
@@ -55,7 +55,7 @@ def test_the_ca_host_can_be_a_node_too():
 @pytest.mark.parametrize("host", ["node/1", "../node1", "node 1", "nöde1", "-node1", "node1.",
                                   "node..1", "", "node1;rm", "a" * 64, "node\n1"])
 def test_bad_inventory_host_names_are_refused_naming_the_host_and_the_fix(host):
-    text = error({host: {"trustzone_node_fqdn": "x.prod.example"}}, nodes=NODES + [host])
+    text = error({host: {"trustzone_node_fqdn": "x.prod.example"}}, nodes=NODES + (host,))
     assert "inventory host %r is not a valid host name or address" % host in text
     assert "rename the host" in text and "ansible_host" in text
 
@@ -63,15 +63,15 @@ def test_bad_inventory_host_names_are_refused_naming_the_host_and_the_fix(host):
 @pytest.mark.parametrize("host", ["node1", "Node-1", "node1.prod.example", "node_1", "10.0.0.99",
                                   "2001:db8::99"])
 def test_good_inventory_host_names(host):
-    out = resolve({host: {"trustzone_node_fqdn": "x.prod.example"}}, nodes=NODES + [host])
+    out = resolve({host: {"trustzone_node_fqdn": "x.prod.example"}}, nodes=NODES + (host,))
     assert out[host]["names"]["common_name"] == "x.prod.example"
 
 
 def test_an_underscore_name_identifies_the_host_but_is_never_a_certificate_name():
     out = resolve({"web_3": {"trustzone_node_fqdn": "web3.prod.example"}},
-                  nodes=NODES + ["web_3"])
+                  nodes=NODES + ("web_3",))
     assert out["web_3"]["names"]["dns"] == ["web3.prod.example"]
-    text = error({"web_3": {}}, nodes=NODES + ["web_3"])
+    text = error({"web_3": {}}, nodes=NODES + ("web_3",))
     assert "web_3: profile 'server': the inventory gives this host no DNS name" in text
 
 
@@ -143,7 +143,7 @@ def test_names_are_unique_across_every_node_and_the_ca_host(changes, clash):
 
 def test_a_host_whose_names_are_only_loopback_shares_nothing():
     out = resolve({"web3": {"ansible_host": "127.0.0.1", "trustzone_node_fqdn": "web3.prod.example"}},
-                  nodes=NODES + ["web3"])
+                  nodes=NODES + ("web3",))
     assert out["web3"]["names"]["ip"] == []
 
 
