@@ -21,7 +21,6 @@ never shrinks the zone the names are checked against.
 
 from __future__ import annotations
 
-import copy
 import inspect
 
 from ansible.errors import AnsibleError
@@ -76,7 +75,10 @@ class InventoryVars:
                                  % getattr(task, "action", "task"),
                                  fix="run this action from a playbook")
         self._inventory = manager._inventory
-        self._manager = copy.copy(manager)
+        # a shallow copy by hand: copy.copy goes through __getstate__, which before
+        # ansible-core 2.19 leaves out the loader
+        self._manager = object.__new__(type(manager))
+        self._manager.__dict__.update(manager.__dict__)
         self._manager._fact_cache = _NoFacts()
         self._manager._nonpersistent_fact_cache = {}
         self._manager._vars_cache = {}

@@ -66,7 +66,9 @@ def zone(tmp_path):
     loader = DataLoader()
     inventory = InventoryManager(loader=loader, sources=[str(tmp_path / "hosts.yml")])
     manager = VariableManager(loader=loader, inventory=inventory)
-    manager._fact_cache = cache_loader.get("memory")
+    # an in-memory fact cache of the kind this ansible-core uses (its own, from ansible.cfg,
+    # would write into the checkout)
+    manager._fact_cache = cache_loader.get("memory") if hasattr(manager._fact_cache, "set") else {}
     manager._extra_vars = {"trustzone_certs_dir": "/srv/tz"}
     play = Play.load({"hosts": "trustzone_nodes", "gather_facts": False,
                       "vars": {"trustzone_node_addresses_unused": 1}},
