@@ -214,6 +214,56 @@ def test_a_csr_asking_for_the_forged_names_is_refused_naming_host_and_field(flee
                                            "IP Address:%s" % address(fleet, "node2")])
 
 
+def ledger(fleet, sql="SELECT serial, status FROM issuance WHERE host = 'node2' AND "
+                      "profile = 'server' ORDER BY issued_at"):
+    script = ("import json, sqlite3; c = sqlite3.connect('%s/ledger.db'); "
+              "print(json.dumps(c.execute(%r).fetchall()))" % (CA_DIR, sql))
+    return [tuple(r) for r in json.loads(fleet.sh("ca", "python3 -c %s" % json.dumps(script)).stdout)]
+
+
+def serial_of(fleet, pem):
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem, text=True,
+                         capture_output=True, check=True).stdout
+    return out.strip().split("=", 1)[1].lower().lstrip("0")
+
+
+def report_installed(fleet, pem, tmp_path):
+    extra = tmp_path / "installed.json"
+    extra.write_text(json.dumps({"installed": {"server": {"certificate": pem}}}))
+    return playbook(fleet, PLAYBOOKS / "reported_installed.yml", "-e", "report_host=node2",
+                    "-e", "@%s" % extra)
+
+
+def test_the_ledger_learns_which_certificate_a_node_really_holds(fleet, tmp_path):
+    for host in ("node1", "node2"):
+        drop_cache(host)
+    old = fleet.read("node2", DIR + "/server.crt")
+    fleet.sh("node2", "rm -f %s/server.crt" % DIR)
+    assert fleet.playbook("site.yml").returncode == 0
+    new = fleet.read("node2", DIR + "/server.crt")
+    old_serial, new_serial = serial_of(fleet, old), serial_of(fleet, new)
+    rows = dict((s.lstrip("0"), status) for s, status in ledger(fleet))
+    assert (rows[old_serial], rows[new_serial]) == ("superseded", "valid")
+    # the install "failed": node2 still serves the old certificate - the ledger follows it
+    proc = report_installed(fleet, old, tmp_path)
+    assert proc.returncode == 0, proc.output[-3000:]
+    rows = dict((s.lstrip("0"), status) for s, status in ledger(fleet))
+    assert (rows[old_serial], rows[new_serial]) == ("valid", "superseded")
+    assert recap(proc.output)["node1"]["changed"] == 1, proc.output[-3000:]  # the sign task
+    # again: nothing to learn, nothing changes
+    proc = report_installed(fleet, old, tmp_path)
+    assert recap(proc.output)["node1"]["changed"] == 0, proc.output[-3000:]
+    # and back to the certificate really installed
+    assert report_installed(fleet, new, tmp_path).returncode == 0
+    rows = dict((s.lstrip("0"), status) for s, status in ledger(fleet))
+    assert (rows[old_serial], rows[new_serial]) == ("superseded", "valid")
+    # a certificate the ledger never issued for node2 (node1's) changes nothing
+    before = ledger(fleet, "SELECT serial, status FROM issuance ORDER BY serial")
+    proc = report_installed(fleet, fleet.read("node1", DIR + "/server.crt"), tmp_path)
+    assert proc.returncode == 0, proc.output[-3000:]
+    assert ledger(fleet, "SELECT serial, status FROM issuance ORDER BY serial") == before
+
+
 def test_no_secret_in_any_output(fleet):
     passphrase_file = fleet.hosts["all"]["vars"]["trustzone_ca_passphrase"].split("'")[3]
     with open(passphrase_file) as handle:
