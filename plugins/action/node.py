@@ -3,19 +3,26 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller half of trustzone.pki.node: the checks and profile resolution that used to be a
 dozen assert/set_fact tasks per host, done here from the task's arguments and the host's
-inventory variables, so that a node costs one task. The module shares its documentation."""
+inventory variables, so that a node costs one task. The module shares its documentation.
+
+The profiles come from the identity resolver (module_utils/_identity.py) over this host's
+inventory-only variables (plugin_utils/_inventory.py): never from ``task_vars``, which hold
+facts a node can forge. ``inventory_profiles`` and ``extra_names`` only say "resolve from the
+inventory"; their values (templated with facts) are not used."""
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
 from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 # Arguments this plugin consumes; everything else goes to the module as it is.
 ACTION_ARGS = ("inventory_profiles", "extra_names", "ca_hosts", "reload_services",
-               "reload_commands", "signed", "role_spec")
+               "reload_commands", "signed", "role_spec", "resolve_only")
 
 
 class ActionModule(ActionBase):
@@ -39,6 +46,10 @@ class ActionModule(ActionBase):
         if skip:
             result.update(changed=False, skipped=True,
                           skip_reason="nothing was signed for %s" % host)
+            return result
+        if own.get("resolve_only"):
+            # roles/certs/tasks/resolve.yml: the profiles only; the node is not contacted
+            result.update(changed=False, profiles=module_args.get("profiles") or [])
             return result
         remote = self._execute_module(module_name="trustzone.pki.node",
                                       module_args=module_args, task_vars=task_vars)
@@ -68,15 +79,18 @@ class ActionModule(ActionBase):
             if step == "skip":
                 return None, True
             args["certificates"] = certificates
-        elif not args.get("rollback"):
+        elif not args.get("rollback") and not own.get("resolve_only"):
             F.check_roots(host, zone, args.get("roots"), ca_host)
-        if own.get("inventory_profiles") is not None:
+        if own.get("inventory_profiles") is not None or own.get("resolve_only"):
             if args.get("profiles"):
                 raise TrustzoneError("%s: give profiles or inventory_profiles, not both" % host)
-            extra = F.check_list(host, own.get("extra_names"), "trustzone_certs_extra_names")
-            base_dir = args.get("dir") or "/etc/trustzone/%s" % zone
-            names = {name: self._templar.template(task_vars.get(name))
-                     for name in F.NAME_VARS if task_vars.get(name) is not None}
-            args["profiles"] = F.node_profiles(host, names, own["inventory_profiles"],
-                                               zone, base_dir, extra)
+            variables = self._inventory_source().host_vars(host)
+            if args.get("dir"):  # the node's own directory: only paths on the node follow it
+                variables.setdefault("trustzone_certs_dir", args["dir"])
+            args["profiles"] = _identity.resolve_identities(
+                {host: variables}, zone, [host])[host]["profiles"]
         return args, False
+
+    def _inventory_source(self):
+        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
+        return InventoryVars(self._task, self._loader)

@@ -1,14 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright: trustzone.pki contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller half of trustzone.pki.sign: gather the play's requests, sign them on the CA."""
+"""Controller half of trustzone.pki.sign: gather the play's requests, sign them on the CA.
+
+What each host may hold is re-derived here, once for the whole zone, by the identity resolver
+over inventory-only variables (every host of trustzone_nodes and trustzone_ca, whatever
+--limit says, plus the hosts being signed for), with every name checked unique zone-wide.
+From the node results registered by the play only the CSRs are taken (untrusted data); the
+profiles a result may carry are ignored."""
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
 
 ARGUMENT_SPEC = dict(
     zone=dict(type="str", required=True),
@@ -16,8 +24,29 @@ ARGUMENT_SPEC = dict(
     passphrase=dict(type="str", required=True, no_log=True),
     hosts=dict(type="list", elements="str"),
     result_var=dict(type="str", default="__trustzone_certs_node"),
-    profiles_var=dict(type="str", default="__trustzone_certs_profiles"),
 )
+
+
+def installed_certificates(hosts, node_results, wanted):
+    """``{host: {profile: {'certificate', 'fingerprint'}}}``: what each node reported as
+    installed (``installed`` of the node result, untrusted) for the profiles the inventory
+    gives it; the sign module reconciles the ledger with it. A result without ``installed``
+    (a node module before issue 14) contributes nothing."""
+    out = {}
+    for host in hosts:
+        result = node_results.get(host)
+        if not isinstance(result, dict) or result.get("failed") or result.get("skipped"):
+            continue
+        reported = result.get("installed")
+        if not isinstance(reported, dict):
+            continue
+        names = {p["name"] for p in wanted.get(host) or []}
+        for profile, item in reported.items():
+            if profile in names and isinstance(item, dict):
+                out.setdefault(host, {})[profile] = {
+                    "certificate": str(item.get("certificate") or ""),
+                    "fingerprint": str(item.get("fingerprint") or "")}
+    return out
 
 
 class ActionModule(ActionBase):
@@ -29,23 +58,16 @@ class ActionModule(ActionBase):
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         hosts = args["hosts"] or list(task_vars.get("ansible_play_hosts") or [])
         hostvars = task_vars.get("hostvars", {})
-        node_results, wanted = {}, {}
-        for host in hosts:
-            host_vars = hostvars.get(host) or {}
-            node_results[host] = result_of_node = host_vars.get(args["result_var"])
-            # trustzone.pki.node's action plugin puts the profiles it resolved from the
-            # inventory into the result on the controller (never taken from the node);
-            # otherwise they are a host variable of their own (profiles_var).
-            profiles = result_of_node.get("profiles") if isinstance(result_of_node, dict) else None
-            if isinstance(profiles, list):
-                wanted[host] = result_of_node["profiles"]
-            else:
-                wanted[host] = host_vars.get(args["profiles_var"]) or []
         try:
-            _issue.check_unique_names(wanted)
+            identities = self._resolve(args["zone"], hosts)
         except TrustzoneError as exc:
             result.update(failed=True, msg=str(exc))
             return result
+        node_results, wanted = {}, {}
+        for host in hosts:
+            host_vars = hostvars.get(host) or {}
+            node_results[host] = host_vars.get(args["result_var"])
+            wanted[host] = (identities.get(host) or {}).get("profiles") or []
         requests, refused = _issue.collect_requests(hosts, node_results, wanted)
         result.update(changed=False, certificates={}, refused=refused, issued=0)
         if self._task.check_mode:
@@ -54,10 +76,13 @@ class ActionModule(ActionBase):
                 would.setdefault(req["host"], {})[req["profile"]["name"]] = req["reasons"]
             result.update(changed=bool(would), would_issue=would)
             return result
-        if not requests:
-            return result  # nothing to sign: the CA host is not contacted
+        installed = installed_certificates(hosts, node_results, wanted)
+        if not requests and not installed:
+            return result  # nothing to sign or to learn: the CA host is not contacted
         module_args = {k: args[k] for k in ("zone", "dir", "passphrase")}
         module_args["requests"] = requests
+        if installed:
+            module_args["installed"] = installed
         signed = self._execute_module(module_name="trustzone.pki.sign", module_args=module_args,
                                       task_vars=task_vars)
         signed.pop("invocation", None)  # carries every CSR; keep the result readable
@@ -68,5 +93,20 @@ class ActionModule(ActionBase):
             refused.setdefault(host, []).extend(problems)
         result.update(changed=bool(signed.get("changed")),
                       certificates=signed.get("certificates") or {},
-                      refused=refused, issued=signed.get("issued", 0))
+                      refused=refused, issued=signed.get("issued", 0),
+                      reconciled=signed.get("reconciled") or [],
+                      unrecorded=signed.get("unrecorded") or {})
         return result
+
+    def _resolve(self, zone, hosts):
+        """Every host's identity from the inventory alone, names unique across the zone."""
+        source = self._inventory_source()
+        nodes, ca_hosts = source.group("trustzone_nodes"), source.group("trustzone_ca")
+        nodes += [h for h in hosts if h not in nodes]
+        inventory = {h: source.host_vars(h) for h in nodes + [c for c in ca_hosts
+                                                              if c not in nodes]}
+        return _identity.resolve_identities(inventory, zone, nodes, ca_hosts)
+
+    def _inventory_source(self):
+        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
+        return InventoryVars(self._task, self._loader)

@@ -3,14 +3,20 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller half of trustzone.pki.zone_root: the ca role's input checks (zone name, one CA
 host, passphrase length), done here instead of as assert tasks, so that the CA play is one
-task. The module shares its documentation."""
+task. The module shares its documentation.
+
+It also resolves every host of the zone (group trustzone_nodes and trustzone_ca, whatever
+--limit says) with the identity resolver over inventory-only variables: a bad host name, a
+name two hosts claim or a bad common name fails the CA play, before anything is written."""
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
 from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 
@@ -31,9 +37,15 @@ class ActionModule(ActionBase):
             if ca_hosts is not None:
                 F.check_ca_hosts(host, zone, ca_hosts)
             F.check_passphrase(host, args.get("passphrase"))
+            nodes, cas, inventory = self._inventory_source().zone()
+            _identity.resolve_identities(inventory, zone, nodes, cas)
         except TrustzoneError as exc:
             result.update(failed=True, msg=str(exc))
             return result
         result.update(self._execute_module(module_name="trustzone.pki.zone_root",
                                            module_args=args, task_vars=task_vars))
         return result
+
+    def _inventory_source(self):
+        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
+        return InventoryVars(self._task, self._loader)

@@ -50,23 +50,6 @@ def collect_requests(hosts, node_results, wanted_profiles):
     return requests, refused
 
 
-def check_unique_names(wanted_profiles):
-    """Raise when two hosts would hold the same name: one node must never get another's."""
-    names_by_host = {}
-    for host, profiles in wanted_profiles.items():
-        merged = {"dns": set(), "ip": set()}
-        for profile in profiles or []:
-            merged["dns"].update(profile["dns"])
-            merged["ip"].update(profile["ip"])
-        names_by_host[host] = merged
-    clashes = P.duplicate_names(names_by_host)
-    if clashes:
-        text = "; ".join("%s claimed by %s" % (n, ", ".join(h)) for n, h in sorted(clashes.items()))
-        raise TrustzoneError("two hosts would hold the same name: %s" % text,
-                             fix="give each host its own trustzone_node_fqdn, "
-                                 "trustzone_node_addresses and trustzone_certs_extra_names")
-
-
 def sign_requests(requests, issuer_cert, issuer_key, chain, now):
     """Sign every acceptable request. Returns ``(issued, refused)``.
 
@@ -148,3 +131,34 @@ def ledger_entries(issued, zone, issuer_cert):
                 "issuer_fingerprint": C.fingerprint(issuer_cert),
             })
     return entries
+
+
+def installed_fingerprints(installed, pending=()):
+    """``{host: {profile: fingerprint}}`` from the nodes' ``installed`` results (untrusted).
+
+    The fingerprint is computed here from the certificate a node returned (the node's own
+    ``fingerprint`` is used only when it sent no certificate, and only when it is 64 hex
+    digits); anything malformed is dropped. ``pending`` holds ``(host, profile)`` pairs being
+    signed in this batch: what they hold now is about to be replaced, so they are left out.
+    """
+    out = {}
+    pending = set(pending)
+    for host, profiles in (installed or {}).items():
+        if not isinstance(profiles, dict):
+            continue
+        for profile, item in profiles.items():
+            if (host, profile) in pending or not isinstance(item, dict):
+                continue
+            fingerprint = None
+            if item.get("certificate"):
+                try:
+                    fingerprint = C.fingerprint(C.load_certificate(item["certificate"]))
+                except (TrustzoneError, ValueError, TypeError):
+                    fingerprint = None
+            else:
+                given = str(item.get("fingerprint") or "").lower()
+                if len(given) == 64 and all(c in "0123456789abcdef" for c in given):
+                    fingerprint = given
+            if fingerprint:
+                out.setdefault(str(host), {})[str(profile)] = fingerprint
+    return out

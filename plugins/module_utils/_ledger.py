@@ -243,3 +243,64 @@ def merge(conn, plan):
             set_meta(conn, "crl_number", plan["crl_number"])
             changed = True
     return changed
+
+
+# --------------------------------------------------------------------------- what is installed
+# (issue 14, I4: the ledger learns what the nodes actually hold)
+
+def reconcile_decisions(ledger_rows, installed, now_text):
+    """What the ledger must learn from what the nodes have installed (pure).
+
+    ``ledger_rows``: the ledger's rows (every status) of the hosts in ``installed``;
+    ``installed[host][profile]``: the SHA-256 fingerprint of the certificate that host holds
+    for that profile (untrusted: a node can only point at one of its own rows);
+    ``now_text``: ISO time ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    Returns ``(changes, unrecorded)``: ``changes`` is a list of ``{'serial', 'host',
+    'profile', 'status'}`` (the new status: the installed row becomes ``valid`` when it is
+    that host/profile's, unexpired and not revoked; the host/profile's other ``valid`` rows
+    become ``superseded``); ``unrecorded[host][profile]`` is an installed fingerprint that is no
+    ledger row of that host/profile (left alone, reported).
+    """
+    by_key = {}
+    for row in ledger_rows:
+        by_key.setdefault((row["host"], row["profile"]), []).append(row)
+    changes, unrecorded = [], {}
+    for host in sorted(installed):
+        for profile in sorted(installed[host] or {}):
+            fingerprint = installed[host][profile]
+            rows_here = by_key.get((host, profile), [])
+            match = [r for r in rows_here if r["fingerprint"] == fingerprint]
+            if not match:
+                unrecorded.setdefault(host, {})[profile] = fingerprint
+                continue
+            row = match[0]
+            if row["status"] == "revoked" or row["not_after"] <= now_text:
+                continue  # a revoked or expired certificate is never made valid again
+            if row["status"] != "valid":
+                changes.append({"serial": row["serial"], "host": host, "profile": profile,
+                                "status": "valid"})
+            for other in rows_here:
+                if other is not row and other["status"] == "valid":
+                    changes.append({"serial": other["serial"], "host": host,
+                                    "profile": profile, "status": "superseded"})
+    return changes, unrecorded
+
+
+def reconcile_installed(conn, zone, installed, now_text):
+    """Apply ``reconcile_decisions`` for ``zone`` in one transaction (call it under
+    ``locked()``). Returns ``(changes, unrecorded)``."""
+    installed = {h: p for h, p in (installed or {}).items() if p}
+    if not installed:
+        return [], {}
+    with transaction(conn):
+        marks = ", ".join("?" * len(installed))
+        found = []
+        for row in conn.execute("SELECT %s FROM issuance WHERE zone = ? AND host IN (%s)"
+                                % (", ".join(COLUMNS), marks), [zone] + sorted(installed)):
+            found.append(dict(zip(COLUMNS, row)))
+        changes, unrecorded = reconcile_decisions(found, installed, now_text)
+        for change in changes:
+            conn.execute("UPDATE issuance SET status = ? WHERE serial = ? AND zone = ? AND "
+                         "status != 'revoked'", (change["status"], change["serial"], zone))
+    return changes, unrecorded

@@ -15,8 +15,6 @@ from __future__ import annotations
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
-# The inventory variables a node's names come from (besides inventory_hostname).
-NAME_VARS = ("trustzone_node_fqdn", "trustzone_node_addresses", "ansible_host")
 ZONE_RE_TEXT = "1-32 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
 MIN_PASSPHRASE = 12
 
@@ -77,24 +75,6 @@ def check_passphrase(host, passphrase):
             fix="keep it in Ansible Vault: ansible-vault encrypt_string --name "
                 "trustzone_ca_passphrase")
     return passphrase
-
-
-def node_profiles(host, host_vars, profiles, zone, base_dir, extra_names=None):
-    """The node's profiles resolved from the inventory: names from ``inventory_hostname``,
-    ``trustzone_node_fqdn``, ``trustzone_node_addresses``, ``ansible_host`` and
-    ``extra_names`` (``trustzone_certs_extra_names``) - never from what the node reports."""
-    host_vars = host_vars or {}
-    try:
-        names = P.node_names(
-            host,
-            fqdn=host_vars.get("trustzone_node_fqdn"),
-            addresses=host_vars.get("trustzone_node_addresses"),
-            extra_names=extra_names,
-            ansible_host=host_vars.get("ansible_host"),
-        )
-        return P.resolve_profiles(profiles, zone, base_dir, names)
-    except TrustzoneError as exc:
-        raise TrustzoneError("%s: %s" % (host, exc.message), exc.path, fix=exc.fix) from None
 
 
 def install_step(host, signed, zone):

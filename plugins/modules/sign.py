@@ -12,9 +12,14 @@ short_description: Sign every pending CSR of a play on the zone's CA host, in on
 version_added: 0.1.0
 description:
   - An action plugin on the controller collects, from every host of the play, the CSRs that the
-    M(trustzone.pki.node) module returned (registered as O(result_var)) and the profiles the
-    certs role resolved from the inventory (O(profiles_var)). It then runs this module once on
-    the CA host (use C(delegate_to) and C(run_once)).
+    M(trustzone.pki.node) module returned (registered as O(result_var)); nothing else is taken
+    from those results. It then runs this module once on the CA host (use C(delegate_to) and
+    C(run_once)).
+  - What each host may hold is resolved by the action plugin itself, from the inventory alone
+    (host and group variables, play vars and extra vars; never facts, the fact cache,
+    C(set_fact) or registered results), for every host of the groups C(trustzone_nodes) and
+    C(trustzone_ca) whatever C(--limit) says; a DNS name, address or common name that two
+    hosts would hold fails the task before the CA host is contacted (see docs/identity.md).
   - Every certificate issued is recorded, in the same run and under an exclusive lock held for
     the whole batch, in the zone's SQLite issuance ledger on the CA host (C(ledger.db)), and
     the host/profile's previous certificate is marked superseded.
@@ -22,7 +27,9 @@ description:
     flag, key usages - and refused with a message naming the host and the field when it asks
     for anything else. Certificates take their subject, usages and lifetime from the profile,
     never from the CSR.
-  - When no host needs a certificate the CA host is not contacted at all.
+  - When no host needs a certificate and no node reported an installed certificate, the CA
+    host is not contacted at all; otherwise it is contacted once per play, and when nothing is
+    to be signed the CA key is not even read.
   - In check mode nothing is signed; RV(would_issue) lists what would be.
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
@@ -45,19 +52,24 @@ options:
     description: Name of the variable each host registered the node module's result in.
     type: str
     default: __trustzone_certs_node
-  profiles_var:
-    description:
-      - Name of the per-host variable holding the profiles resolved from the inventory, used
-        when the registered node result carries none (the P(trustzone.pki.node#module)
-        action plugin puts them in its result as C(profiles), on the controller).
-    type: str
-    default: __trustzone_certs_profiles
   requests:
     description:
       - Set by the action plugin; do not pass it yourself.
     type: list
     elements: dict
     default: []
+  installed:
+    description:
+      - Set by the action plugin; do not pass it yourself. Per host and profile, the
+        certificate the node reported as installed (C(installed) of the
+        M(trustzone.pki.node) result; untrusted).
+      - Under the ledger's lock, a host/profile whose installed certificate is a ledger row of
+        that host/profile, unexpired and not revoked, gets that row C(valid) and its other
+        C(valid) rows C(superseded); an installed certificate the ledger does not know for that
+        host/profile is reported in RV(unrecorded) and left alone. Host/profiles being signed
+        in the same batch are left out (what they hold is about to be replaced).
+    type: dict
+    default: {}
 attributes:
   action:
     description: An action plugin on the controller collects the play's requests and runs the module on the CA host.
@@ -100,6 +112,17 @@ issued:
   description: Number of certificates issued.
   returned: always
   type: int
+reconciled:
+  description: Ledger rows whose status changed to match what the nodes hold, each with
+    C(serial), C(host), C(profile) and the new C(status) (C(valid) or C(superseded)).
+  returned: always
+  type: list
+  elements: dict
+unrecorded:
+  description: Per host and profile, the SHA-256 fingerprint of an installed certificate that
+    is no ledger row of that host/profile (not signed by this CA for it, or the ledger lost it).
+  returned: always
+  type: dict
 """
 
 import datetime
@@ -122,8 +145,8 @@ def main():
             passphrase=dict(type="str", required=True, no_log=True),
             hosts=dict(type="list", elements="str"),
             result_var=dict(type="str", default="__trustzone_certs_node"),
-            profiles_var=dict(type="str", default="__trustzone_certs_profiles"),
             requests=dict(type="list", elements="dict", default=[]),
+            installed=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -133,21 +156,35 @@ def main():
     try:
         zone = P.validate_name(module.params["zone"], "zone name")
         ca_dir = module.params["dir"] or "/var/lib/trustzone/%s" % zone
-        key, cert, chain = CaDir(ca_dir).issuer(module.params["passphrase"])
         requests = module.params["requests"]
         if module.check_mode:
-            module.exit_json(changed=bool(requests), certificates={}, refused={}, issued=0)
+            module.exit_json(changed=bool(requests), certificates={}, refused={}, issued=0,
+                             reconciled=[], unrecorded={})
+        pending = {(r.get("host"), (r.get("profile") or {}).get("name")) for r in requests}
+        installed = _issue.installed_fingerprints(module.params["installed"], pending)
+        issued, refused, changes, unrecorded = {}, {}, [], {}
+        if requests:  # the CA key is read only when something is to be signed
+            key, cert, chain = CaDir(ca_dir).issuer(module.params["passphrase"])
         with _ledger.locked(ca_dir):
-            conn = _ledger.connect(ca_dir)
+            conn = _ledger.connect(ca_dir, create=bool(requests))
             now = datetime.datetime.now(datetime.timezone.utc)
-            issued, refused, entries = _issue.sign_batch(requests, cert, key, chain, now,
-                                                         zone=zone)
-            _ledger.record(conn, entries, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
-            conn.close()
+            now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if conn is None:
+                unrecorded = installed
+            else:
+                changes, unrecorded = _ledger.reconcile_installed(conn, zone, installed,
+                                                                  now_text)
+            if requests:
+                issued, refused, entries = _issue.sign_batch(requests, cert, key, chain, now,
+                                                             zone=zone)
+                _ledger.record(conn, entries, now_text)
+            if conn is not None:
+                conn.close()
     except TrustzoneError as exc:
         module.fail_json(msg=str(exc))
     count = sum(len(v) for v in issued.values())
-    module.exit_json(changed=count > 0, certificates=issued, refused=refused, issued=count)
+    module.exit_json(changed=count > 0 or bool(changes), certificates=issued, refused=refused,
+                     issued=count, reconciled=changes, unrecorded=unrecorded)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from unittest import mock
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.action.node import ActionModule
+from ansible_collections.trustzone.pki.tests.unit.plugins.action.tz_fakeinventory import (
+    FakeInventory)
 
 HOST_VARS = {"inventory_hostname": "web1", "trustzone_node_fqdn": "web1.prod.example",
              "trustzone_node_addresses": ["10.0.0.11"], "ansible_host": "127.0.0.1"}
@@ -22,7 +24,18 @@ class Templar:
         return value
 
 
-def make_action(args=None, check_mode=False, remote=None):
+def inventory_of(args):
+    """web1's inventory: HOST_VARS, and the profiles and extra names a test's task arguments
+    name (in a play both are the same inventory variables; the action reads the inventory's)."""
+    own = {k: v for k, v in HOST_VARS.items() if k != "inventory_hostname"}
+    if (args or {}).get("inventory_profiles") is not None:
+        own["trustzone_certs_profiles"] = args["inventory_profiles"]
+    if (args or {}).get("extra_names") is not None:
+        own["trustzone_certs_extra_names"] = args["extra_names"]
+    return FakeInventory({"web1": own})
+
+
+def make_action(args=None, check_mode=False, remote=None, inventory=None):
     base = {"zone": "prod", "dir": "/etc/trustzone/prod", "roots": ["ROOT PEM"]}
     task = types.SimpleNamespace(args=dict(base, **(args or {})), async_val=0,
                                  check_mode=check_mode, action="trustzone.pki.node")
@@ -30,6 +43,8 @@ def make_action(args=None, check_mode=False, remote=None):
     action = ActionModule(task, connection, play_context=None, loader=None, templar=Templar(),
                           shared_loader_obj=None)  # required before ansible-core 2.19
     action._load_name = "trustzone.pki.node"
+    action.inventory = inventory or inventory_of(args)
+    action._inventory_source = lambda: action.inventory
     action._execute_module = mock.Mock(
         return_value=remote if remote is not None else {"changed": False, "requests": {}})
     return action
@@ -168,3 +183,47 @@ def test_role_spec_that_holds_passes():
     action._loader = Loader(SPEC)
     run(action, trustzone_name="prod", trustzone_certs_reload_services=["nginx"])
     assert "role_spec" not in module_args(action)
+
+
+# --------------------------------------------------------------------------- forged facts
+
+FORGED = {"trustzone_node_fqdn": "pki01.example.com",
+          "trustzone_node_addresses": ["203.0.113.66"],
+          "trustzone_certs_extra_names": ["pki01.example.com", "*.example.com"],
+          "ansible_host": "198.51.100.9",
+          "trustzone_certs_profiles": [{"name": "server", "dns": ["pki01.example.com"]}]}
+
+
+def test_facts_in_task_vars_and_templated_arguments_are_never_names():
+    # A node's module returned ansible_facts; facts outrank host vars, so task_vars and the
+    # task's templated arguments carry the forged values. Only the inventory counts.
+    action = make_action({"inventory_profiles": FORGED["trustzone_certs_profiles"],
+                          "extra_names": FORGED["trustzone_certs_extra_names"]},
+                         inventory=inventory_of({"inventory_profiles": [{"name": "server"}]}))
+    result = run(action, **FORGED)
+    server = module_args(action)["profiles"][0]
+    assert server["dns"] == ["web1", "web1.prod.example"]
+    assert server["ip"] == ["10.0.0.11"]
+    assert server["common_name"] == "web1.prod.example"
+    assert result["profiles"] == module_args(action)["profiles"]
+    assert action.inventory.asked == ["web1"]  # O(1): only this host is resolved
+
+
+def test_resolve_only_returns_the_profiles_without_contacting_the_node():
+    action = make_action({"resolve_only": True, "roots": []})
+    result = run(action, **FORGED)
+    action._execute_module.assert_not_called()
+    assert [p["name"] for p in result["profiles"]] == ["server", "client"]
+    assert result["profiles"][0]["dns"] == ["web1", "web1.prod.example"]
+    assert result["changed"] is False
+
+
+@pytest.mark.parametrize("host", ["node/1", "../node1", "node 1", "nöde1", "-node1", "node1."])
+def test_bad_inventory_host_names_stop_before_the_node_is_contacted(host):
+    action = make_action({"inventory_profiles": [{"name": "server"}]},
+                         inventory=FakeInventory({host: {}}))
+    result = action.run(task_vars={"inventory_hostname": host})
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert "inventory host %r is not a valid host name or address" % host in result["msg"]
+    assert "rename the host" in result["msg"] and "ansible_host" in result["msg"]

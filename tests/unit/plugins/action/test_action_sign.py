@@ -14,7 +14,9 @@ import pytest
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.trustzone.pki.plugins.action.sign import ActionModule
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
+from ansible_collections.trustzone.pki.tests.unit.plugins.action.tz_fakeinventory import (
+    FakeInventory)
 
 NAMES = {
     "web1": {"common_name": "web1.prod.example", "dns": ["web1", "web1.prod.example"],
@@ -23,11 +25,19 @@ NAMES = {
              "ip": ["10.0.0.12"]},
     "web3": {"common_name": "web3.prod.example", "dns": ["web3.prod.example"], "ip": []},
 }
+# The inventory that gives those names (what the action resolves for itself).
+INVENTORY = {
+    "web1": {"trustzone_node_fqdn": "web1.prod.example", "trustzone_node_addresses": ["10.0.0.11"],
+             "ansible_host": "127.0.0.1"},
+    "web2": {"trustzone_node_fqdn": "web2.prod.example", "trustzone_node_addresses": ["10.0.0.12"]},
+    "web3": {"trustzone_node_fqdn": "web3.prod.example"},
+    "ca": {"trustzone_node_fqdn": "ca.prod.example", "ansible_host": "10.0.0.2"},
+}
 REASONS = [{"reason": "missing_certificate", "detail": "no certificate at /x"}]
 
 
 def profiles(host, names=None):
-    return P.resolve_profiles(None, "prod", "/etc/trustzone/prod",
+    return I.resolve_profiles(None, "prod", "/etc/trustzone/prod",
                               copy.deepcopy(names or NAMES[host]))
 
 
@@ -38,12 +48,18 @@ def node(**requests):
 
 
 def hostvars(**results):
-    return {host: {"__trustzone_certs_node": result, "__trustzone_certs_profiles": profiles(host),
-                   "inventory_hostname": host}
+    return {host: {"__trustzone_certs_node": result, "inventory_hostname": host}
             for host, result in results.items()}
 
 
-def make_action(args=None, check_mode=False, remote=None):
+def inventory(**changes):
+    hosts = copy.deepcopy(INVENTORY)
+    for host, variables in changes.items():
+        hosts.setdefault(host, {}).update(variables)
+    return FakeInventory(hosts, ca_hosts=["ca"])
+
+
+def make_action(args=None, check_mode=False, remote=None, inv=None):
     task = types.SimpleNamespace(
         args=dict({"zone": "prod", "passphrase": "correct horse battery"}, **(args or {})),
         async_val=0, check_mode=check_mode, action="trustzone.pki.sign")
@@ -51,6 +67,8 @@ def make_action(args=None, check_mode=False, remote=None):
     action = ActionModule(task, connection, play_context=None, loader=None, templar=None,
                           shared_loader_obj=None)  # required before ansible-core 2.19
     action._load_name = "trustzone.pki.sign"
+    action.inventory = inv or inventory()
+    action._inventory_source = lambda: action.inventory
     action._execute_module = mock.Mock(return_value=remote if remote is not None else {})
     return action
 
@@ -104,11 +122,9 @@ def test_check_mode_nothing_pending():
 
 def test_duplicate_names_across_hosts_fail_naming_both_hosts():
     hv = hostvars(web1=node(server="CSR1"), web2=node(server="CSR2"))
-    clash = copy.deepcopy(NAMES["web2"])
-    clash["dns"].append("web1.prod.example")
-    hv["web2"]["__trustzone_certs_profiles"] = profiles("web2", clash)
+    clash = inventory(web2={"trustzone_certs_extra_names": ["web1.prod.example"]})
     for check_mode in (False, True):
-        action = make_action(check_mode=check_mode)
+        action = make_action(check_mode=check_mode, inv=clash)
         result = run(action, hv)
         action._execute_module.assert_not_called()
         assert result["failed"] is True
@@ -188,8 +204,8 @@ def test_play_hosts_are_the_default():
 
 
 def test_custom_variable_names():
-    hv = {"web1": {"my_result": node(server="CSR1"), "my_profiles": profiles("web1")}}
-    action = make_action(args={"result_var": "my_result", "profiles_var": "my_profiles"},
+    hv = {"web1": {"my_result": node(server="CSR1")}}
+    action = make_action(args={"result_var": "my_result"},
                          remote={"changed": True, "issued": 1})
     run(action, hv)
     assert len(action._execute_module.call_args.kwargs["module_args"]["requests"]) == 1
@@ -197,8 +213,7 @@ def test_custom_variable_names():
 
 def test_host_without_profiles_gets_nothing_signed():
     hv = hostvars(web1=node(server="CSR1"))
-    del hv["web1"]["__trustzone_certs_profiles"]
-    action = make_action()
+    action = make_action(inv=inventory(web1={"trustzone_certs_profiles": []}))
     result = run(action, hv)
     action._execute_module.assert_not_called()
     assert result["refused"] == {
@@ -213,12 +228,95 @@ def test_required_arguments(missing):
         run(action, hostvars(web1=node()))
 
 
-def test_profiles_come_from_the_node_actions_result_first():
-    """trustzone.pki.node's action plugin puts the inventory's profiles into its result."""
+def test_profiles_in_node_results_are_ignored():
+    """A registered node result is untrusted: only its CSRs are taken, never its profiles."""
     result = node(server="CSR1")
-    result["profiles"] = profiles("web1")
-    hv = {"web1": {"__trustzone_certs_node": result, "inventory_hostname": "web1"}}
+    forged = profiles("web1", {"common_name": "ca.prod.example",
+                               "dns": ["ca.prod.example", "web1"], "ip": ["10.0.0.2"]})
+    result["profiles"] = forged
+    hv = {"web1": {"__trustzone_certs_node": result, "inventory_hostname": "web1",
+                   "__trustzone_certs_profiles": forged}}
     action = make_action(remote={"changed": True, "issued": 1, "certificates": {}})
     run(action, hv)
     requests = action._execute_module.call_args.kwargs["module_args"]["requests"]
     assert [(r["host"], r["profile"]["name"]) for r in requests] == [("web1", "server")]
+    assert requests[0]["profile"] == profiles("web1")[0]
+    assert "ca.prod.example" not in requests[0]["profile"]["dns"]
+
+
+# --------------------------------------------------------------------------- the whole zone
+
+@pytest.mark.parametrize("changes, words", [
+    # web2 is outside the play (--limit web1) and still counts
+    ({"web2": {"trustzone_certs_extra_names": ["web1.prod.example"]}},
+     "web1.prod.example claimed by web1, web2"),
+    # the CA host's own names count
+    ({"web1": {"trustzone_certs_extra_names": ["ca.prod.example"]}},
+     "ca.prod.example claimed by ca, web1"),
+    ({"web1": {"trustzone_node_addresses": ["10.0.0.2"]}}, "10.0.0.2 claimed by ca, web1"),
+    # a common name outside the host's names is still unique across the zone
+    ({"web2": {"trustzone_certs_profiles": [{"name": "server", "common_name": "web1.prod.example",
+                                             "common_name_outside_names": True}]}},
+     "web1.prod.example claimed by web1, web2"),
+    ({"web2": {"trustzone_certs_profiles": [{"name": "server", "common_name": "*.prod.example",
+                                             "common_name_outside_names": True}]}},
+     "web2: profile 'server': common_name '*.prod.example' is not a DNS name"),
+])
+def test_names_are_unique_across_the_whole_zone_whatever_limit_says(changes, words):
+    for check_mode in (False, True):
+        action = make_action(check_mode=check_mode, inv=inventory(**changes))
+        result = run(action, hostvars(web1=node(server="CSR1")), play_hosts=["web1"])
+        action._execute_module.assert_not_called()
+        assert result["failed"] is True
+        assert words in result["msg"]
+        assert "\n" not in result["msg"]
+
+
+# --------------------------------------------------------------------------- installed (I3/I4)
+
+def installed(**profiles):
+    return {name: {"certificate": "PEM-" + name, "fingerprint": "ab" * 32} for name in profiles}
+
+
+def test_installed_certificates_go_to_the_ca_once_even_on_a_no_op_run():
+    remote = {"changed": True, "issued": 0, "certificates": {}, "refused": {},
+              "reconciled": [{"serial": "1", "host": "web1", "profile": "server",
+                              "status": "valid"}],
+              "unrecorded": {"web2": {"server": "cd" * 32}}}
+    action = make_action(remote=remote)
+    web1, web2 = node(), node()
+    web1["installed"] = installed(server=1, client=1, admin=1)  # admin: no such profile
+    web2["installed"] = installed(server=1)
+    result = run(action, {"web1": {"__trustzone_certs_node": web1},
+                          "web2": {"__trustzone_certs_node": web2}})
+    action._execute_module.assert_called_once()
+    module_args = action._execute_module.call_args.kwargs["module_args"]
+    assert module_args["requests"] == []
+    assert module_args["installed"] == {
+        "web1": {"server": {"certificate": "PEM-server", "fingerprint": "ab" * 32},
+                 "client": {"certificate": "PEM-client", "fingerprint": "ab" * 32}},
+        "web2": {"server": {"certificate": "PEM-server", "fingerprint": "ab" * 32}}}
+    assert result["reconciled"] == remote["reconciled"]
+    assert result["unrecorded"] == remote["unrecorded"]
+    assert result["changed"] is True
+
+
+def test_results_without_installed_do_not_contact_the_ca():
+    # a node module from before issue 14, a failed node, a malformed answer
+    web2 = node()
+    web2["installed"] = "garbage"
+    hv = {"web1": {"__trustzone_certs_node": node()},
+          "web2": {"__trustzone_certs_node": web2},
+          "web3": {"__trustzone_certs_node": {"failed": True, "installed": installed(server=1)}}}
+    action = make_action()
+    result = run(action, hv)
+    action._execute_module.assert_not_called()
+    assert result["changed"] is False
+
+
+def test_check_mode_never_contacts_the_ca_for_installed_certificates():
+    web1 = node()
+    web1["installed"] = installed(server=1)
+    action = make_action(check_mode=True)
+    run(action, {"web1": {"__trustzone_certs_node": web1}})
+    action._execute_module.assert_not_called()

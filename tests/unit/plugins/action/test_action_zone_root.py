@@ -8,9 +8,15 @@ from unittest import mock
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.action.zone_root import ActionModule
+from ansible_collections.trustzone.pki.tests.unit.plugins.action.tz_fakeinventory import (
+    FakeInventory)
+
+ZONE = {"ca": {"trustzone_node_fqdn": "ca.lab.test"},
+        "node1": {"trustzone_node_fqdn": "node1.lab.test"},
+        "node2": {"trustzone_node_fqdn": "node2.lab.test"}}
 
 
-def make_action(args=None):
+def make_action(args=None, zone=None):
     base = {"zone": "lab", "passphrase": "a long enough passphrase", "ca_hosts": ["ca"]}
     task = types.SimpleNamespace(args=dict(base, **(args or {})), async_val=0,
                                  check_mode=False, action="trustzone.pki.zone_root")
@@ -18,6 +24,8 @@ def make_action(args=None):
     action = ActionModule(task, connection, play_context=None, loader=None, templar=None,
                           shared_loader_obj=None)  # required before ansible-core 2.19
     action._load_name = "trustzone.pki.zone_root"
+    action.inventory = FakeInventory(zone or ZONE, ca_hosts=["ca"])
+    action._inventory_source = lambda: action.inventory
     action._execute_module = mock.Mock(return_value={"changed": False, "phase": "stable"})
     return action
 
@@ -73,3 +81,23 @@ def test_role_spec_that_holds_is_not_passed_on():
     action._loader, action._templar = Loader(), Templar()
     action.run(task_vars={"inventory_hostname": "ca", "trustzone_ca_intermediate": True})
     assert "role_spec" not in action._execute_module.call_args.kwargs["module_args"]
+
+
+@pytest.mark.parametrize("zone, text", [
+    (dict(ZONE, **{"node/1": {}}), "inventory host 'node/1' is not a valid host name"),
+    (dict(ZONE, **{"../node1": {}}), "inventory host '../node1' is not a valid host name"),
+    (dict(ZONE, node2={"trustzone_certs_extra_names": ["ca.lab.test"]}),
+     "ca.lab.test claimed by ca, node2"),
+    (dict(ZONE, node2={"trustzone_node_fqdn": "node2.lab.test", "trustzone_certs_profiles": [
+        {"name": "server", "common_name": "node1.lab.test"}]}),
+     "node2: profile 'server': common_name node1.lab.test is not one of this host's names"),
+    (dict(ZONE, node2={"trustzone_node_fqdn": "node2.lab.test", "trustzone_certs_profiles": [
+        {"name": "server", "common_name": "*.lab.test", "common_name_outside_names": True}]}),
+     "common_name '*.lab.test' is not a DNS name or IP address"),
+])
+def test_a_bad_zone_inventory_stops_the_ca_play_before_the_ca_host(zone, text):
+    action = make_action(zone=zone)
+    result = action.run(task_vars={"inventory_hostname": "ca"})
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True
+    assert text in result["msg"] and "Fix:" in result["msg"]

@@ -11,7 +11,7 @@ import copy
 
 import pytest
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     NAMES, Keys, Zone, make_root)
 
@@ -43,10 +43,10 @@ def names():
 @pytest.fixture
 def server_profile(names):
     """The default ``server`` profile of web1 in zone prod (EC P-256, server_auth)."""
-    return P.resolve_profile({"name": "server"}, "prod", "/etc/trustzone/prod", names)
+    return I.resolve_profile({"name": "server"}, "prod", "/etc/trustzone/prod", names)
 
 
 @pytest.fixture
 def client_profile(names):
-    return P.resolve_profile({"name": "client", "extended_key_usage": ["client_auth"]},
+    return I.resolve_profile({"name": "client", "extended_key_usage": ["client_auth"]},
                              "prod", "/etc/trustzone/prod", names)

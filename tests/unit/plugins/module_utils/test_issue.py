@@ -11,6 +11,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue as I
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as ID
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
@@ -18,7 +19,7 @@ from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testli
 
 
 def profiles_for(names, spec=None):
-    return P.resolve_profiles(spec, "prod", "/etc/trustzone/prod", copy.deepcopy(names))
+    return ID.resolve_profiles(spec, "prod", "/etc/trustzone/prod", copy.deepcopy(names))
 
 
 # --------------------------------------------------------------------------- collect_requests
@@ -86,26 +87,6 @@ def test_collect_requests_malformed_node_result_is_refused(result):
                                            wanted)
     assert "web1" in refused
     assert [r["host"] for r in requests] == ["web2"]
-
-
-# --------------------------------------------------------------------------- check_unique_names
-
-def test_check_unique_names_accepts_distinct_hosts():
-    # one host's server and client profiles share names: that is no clash
-    I.check_unique_names({"web1": profiles_for(NAMES), "web2": profiles_for(OTHER_NAMES),
-                          "web3": [], "web4": None})
-
-
-def test_check_unique_names_refuses_shared_name():
-    clash = copy.deepcopy(OTHER_NAMES)
-    clash["dns"].append("web1.prod.example")
-    clash["ip"].append("10.0.0.11")
-    with pytest.raises(TrustzoneError) as info:
-        I.check_unique_names({"web1": profiles_for(NAMES), "web2": profiles_for(clash)})
-    text = str(info.value)
-    assert "web1.prod.example claimed by web1, web2" in text
-    assert "10.0.0.11 claimed by web1, web2" in text
-    assert "trustzone_node_fqdn" in info.value.fix
 
 
 # --------------------------------------------------------------------------- sign_requests

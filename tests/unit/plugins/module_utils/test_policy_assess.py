@@ -7,6 +7,7 @@ import datetime
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW)
@@ -80,7 +81,7 @@ def test_key_mismatch(ident, keys):
 def test_key_type(ident, keys, names):
     """The profile now wants P-384; key and certificate are a matching P-256 pair. Reported
     once, not once for the key and once for the certificate."""
-    ident.profile = P.resolve_profile({"name": "server", "key_curve": "secp384r1"}, "prod",
+    ident.profile = I.resolve_profile({"name": "server", "key_curve": "secp384r1"}, "prod",
                                       "/etc/trustzone/prod", names)
     out = ident.run()
     assert reasons(out) == ["key_type"]
@@ -88,7 +89,7 @@ def test_key_type(ident, keys, names):
 
 
 def test_key_type_from_the_certificate_alone(ident, keys, names):
-    ident.profile = P.resolve_profile({"name": "server", "key_type": "ed25519"}, "prod",
+    ident.profile = I.resolve_profile({"name": "server", "key_type": "ed25519"}, "prod",
                                       "/etc/trustzone/prod", names)
     out = ident.run(key=None)
     assert reasons(out) == ["missing_key", "key_type"]
@@ -96,7 +97,7 @@ def test_key_type_from_the_certificate_alone(ident, keys, names):
 
 
 def test_key_type_without_certificate(ident, names):
-    ident.profile = P.resolve_profile({"name": "server", "key_type": "rsa", "key_size": 2048},
+    ident.profile = I.resolve_profile({"name": "server", "key_type": "rsa", "key_size": 2048},
                                       "prod", "/etc/trustzone/prod", names)
     assert reasons(ident.run(cert=None)) == ["missing_certificate", "key_type"]
 
@@ -120,7 +121,7 @@ def test_expiring(ident):
 
 
 def test_short_lived_certificate_is_expiring(ident, names):
-    ident.profile = P.resolve_profile({"name": "server", "lifetime": "2h",
+    ident.profile = I.resolve_profile({"name": "server", "lifetime": "2h",
                                        "renew_before": "1h"}, "prod", "/etc/trustzone/prod",
                                       names)
     ident.cert = ident.leaf(not_before=NOW, not_after=NOW + 10 * MINUTE)

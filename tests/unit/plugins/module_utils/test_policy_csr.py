@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW, make_root)
@@ -131,7 +132,7 @@ def test_wrong_key_type(keys, server_profile, label, text):
 
 
 def test_rsa_key_of_the_wrong_size(keys, names):
-    profile = P.resolve_profile({"name": "s", "key_type": "rsa", "key_size": 3072}, "prod", "/x",
+    profile = I.resolve_profile({"name": "s", "key_type": "rsa", "key_size": 3072}, "prod", "/x",
                                 names)
     csr = C.build_csr(keys.get("rsa"), profile["common_name"], profile["dns"], profile["ip"])
     assert P.csr_violations(csr, profile) == ["key: RSA 2048, the profile wants RSA 3072"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -112,7 +113,7 @@ def test_is_dns_name(name, ok):
 # --------------------------------------------------------------------------- node_names
 
 def test_node_names_basic():
-    names = P.node_names("web1", fqdn="web1.prod.example", addresses=["10.0.0.11"])
+    names = I.node_names("web1", fqdn="web1.prod.example", addresses=["10.0.0.11"])
     assert names == {"common_name": "web1.prod.example", "dns": ["web1", "web1.prod.example"],
                      "ip": ["10.0.0.11"]}
 
@@ -121,14 +122,14 @@ def test_node_names_basic():
                                       "localhost.", "127.0.0.1", "127.1.2.3", "::1", "0.0.0.0",
                                       "::", "169.254.1.1", "fe80::1"])
 def test_node_names_drops_loopback_and_local(loopback):
-    names = P.node_names("web1", fqdn="web1.prod.example", addresses=[loopback],
+    names = I.node_names("web1", fqdn="web1.prod.example", addresses=[loopback],
                          extra_names=[loopback], ansible_host=loopback)
     assert names["dns"] == ["web1", "web1.prod.example"]
     assert names["ip"] == []
 
 
 def test_node_names_normalises_ips_and_case():
-    names = P.node_names("Web1", fqdn="WEB1.Prod.Example.",
+    names = I.node_names("Web1", fqdn="WEB1.Prod.Example.",
                          addresses=["2001:DB8:0:0::11", "10.0.0.11", " 10.0.0.9 "],
                          extra_names=["Alias.Prod.Example", "2001:db8::11"])
     assert names["common_name"] == "web1.prod.example"
@@ -138,19 +139,19 @@ def test_node_names_normalises_ips_and_case():
 
 
 def test_node_names_ip_order_is_numeric():
-    names = P.node_names("h", addresses=["10.0.0.100", "10.0.0.20", "2001:db8::2", "10.0.0.3",
+    names = I.node_names("h", addresses=["10.0.0.100", "10.0.0.20", "2001:db8::2", "10.0.0.3",
                                          "2001:db8::10"])
     assert names["ip"] == ["10.0.0.3", "10.0.0.20", "10.0.0.100", "2001:db8::2", "2001:db8::10"]
 
 
 def test_node_names_ipv6_only():
-    names = P.node_names("v6node", fqdn="v6node.example", addresses="2001:db8::abcd")
+    names = I.node_names("v6node", fqdn="v6node.example", addresses="2001:db8::abcd")
     assert names == {"common_name": "v6node.example", "dns": ["v6node", "v6node.example"],
                      "ip": ["2001:db8::abcd"]}
 
 
 def test_node_names_duplicates_dropped():
-    names = P.node_names("web1.prod.example", fqdn="web1.prod.example",
+    names = I.node_names("web1.prod.example", fqdn="web1.prod.example",
                          addresses=["10.0.0.11", "10.0.0.11"],
                          extra_names=["web1.prod.example", "WEB1.PROD.EXAMPLE"],
                          ansible_host="10.0.0.11")
@@ -159,28 +160,29 @@ def test_node_names_duplicates_dropped():
 
 
 def test_node_names_ansible_host_counts():
-    names = P.node_names("web1", ansible_host="192.0.2.7")
+    names = I.node_names("web1", ansible_host="192.0.2.7")
     assert names == {"common_name": "web1", "dns": ["web1"], "ip": ["192.0.2.7"]}
-    names = P.node_names("web1", ansible_host="web1.lan")
+    names = I.node_names("web1", ansible_host="web1.lan")
     assert names["dns"] == ["web1", "web1.lan"]
 
 
 def test_node_names_common_name_without_fqdn():
     # the first DNS name in inventory order, not the alphabetically first
-    names = P.node_names("zed", extra_names=["alpha.example"])
+    names = I.node_names("zed", extra_names=["alpha.example"])
     assert names["common_name"] == "zed"
     # an alias that is no DNS name is skipped; then the first real DNS name is the CN
-    names = P.node_names("Web_01", extra_names=["web01.example"])
+    names = I.node_names("Web_01", extra_names=["web01.example"])
     assert names == {"common_name": "web01.example", "dns": ["web01.example"], "ip": []}
     # no DNS name at all: the CN is still a name the node holds, its address
-    names = P.node_names("Web_01", addresses=["10.1.1.1"])
+    names = I.node_names("Web_01", addresses=["10.1.1.1"])
     assert names == {"common_name": "10.1.1.1", "dns": [], "ip": ["10.1.1.1"]}
     # nothing usable: the inventory name itself
-    assert P.node_names("Web_01")["common_name"] == "Web_01"
+    assert I.node_names("Web_01")["common_name"] == "Web_01"
 
 
 def test_node_names_aliases_need_not_be_dns_names():
-    names = P.node_names("db server (old)", ansible_host="db_server")
+    # (since issue 14 an inventory name must still be a host name: no spaces or slashes)
+    names = I.node_names("db_server-old", ansible_host="db_server")
     assert names["dns"] == [] and names["ip"] == []
 
 
@@ -193,7 +195,7 @@ def test_node_names_aliases_need_not_be_dns_names():
 ])
 def test_node_names_invalid_names_are_errors(kwargs):
     with pytest.raises(TrustzoneError) as info:
-        P.node_names("web1", **kwargs)
+        I.node_names("web1", **kwargs)
     assert "neither a DNS name nor an IP address" in str(info.value)
     assert "trustzone_certs_extra_names" in info.value.fix
 
@@ -201,23 +203,23 @@ def test_node_names_invalid_names_are_errors(kwargs):
 @pytest.mark.parametrize("typo", ["10.0.0.300", "10.0.0", "192.168.1.1.1"])
 def test_node_names_mistyped_ip_is_an_error(typo):
     with pytest.raises(TrustzoneError):
-        P.node_names("web1", addresses=[typo])
+        I.node_names("web1", addresses=[typo])
 
 
 def test_node_names_empty_and_none_inputs_are_skipped():
-    names = P.node_names("web1", fqdn="", addresses=None, extra_names=["", "  ", None])
+    names = I.node_names("web1", fqdn="", addresses=None, extra_names=["", "  ", None])
     assert names == {"common_name": "web1", "dns": ["web1"], "ip": []}
 
 
 def test_node_names_localhost_fqdn_is_not_the_common_name():
-    names = P.node_names("web1", fqdn="localhost")
+    names = I.node_names("web1", fqdn="localhost")
     assert names["common_name"] != "localhost"
 
 
 # --------------------------------------------------------------------------- duplicate_names
 
 def test_duplicate_names():
-    clashes = P.duplicate_names({
+    clashes = I.duplicate_names({
         "web1": {"dns": ["web1", "shared.example"], "ip": ["10.0.0.1"]},
         "web2": {"dns": ["web2", "shared.example"], "ip": ["10.0.0.1"]},
         "web3": {"dns": ["web3"], "ip": ["10.0.0.3"]},
@@ -227,5 +229,5 @@ def test_duplicate_names():
 
 
 def test_duplicate_names_none():
-    assert P.duplicate_names({"a": {"dns": ["a"], "ip": []}, "b": {"dns": ["b"]}, "c": {}}) == {}
-    assert P.duplicate_names({}) == {}
+    assert I.duplicate_names({"a": {"dns": ["a"], "ip": []}, "b": {"dns": ["b"]}, "c": {}}) == {}
+    assert I.duplicate_names({}) == {}

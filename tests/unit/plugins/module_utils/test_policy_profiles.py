@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 BASE = "/etc/trustzone/prod/"
 
 
 def resolve(profile, names, zone="prod"):
-    return P.resolve_profile(profile, zone, BASE, names)
+    return I.resolve_profile(profile, zone, BASE, names)
 
 
 def test_defaults(names):
@@ -39,18 +39,18 @@ def test_defaults(names):
 
 
 def test_default_profiles_are_server_and_client(names):
-    profiles = P.resolve_profiles(None, "prod", BASE, names)
+    profiles = I.resolve_profiles(None, "prod", BASE, names)
     assert [p["name"] for p in profiles] == ["server", "client"]
     assert profiles[0]["extended_key_usage"] == ["server_auth"]
     assert profiles[1]["extended_key_usage"] == ["client_auth"]
     assert profiles[1]["cert_path"] == "/etc/trustzone/prod/client.crt"
     # the module-level defaults are not mutated by resolving
-    assert P.DEFAULT_PROFILES == [{"name": "server", "extended_key_usage": ["server_auth"]},
+    assert I.DEFAULT_PROFILES == [{"name": "server", "extended_key_usage": ["server_auth"]},
                                   {"name": "client", "extended_key_usage": ["client_auth"]}]
 
 
 def test_dict_form_profiles(names):
-    profiles = P.resolve_profiles({"server": {"key_type": "rsa", "key_size": 2048},
+    profiles = I.resolve_profiles({"server": {"key_type": "rsa", "key_size": 2048},
                                    "client": None}, "prod", BASE, names)
     assert [p["name"] for p in profiles] == ["server", "client"]
     assert profiles[0]["key"] == {"type": "rsa", "size": 2048}
@@ -58,7 +58,7 @@ def test_dict_form_profiles(names):
 
 
 def test_list_form_profiles(names):
-    profiles = P.resolve_profiles([{"name": "a"}, {"name": "b", "key_type": "ed25519"}],
+    profiles = I.resolve_profiles([{"name": "a"}, {"name": "b", "key_type": "ed25519"}],
                                   "prod", BASE, names)
     assert [(p["name"], p["key"]["type"]) for p in profiles] == [("a", "ec"), ("b", "ed25519")]
 
@@ -170,13 +170,14 @@ def test_own_names_in_other_spelling_are_accepted(names, profile):
 
 def test_common_name_override_is_free_form(names):
     # e.g. Qlik's client certificate is CN=QlikClient
-    assert resolve({"name": "c", "common_name": "QlikClient"}, names)["common_name"] == \
-        "QlikClient"
+    # (a CN that is none of the host's names is said so explicitly since issue 14)
+    assert resolve({"name": "c", "common_name": "QlikClient",
+                    "common_name_outside_names": True}, names)["common_name"] == "QlikClient"
 
 
 def test_duplicate_profile_names_are_refused(names):
     with pytest.raises(TrustzoneError) as info:
-        P.resolve_profiles([{"name": "server"}, {"name": "server", "key_type": "rsa"}],
+        I.resolve_profiles([{"name": "server"}, {"name": "server", "key_type": "rsa"}],
                            "prod", BASE, names)
     assert "'server' is defined twice" in str(info.value)
     assert info.value.fix
@@ -197,7 +198,7 @@ def test_key_mode_accepted(names, key_mode, text):
 
 
 def test_paths_owner_mode_and_flags(names):
-    prof = P.resolve_profile({"name": "qlik", "cert_path": "/opt/qlik/server.pem",
+    prof = I.resolve_profile({"name": "qlik", "cert_path": "/opt/qlik/server.pem",
                               "key_path": "/opt/qlik/server_key.pem", "mode": 0o640,
                               "owner": 1000, "group": "qlik", "regenerate_key": 0,
                               "lifetime": "90d", "renew_before": "1w",

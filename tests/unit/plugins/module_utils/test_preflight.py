@@ -68,27 +68,6 @@ def test_passphrase():
         assert "bad" not in text or bad != "short"
 
 
-def test_node_profiles_take_names_from_the_inventory_only():
-    host_vars = {"trustzone_node_fqdn": "web1.prod.example",
-                 "trustzone_node_addresses": ["10.0.0.11", "127.0.0.1"],
-                 "ansible_host": "127.0.0.1"}
-    profiles = F.node_profiles("web1", host_vars, [{"name": "server"}], "prod",
-                               "/etc/trustzone/prod", ["extra.prod.example"])
-    assert [p["name"] for p in profiles] == ["server"]
-    server = profiles[0]
-    assert server["common_name"] == "web1.prod.example"
-    assert set(server["dns"]) == {"web1", "web1.prod.example", "extra.prod.example"}
-    assert server["ip"] == ["10.0.0.11"]
-    assert server["cert_path"] == "/etc/trustzone/prod/server.crt"
-
-
-def test_node_profiles_errors_name_the_host():
-    with pytest.raises(TrustzoneError) as info:
-        F.node_profiles("web1", {}, [{"name": "server", "key_type": "dsa"}], "prod",
-                        "/etc/trustzone/prod")
-    assert one_line(info).startswith("web1: ")
-
-
 def test_install_step():
     signed = {"certificates": {"web1": {"server": {"certificate": "PEM"}}}, "refused": {}}
     assert F.install_step("web1", signed, "prod") == ("install",

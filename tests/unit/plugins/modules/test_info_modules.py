@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.modules import ledger_info, node_info
 
@@ -58,7 +58,7 @@ def node_dir(tmp_path):
     ca_key, ca_cert = root()
     zone_dir = tmp_path / "prod"
     zone_dir.mkdir()
-    profiles = P.resolve_profiles(None, "prod", str(zone_dir), dict(NAMES))
+    profiles = I.resolve_profiles(None, "prod", str(zone_dir), dict(NAMES))
     server, client = profiles
     skey = C.generate_key(server["key"])
     scert = leaf(ca_key, ca_cert, skey, server)
@@ -136,7 +136,7 @@ def test_node_info_with_the_zones_roots_and_no_scan(node_dir):
 
 
 def test_node_info_on_a_node_that_never_joined(tmp_path):
-    profiles = P.resolve_profiles(None, "prod", str(tmp_path / "prod"), dict(NAMES))
+    profiles = I.resolve_profiles(None, "prod", str(tmp_path / "prod"), dict(NAMES))
     result = node_info.run(types.SimpleNamespace(params=dict(
         zone="prod", dir=str(tmp_path / "prod"), profiles=profiles, roots=None,
         intermediates=[], scan=True)))
