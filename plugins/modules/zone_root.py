@@ -375,8 +375,7 @@ def fix_modes(ca, check):
         if st["exists"] and (st["mode"], st["uid"], st["gid"]) != (mode, ca.uid, ca.gid):
             changed = True
             if not check:
-                os.chown(ca.file(name), ca.uid, ca.gid)
-                os.chmod(ca.file(name), mode)
+                _fs.set_meta(ca.file(name), mode, ca.uid, ca.gid)
     return changed
 
 
