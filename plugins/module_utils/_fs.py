@@ -404,12 +404,15 @@ def _link_previous_at(dfd, name, path, current):
     st = _lstat_at(dfd, prev)
     if st is not None and stat.S_ISLNK(st.st_mode):
         raise _refused_link(path + PREVIOUS_SUFFIX)
+    if st is not None and (st.st_dev, st.st_ino) == (current.st_dev, current.st_ino):
+        return  # already kept (a switch finished after a crash): rename() would be a no-op
     tmp_prev = _temp_name(prev)
     os.link(name, tmp_prev, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
     try:
         _same_inode_at(dfd, tmp_prev, current, path)
         os.replace(tmp_prev, prev, src_dir_fd=dfd, dst_dir_fd=dfd)
-        tmp_prev = None
+        if _lstat_at(dfd, tmp_prev) is None:
+            tmp_prev = None
     finally:
         if tmp_prev is not None:
             try:
