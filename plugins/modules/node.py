@@ -621,14 +621,18 @@ class Node:
             else:
                 raise TrustzoneError("no key on this node matches the previous certificate",
                                      prev_cert_path, fix="renew instead (playbooks/renew.yml)")
-            uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+            uid, gid = self.preflight(profile)
             mode = int(profile["mode"], 8)
             chain = _fs.read_file(profile["chain_path"] + _fs.PREVIOUS_SUFFIX) or data
-            self.write(profile["cert_path"], data, mode, uid, gid, keep_previous=True)
-            self.write(profile["chain_path"], chain, mode, uid, gid, keep_previous=True)
+            # The same one-unit switch as an install: the previous key as a pending key, the
+            # previous chain and certificate staged, then the renames (current -> .prev).
+            key_src = profile["key_path"]
             if swap_key is not None:
-                self.write(profile["key_path"], swap_key, int(profile["key_mode"], 8), uid, gid,
-                           keep_previous=True)
+                key_src = I.pending_key_path(profile["key_path"], cert)
+                self.write(key_src, swap_key, int(profile["key_mode"], 8), uid, gid)
+            self.write(I.staged_path(profile["chain_path"], cert), chain, mode, uid, gid)
+            self.write(I.staged_path(profile["cert_path"], cert), data, mode, uid, gid)
+            self.finish_switch(profile, I.key_tag(cert), key_src)
             rolled.append(name)
         return rolled
 

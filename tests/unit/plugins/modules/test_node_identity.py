@@ -368,3 +368,16 @@ def test_renewal_for_revocation_always_makes_a_new_key(zone, ca, regenerate):
 def test_needs_new_key(reasons, regenerate, have, expected):
     assert I.needs_new_key({"regenerate_key": regenerate}, [{"reason": r} for r in reasons],
                            have) is expected
+
+
+def test_rollback_twice_rolls_forward_and_switches_as_a_unit(zone, ca):
+    issue_all(zone)
+    old = identity(zone.server)
+    zone.run(certificates=zone.sign(renew_all(zone.run, zone.profiles)))
+    new = identity(zone.server)
+    assert new != old
+    assert zone.run(rollback=["server"])["rolled_back"] == ["server"]
+    assert identity(zone.server) == old
+    zone.run(rollback=["server"])
+    assert identity(zone.server) == new
+    assert [n for n in os.listdir(zone.dir) if ".new-" in n or ".next-" in n] == []
