@@ -220,6 +220,22 @@ def _set_meta_at(dfd, name, path, mode, uid, gid, kind="file"):
     return True
 
 
+def fsync_file(path):
+    """Flush an existing regular file (written by someone else) to disk; links refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refused_link(path) from None
+        raise TrustzoneError("cannot open (%s)" % exc.strerror, path) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TrustzoneError("is not a regular file", path, fix="remove it")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def ensure_dir(path, mode, uid, gid, check_mode=False):
     """Create ``path`` (one level; its parent must exist) or fix its mode/owner.
 

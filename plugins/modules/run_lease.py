@@ -23,6 +23,9 @@ description:
     (each retry printed) until the lease is free.
   - V(released) removes the lease only when this run holds it.
   - Check mode never writes the lease; it says whether the lease is free.
+  - The lease is bookkeeping, not part of the zone: taking or giving it back reports
+    C(changed=false) (see RV(taken), RV(released)), so a run with nothing to do reports no
+    change.
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   path:
@@ -47,7 +50,7 @@ options:
   wait:
     description: Seconds to wait for a held lease in this call (the playbook retries the task).
     type: int
-    default: 20
+    default: 5
 attributes:
   check_mode:
     description: Nothing is written; the result says whether the lease is free.
@@ -66,7 +69,7 @@ EXAMPLES = r"""
     holder: "{{ lookup('trustzone.pki.controller_run') }}"
   register: lease
   until: lease.acquired
-  retries: 180
+  retries: 720
   delay: 0
 """
 
@@ -74,6 +77,14 @@ RETURN = r"""
 acquired:
   description: True when this run holds the lease now.
   returned: state=acquired
+  type: bool
+taken:
+  description: True when this call took the lease (it was free, expired or its holder dead).
+  returned: state=acquired
+  type: bool
+released:
+  description: True when this call gave the lease back.
+  returned: state=released
   type: bool
 holder:
   description: The run that holds (or held) the lease, described in one line.
@@ -139,8 +150,9 @@ def run(module):
             lease = L.parse(_fs.read_file(path))
             if L.may_release(lease, me):
                 _fs.remove(path)
-                return {"changed": True, "why": "released", "holder": L.describe(lease)}
-        return {"changed": False, "why": "not held by this run",
+                return {"changed": False, "released": True, "why": "released",
+                        "holder": L.describe(lease)}
+        return {"changed": False, "released": False, "why": "not held by this run",
                 "holder": L.describe(lease) if lease else None}
     deadline = time.time() + max(0, params["wait"])
     while True:
@@ -153,7 +165,7 @@ def run(module):
                 if action == "renew":
                     taken["taken"] = lease["taken"]
                 _fs.atomic_write(path, L.render(taken), 0o600, 0, 0)
-                return {"changed": action == "take", "acquired": True, "why": why,
+                return {"changed": False, "acquired": True, "taken": action == "take", "why": why,
                         "holder": L.describe(taken)}
         if time.time() >= deadline:
             return {"changed": False, "acquired": False, "why": why,
@@ -169,7 +181,7 @@ def main():
             holder=dict(type="dict", required=True),
             state=dict(type="str", choices=["acquired", "released"], default="acquired"),
             ttl=dict(type="str", default="2h"),
-            wait=dict(type="int", default=20),
+            wait=dict(type="int", default=5),
         ),
         supports_check_mode=True,
     )

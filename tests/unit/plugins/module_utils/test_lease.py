@@ -122,14 +122,14 @@ def test_module_two_runs_take_turns(tmp_path):
     first = dict(run(pid=100), live=["100:5", "200:7"])
     second = dict(run(pid=200, start=7), live=["100:5", "200:7"])
     got = run_lease.run(_module(path, first))
-    assert got["acquired"] and got["changed"]
+    assert got["acquired"] and got["taken"] and not got["changed"]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     waiting = run_lease.run(_module(path, second))
     assert waiting["acquired"] is False and "pid 100" in waiting["msg"]
     assert run_lease.run(_module(path, second, check=True))["acquired"] is True  # no wait
-    assert run_lease.run(_module(path, second, state="released"))["changed"] is False
-    assert run_lease.run(_module(path, first))["changed"] is False  # renewed
-    assert run_lease.run(_module(path, first, state="released"))["changed"] is True
+    assert run_lease.run(_module(path, second, state="released"))["released"] is False
+    assert run_lease.run(_module(path, first))["taken"] is False  # renewed
+    assert run_lease.run(_module(path, first, state="released"))["released"] is True
     assert not path.exists()
     assert run_lease.run(_module(path, second))["acquired"] is True
 
