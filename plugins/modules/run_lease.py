@@ -69,8 +69,8 @@ EXAMPLES = r"""
     holder: "{{ lookup('trustzone.pki.controller_run') }}"
   register: lease
   until: lease.acquired
-  retries: 720
-  delay: 0
+  retries: 1200
+  delay: 3
 """
 
 RETURN = r"""
