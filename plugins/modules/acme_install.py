@@ -24,7 +24,7 @@ description:
     renamed, so the old files are whole; after it every staged file is complete on disk.
     Either way the next run finds the old pair or the new pair, complete, and never orders a
     certificate again because of a torn install.
-  - Why renames in order and not one rename of a directory or a link: web servers and the
+  - Why renames in order and not one rename of a directory or a link? Web servers and the
     P(trustzone.pki.proxy#role) role name the files by their paths, the collection refuses
     symlinks wherever it reads or writes (a link is what a hostile service user would plant),
     and nginx reads key and certificate only when it is reloaded, which the role does after

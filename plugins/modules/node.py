@@ -19,7 +19,7 @@ description:
     leaves the node.
   - B(Install) (O(certificates) given) - checks each signed certificate against its pending key
     and the zone roots, then switches key, certificate and full chain as one unit, keeping the
-    previous generation as C(.prev): new chain and certificate are first staged (fsynced) as
+    previous generation as C(.prev). New chain and certificate are first staged (fsynced) as
     C(<file>.new-<tag>) beside the live files, then the pending key, the chain and the
     certificate are renamed into place. Every run of the module first finishes a switch that
     a crash interrupted after the certificate was staged (or removes what was staged before),
@@ -210,9 +210,10 @@ rolled_back:
 installed:
   description:
     - In install mode, the profiles whose certificates were installed (a list).
-    - In inspect mode, every profile whose certificate file exists and parses, as
-      C({profile: {certificate: PEM, fingerprint: SHA-256 hex, lower case}}) (a dict). It is
-      what the node says it holds - untrusted data for the controller.
+    - In inspect mode (a dict), for every profile whose certificate file exists and parses,
+      the profile's name mapped to C(certificate) (PEM) and C(fingerprint) (SHA-256 of the
+      DER, lower-case hex). It is what the node says it holds - untrusted data for the
+      controller.
   returned: install, inspect
   type: raw
 files:

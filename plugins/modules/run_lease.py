@@ -23,7 +23,7 @@ description:
     (each retry printed) until the lease is free.
   - V(released) removes the lease only when this run holds it.
   - Check mode never writes the lease; it says whether the lease is free.
-  - The lease is bookkeeping, not part of the zone: taking or giving it back reports
+  - The lease is bookkeeping, not part of the zone; taking or giving it back reports
     C(changed=false) (see RV(taken), RV(released)), so a run with nothing to do reports no
     change.
 author: trustzone.pki maintainers (!UNKNOWN)
