@@ -2,7 +2,9 @@
 over the whole inventory, after the nodes' certificates were deleted, end with every node
 holding exactly the ledger's valid certificates, every valid row installed, key and
 certificate matching, and a third run changing nothing. Runs serialize on the zone's run
-lease; the second one says that it waits."""
+lease; the second one says that it waits. On the same fleet: a run killed while holding the
+lease does not block the next, and a revoked identity is renewed with a new key and never
+rolled back to."""
 
 from __future__ import annotations
 
@@ -106,3 +108,33 @@ def test_a_dead_run_does_not_block_the_next(fleet):
     after = fleet.playbook("site.yml", "-v")
     assert "no longer alive on this controller" in after.output
     assert not fleet.exists("ca", "%s.lease" % CA_DIR)
+
+
+def pubkey(fleet, host, path):
+    return fleet.sh(host, "openssl pkey -in %s -pubout | sha256sum" % path).stdout.split()[0]
+
+
+def test_revocation_rekeys_and_rollback_refuses_the_revoked_generation(fleet):
+    """A certificate revoked for key compromise is renewed with a new key even when the
+    profile says regenerate_key: false, and rollback.yml refuses to bring it back."""
+    fleet.playbook("site.yml")
+    old_key = pubkey(fleet, "node1", "%s/server.key" % DIR)
+    old_cert = fleet.read("node1", "%s/server.crt" % DIR)
+    fleet.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node1"]}',
+                   "-e", "trustzone_revoke_reason=key_compromise")
+    keep_keys = json.dumps({"trustzone_certs_profiles": [
+        {"name": "server", "extended_key_usage": ["server_auth"], "regenerate_key": False},
+        {"name": "client", "extended_key_usage": ["client_auth"], "regenerate_key": False}]})
+    renewed = fleet.playbook("site.yml", "-e", keep_keys, "--diff")
+    assert "request server: revoked" in renewed.output, renewed.output[-3000:]
+    assert pubkey(fleet, "node1", "%s/server.key" % DIR) != old_key
+    assert key_matches(fleet, "node1", "server")
+    assert fleet.read("node1", "%s/server.crt.prev" % DIR) == old_cert
+    current = fleet.read("node1", "%s/server.crt" % DIR)
+    proc = fleet.playbook("rollback.yml", "--limit", "node1", "-e",
+                          '{"trustzone_certs_rollback_profiles": ["server"]}', check=False)
+    assert proc.returncode != 0
+    assert "is on the zone's CRL; rolling back to it would reinstate a revoked identity" in \
+        proc.output, proc.output[-3000:]
+    assert fleet.read("node1", "%s/server.crt" % DIR) == current
+    assert key_matches(fleet, "node1", "server")
