@@ -34,6 +34,7 @@ import stat
 
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
+
 def resolve_owner(owner, group):
     """``(uid, gid)`` for names or numbers; a clear error for unknown ones."""
     try:

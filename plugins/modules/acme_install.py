@@ -168,8 +168,8 @@ def main():
         argument_spec=dict(
             dir=dict(type="path", required=True),
             state=dict(type="str", choices=["installed", "recovered"], default="installed"),
-            key_group=dict(type="str", default="root"),
-            key_mode=dict(type="str", default="0600"),
+            key_group=dict(type="str", default="root", no_log=False),
+            key_mode=dict(type="str", default="0600", no_log=False),
         ),
         supports_check_mode=True,
     )

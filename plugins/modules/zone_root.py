@@ -243,7 +243,6 @@ created:
 """
 
 import datetime
-import os
 import secrets
 
 from ansible.module_utils.basic import AnsibleModule
