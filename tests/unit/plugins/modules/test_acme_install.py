@@ -20,6 +20,15 @@ NOW = datetime.datetime.now(UTC)
 DAY = datetime.timedelta(days=1)
 
 
+def crash_at(index, seen):
+    """A step hook that records the steps and dies at step ``index`` (0-based)."""
+    def hook(name, _path):
+        seen.append(name)
+        if len(seen) == index + 1:
+            raise Crash(name)
+    return hook
+
+
 class Crash(BaseException):
     pass
 
@@ -98,13 +107,7 @@ def test_a_crash_between_any_two_steps_is_finished_by_the_next_run(tmp_path, ca)
         new_key, new_cert = pair(ca, "new.example")
         stage(directory, ca, new_key, new_cert)
         seen = []
-
-        def hook(name, _path, seen=seen, index=index):
-            seen.append(name)
-            if len(seen) == index + 1:
-                raise Crash(name)
-
-        _fs._STEP_HOOK = hook
+        _fs._STEP_HOOK = crash_at(index, seen)
         try:
             A.run(module(directory))
             done = True

@@ -27,6 +27,15 @@ NAMES = {"common_name": "web1.prod.example", "dns": ["web1", "web1.prod.example"
          "ip": ["10.0.0.11"]}
 
 
+def crash_at(index, seen):
+    """A step hook that records the steps and dies at step ``index`` (0-based)."""
+    def hook(name, _path):
+        seen.append(name)
+        if len(seen) == index + 1:
+            raise Crash(name)
+    return hook
+
+
 class Crash(BaseException):
     """A process dying: not an Exception, so nothing in the module catches it."""
 
@@ -178,13 +187,7 @@ def test_a_crash_between_any_two_steps_leaves_old_or_new_identity(tmp_path, ca):
         certificates = signed(requested)
         new_fp = C.fingerprint(C.load_certificate(certificates["server"]["certificate"]))
         seen = []
-
-        def crash(name, _path, seen=seen, index=index):
-            seen.append(name)
-            if len(seen) == index + 1:
-                raise Crash(name)
-
-        _fs._STEP_HOOK = crash
+        _fs._STEP_HOOK = crash_at(index, seen)
         try:
             run(certificates=certificates)
             crashed = False
