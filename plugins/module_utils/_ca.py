@@ -327,9 +327,15 @@ class Fs:
     any step)."""
 
     def mkdir(self, path, mode, uid, gid):
-        os.mkdir(path, mode)
-        os.chown(path, uid, gid)
-        os.chmod(path, mode)
+        os.mkdir(path, 0o700)
+        # owner and mode on the directory just made, through its descriptor: a name swapped
+        # for a link meanwhile is refused (O_NOFOLLOW), never followed
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
     def write(self, path, data, mode, uid, gid):
         """A new file (never an existing one), flushed to disk before it is closed."""

@@ -149,8 +149,12 @@ def write_tree(target, files, uid, gid, replace=False, now=None):
     _fs.refuse_symlink(parent)
     staging = tempfile.mkdtemp(prefix=".%s.restore-" % os.path.basename(target), dir=parent)
     try:
-        os.chown(staging, uid, gid)
-        os.chmod(staging, 0o700)
+        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
+        try:  # mkdtemp made it 0700; owner and mode through its descriptor
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
         for relp in sorted(files):
             mode, data = files[relp]
             parts = A.check_relpath(relp).split("/")

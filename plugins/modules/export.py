@@ -208,8 +208,7 @@ class Exporter:
             self.files.append(path)
             self.reasons[path] = ["metadata"]
             if not self.check:
-                os.chown(path, self.uid, self.gid, follow_symlinks=False)
-                os.chmod(path, mode)
+                _fs.set_meta(path, mode, self.uid, self.gid)
 
     def parent_exists(self, path):
         parent = os.path.dirname(path) or "."

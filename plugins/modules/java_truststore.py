@@ -203,8 +203,7 @@ def run(module):
     elif state["exists"] and (state["mode"], state["uid"], state["gid"]) != (mode, uid, gid):
         changed = True
         if not check:
-            os.chown(path, uid, gid, follow_symlinks=False)
-            os.chmod(path, mode)
+            _fs.set_meta(path, mode, uid, gid)
     result = {"changed": changed, "added": sorted(plan["add"]), "removed": plan["remove"],
               "kept": sorted(plan["keep"].values()), "path": path}
     if module._diff:
@@ -215,8 +214,10 @@ def run(module):
 
 
 def rewrite(keytool, path, exists, plan, mode, uid, gid):
-    """Apply the plan to a copy beside the store, then move the copy over it."""
-    work = tempfile.mkdtemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
+    """Apply the plan to a copy in a private directory (0700, root's temporary directory:
+    whoever owns the store's directory cannot swap it), then write the copy over the store
+    through the file layer."""
+    work = tempfile.mkdtemp(prefix="trustzone-keystore-")
     try:
         copy = os.path.join(work, "store")
         if exists:

@@ -15,11 +15,23 @@ description:
     store hold exactly the zone's current roots (running the update command only when an anchor
     changed), and checks every profile's key and certificate. For each identity that must be
     (re)issued it reports why and, only then, makes a private key on the node (kept beside the
-    live key as C(<key>.next) until its certificate arrives) and returns a CSR. The key never
+    live key as C(<key>.next-<tag>) until its certificate arrives) and returns a CSR. The key never
     leaves the node.
   - B(Install) (O(certificates) given) - checks each signed certificate against its pending key
-    and the zone roots, then writes certificate, full chain and key atomically, keeping the
-    previous generation as C(.prev).
+    and the zone roots, then switches key, certificate and full chain as one unit, keeping the
+    previous generation as C(.prev). New chain and certificate are first staged (fsynced) as
+    C(<file>.new-<tag>) beside the live files, then the pending key, the chain and the
+    certificate are renamed into place. Every run of the module first finishes a switch that
+    a crash interrupted after the certificate was staged (or removes what was staged before),
+    so after a crash the node holds the old identity or the new one, complete.
+  - Pending keys are named C(<key>.next-<tag>), the tag being the first 16 hex digits of the
+    SHA-256 of the public key, so that overlapping runs never overwrite each other's key;
+    install picks the one that matches the certificate.
+  - Everything that would stop an install - a link or non-regular file where the key,
+    certificate, chain or their C(.prev) go, an unknown owner or group, a missing or
+    unwritable directory - stops the inspection with one line, before a CSR goes to the CA.
+  - A renewal whose reasons include C(revoked) always makes a new key, whatever the
+    profile's C(regenerate_key) says.
   - A run with nothing to do changes nothing, in check mode and for real.
   - An action plugin of the same name runs first on the controller. Given O(inventory_profiles)
     it resolves the node's profiles from the inventory (the node's names come from
@@ -98,7 +110,8 @@ options:
       - Profiles whose certificate, full chain and (when it changed) key go back to the
         previous generation, kept as C(.prev) on every renewal. The current files become the
         C(.prev) ones, so rolling back twice rolls forward again. Refused when the previous
-        certificate expired or no key matches it.
+        certificate expired, is on the zone's CRL (O(crl), else the C(<dir>/crl.pem) the node
+        keeps) or no key matches it.
     type: list
     elements: str
     default: []
@@ -195,10 +208,14 @@ rolled_back:
   type: list
   elements: str
 installed:
-  description: Profiles whose certificates were installed.
-  returned: install
-  type: list
-  elements: str
+  description:
+    - In install mode, the profiles whose certificates were installed (a list).
+    - In inspect mode (a dict), for every profile whose certificate file exists and parses,
+      the profile's name mapped to C(certificate) (PEM) and C(fingerprint) (SHA-256 of the
+      DER, lower-case hex). It is what the node says it holds - untrusted data for the
+      controller.
+  returned: install, inspect
+  type: raw
 files:
   description: Files written or removed.
   returned: always
@@ -213,6 +230,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _trust as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -220,7 +238,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_m
 
 OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 
-PENDING_SUFFIX = ".next"
+PENDING_SUFFIX = I.LEGACY_PENDING  # the pending key's name before pending keys had tags
+STALE_PENDING = 3600  # seconds: a pending key older than this, of a valid identity, is removed
 ROOTS_BUNDLE = "roots.pem"
 CRL_FILE = "crl.pem"
 
@@ -264,8 +283,7 @@ class Node:
             self.changed = True
             self.files.append(path)
             if not self.check:
-                os.chown(path, uid, gid, follow_symlinks=False)
-                os.chmod(path, mode)
+                _fs.set_meta(path, mode, uid, gid)
 
     # ------------------------------------------------------------------ trust
     def sync_roots_bundle(self):
@@ -365,37 +383,76 @@ class Node:
             chain = []
         return key, key_error, cert, cert_error, chain
 
+    def pending_keys(self, profile):
+        """``[(path, key)]`` of the readable pending keys of a profile (tagged ones, then the
+        legacy ``<key>.next``)."""
+        directory, base = os.path.split(profile["key_path"])
+        found = []
+        names = [n for n in _fs.list_dir(directory, base + I.PENDING)
+                 if I.tag_of(n, base, I.PENDING)]
+        names.append(base + PENDING_SUFFIX)
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                data = _fs.read_file(path)
+                if data is not None:
+                    found.append((path, C.load_private_key(data, path=path)))
+            except TrustzoneError:
+                continue
+        return found
+
     def pending_key(self, profile, current_key, reasons):
-        """The key the next certificate will carry: the live one (key reuse), a pending one
-        from an interrupted run, or a new one."""
-        codes = {r["reason"] for r in reasons}
-        if (not profile["regenerate_key"] and current_key is not None
-                and not codes & {"key_type", "unreadable_key", "missing_key"}):
+        """The key the next certificate will carry: the live one (key reuse, never after a
+        revocation), a pending one from an interrupted or overlapping run, or a new one,
+        kept as ``<key>.next-<public key tag>`` so that no run overwrites another's."""
+        if not I.needs_new_key(profile, reasons, current_key is not None):
             return current_key, None
-        pending_path = profile["key_path"] + PENDING_SUFFIX
-        try:
-            data = _fs.read_file(pending_path)
-            if data is not None:
-                key = C.load_private_key(data, path=pending_path)
-                if C.describe_key(key) == profile["key"]:
-                    return key, pending_path
-        except TrustzoneError:
-            pass
+        for path, key in self.pending_keys(profile):
+            if C.describe_key(key) == profile["key"] and (
+                    current_key is None or not C.same_public_key(key, current_key)):
+                return key, path
         key = C.generate_key(profile["key"])
         uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+        pending_path = I.pending_key_path(profile["key_path"], key)
         self.write(pending_path, C.private_key_pem(key), int(profile["key_mode"], 8), uid, gid)
         return key, pending_path
 
+    def preflight(self, profile):
+        """Everything that would stop this profile's install, found before a CSR goes to the
+        CA: an unknown owner or group, a missing or unwritable directory, a link or a
+        non-regular file where the key, certificate, chain (or their .prev) will go."""
+        uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+        for path in (profile["cert_path"], profile["key_path"], profile["chain_path"]):
+            parent = os.path.dirname(path)
+            if parent != self.dir.rstrip("/") and not os.path.isdir(parent):
+                raise TrustzoneError("the directory for %s does not exist" % path, parent,
+                                     fix="create it, or change the profile's paths")
+            if self.check and not os.path.isdir(parent):
+                continue  # the zone directory itself, created by this run
+            _fs.check_writable(path)
+            _fs.check_writable(path + _fs.PREVIOUS_SUFFIX)
+        return uid, gid
+
+    def remove_stale_pending(self, profile):
+        for path, _key in self.pending_keys(profile):
+            try:
+                age = self.now.timestamp() - os.lstat(path).st_mtime
+            except OSError:
+                continue
+            if age > STALE_PENDING:
+                self.changed = True
+                self.files.append(path)
+                if not self.check:
+                    _fs.remove(path)
+
     def inspect(self):
-        identities, requests = {}, {}
+        identities, requests, installed = {}, {}, {}
         for profile in self.profiles:
-            uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
-            for path in (profile["cert_path"], profile["key_path"], profile["chain_path"]):
-                parent = os.path.dirname(path)
-                if parent != self.dir.rstrip("/") and not os.path.isdir(parent):
-                    raise TrustzoneError("the directory for %s does not exist" % path, parent,
-                                         fix="create it, or change the profile's paths")
+            uid, gid = self.preflight(profile)
             key, key_error, cert, cert_error, chain = self.read_identity(profile)
+            if cert is not None:
+                installed[profile["name"]] = {"certificate": C.certificate_pem(cert),
+                                              "fingerprint": C.fingerprint(cert)}
             reasons = P.assess(profile, key, key_error, cert, cert_error, chain, self.issuers,
                                self.now, revoked=self.revoked)
             identities[profile["name"]] = identity_facts(cert, chain, reasons, self.roots,
@@ -413,7 +470,8 @@ class Node:
                 self.ensure_meta(profile["cert_path"], int(profile["mode"], 8), uid, gid)
                 self.ensure_meta(profile["chain_path"], int(profile["mode"], 8), uid, gid)
                 self.ensure_meta(profile["key_path"], int(profile["key_mode"], 8), uid, gid)
-        return identities, requests
+                self.remove_stale_pending(profile)
+        return identities, requests, installed
 
     # ------------------------------------------------------------------ install
     def install(self, certificates):
@@ -434,35 +492,105 @@ class Node:
                 raise TrustzoneError("the new %s certificate does not chain to a current root of "
                                      "zone %s" % (name, self.zone), profile["cert_path"],
                                      fix="re-run the play so that the CA signs a fresh request")
-            uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
-            pending_path = profile["key_path"] + PENDING_SUFFIX
-            key_path = None
-            for candidate in (pending_path, profile["key_path"]):
-                data = _fs.read_file(candidate)
-                if data is None:
-                    continue
-                key = C.load_private_key(data, path=candidate)
-                if C.same_public_key(key, cert):
-                    key_path = candidate
-                    break
-            if key_path is None:
-                raise TrustzoneError("no key on this node matches the new %s certificate" % name,
-                                     profile["cert_path"],
-                                     fix="re-run the play: the node makes a new key and request")
+            uid, gid = self.preflight(profile)
+            key_path = self.matching_key(profile, cert)
+            I.require_match(key_path, name, profile["cert_path"])
             mode = int(profile["mode"], 8)
-            self.write(profile["cert_path"], C.certificate_pem(cert), mode, uid, gid,
-                       keep_previous=True)
             fullchain = C.certificate_pem(cert) + "".join(C.certificate_pem(c) for c in chain)
-            self.write(profile["chain_path"], fullchain, mode, uid, gid, keep_previous=True)
-            if key_path == pending_path:
-                self.changed = True
-                self.files.append(profile["key_path"])
-                if not self.check:
-                    _fs.atomic_rename(pending_path, profile["key_path"], keep_previous=True)
+            # Staged chain, then staged certificate: the commit point of the switch.
+            self.write(I.staged_path(profile["chain_path"], cert), fullchain, mode, uid, gid)
+            self.write(I.staged_path(profile["cert_path"], cert), C.certificate_pem(cert), mode,
+                       uid, gid)
+            self.finish_switch(profile, I.key_tag(cert), key_path)
             installed.append(name)
         return installed
 
+    def matching_key(self, profile, cert):
+        """Path of the key on this node that matches ``cert``: its tagged pending key, the
+        legacy pending key or the live key; None if none does."""
+        candidates = [I.pending_key_path(profile["key_path"], cert),
+                      profile["key_path"] + PENDING_SUFFIX, profile["key_path"]]
+        for candidate in candidates:
+            try:
+                data = _fs.read_file(candidate)
+                if data is not None and C.same_public_key(
+                        C.load_private_key(data, path=candidate), cert):
+                    return candidate
+            except TrustzoneError:
+                continue
+        return None
+
+    def finish_switch(self, profile, tag, key_path):
+        """Renames after the commit point: key, chain, certificate (each keeping .prev).
+        Every step is skipped when already done, so a crashed switch is finished by
+        calling it again."""
+        if key_path != profile["key_path"]:
+            self.rename(key_path, profile["key_path"])
+        staged_chain = profile["chain_path"] + I.STAGED + tag
+        if _fs.file_state(staged_chain)["exists"] or self.check:
+            self.rename(staged_chain, profile["chain_path"])
+        self.rename(profile["cert_path"] + I.STAGED + tag, profile["cert_path"])
+
+    def rename(self, src, dst):
+        self.changed = True
+        self.files.append(dst)
+        if not self.check:
+            _fs.atomic_rename(src, dst, keep_previous=True)
+
+    def recover(self):
+        """Finish (or discard) an identity switch a crash interrupted, before anything else."""
+        for profile in self.profiles:
+            cert_dir, cert_base = os.path.split(profile["cert_path"])
+            chain_dir, chain_base = os.path.split(profile["chain_path"])
+            if not os.path.isdir(cert_dir) or not os.path.isdir(chain_dir):
+                continue
+            staged_certs, staged_chains = {}, {}
+            for name in _fs.list_dir(cert_dir, cert_base + I.STAGED):
+                tag = I.tag_of(name, cert_base, I.STAGED)
+                if tag:
+                    try:
+                        staged_certs[tag] = C.load_certificate(
+                            _fs.read_file(os.path.join(cert_dir, name)) or b"",
+                            path=os.path.join(cert_dir, name))
+                    except TrustzoneError:
+                        staged_certs[tag] = None
+            for name in _fs.list_dir(chain_dir, chain_base + I.STAGED):
+                tag = I.tag_of(name, chain_base, I.STAGED)
+                if tag:
+                    staged_chains[tag] = True
+            if not staged_certs and not staged_chains:
+                continue
+            keys = {}
+            for path, key in self.pending_keys(profile):
+                keys.setdefault(I.key_tag(key), path)
+            try:
+                live = _fs.read_file(profile["key_path"])
+                if live is not None:
+                    key = C.load_private_key(live, path=profile["key_path"])
+                    keys[I.key_tag(key)] = profile["key_path"]
+            except TrustzoneError:
+                pass
+            plan = I.plan_recovery(staged_certs, staged_chains, keys)
+            for kind, tag in plan["discard"]:
+                path = (profile["cert_path"] if kind == "cert" else profile["chain_path"]) \
+                    + I.STAGED + tag
+                self.changed = True
+                self.files.append(path)
+                if not self.check:
+                    _fs.remove(path)
+            if plan["finish"]:
+                self.preflight(profile)
+                self.finish_switch(profile, plan["finish"], keys[plan["finish"]])
+
     # ------------------------------------------------------------------ rollback
+    def revoked_on_node(self):
+        """The revoked serials: from the CRL given, else the one kept as <dir>/crl.pem."""
+        if self.crl is not None:
+            return self.revoked
+        path = os.path.join(self.dir, CRL_FILE)
+        data = _fs.read_file(path)
+        return P.revoked_set(C.load_crls(data, path=path)) if data else set()
+
     def rollback(self, names):
         """Swap each profile's certificate, chain and (if it changed) key with the previous
         generation kept as ``.prev``. Doing it twice rolls forward again."""
@@ -479,10 +607,10 @@ class Node:
                 raise TrustzoneError("there is no previous certificate to roll back to",
                                      prev_cert_path, fix="nothing to undo for this profile")
             cert = C.load_certificate(data, path=prev_cert_path)
-            if C.not_after(cert) <= self.now:
-                raise TrustzoneError("the previous certificate expired on %s; rolling back "
-                                     "to it would break the service" % C.not_after(cert).date(),
-                                     prev_cert_path, fix="renew instead (playbooks/renew.yml)")
+            refusal = I.rollback_refusal(cert, self.now, self.revoked_on_node())
+            if refusal:
+                raise TrustzoneError(refusal, prev_cert_path,
+                                     fix="renew instead (playbooks/renew.yml)")
             prev_key_path = profile["key_path"] + _fs.PREVIOUS_SUFFIX
             swap_key = None
             for candidate in (prev_key_path, profile["key_path"]):
@@ -494,14 +622,18 @@ class Node:
             else:
                 raise TrustzoneError("no key on this node matches the previous certificate",
                                      prev_cert_path, fix="renew instead (playbooks/renew.yml)")
-            uid, gid = _fs.resolve_owner(profile["owner"], profile["group"])
+            uid, gid = self.preflight(profile)
             mode = int(profile["mode"], 8)
             chain = _fs.read_file(profile["chain_path"] + _fs.PREVIOUS_SUFFIX) or data
-            self.write(profile["cert_path"], data, mode, uid, gid, keep_previous=True)
-            self.write(profile["chain_path"], chain, mode, uid, gid, keep_previous=True)
+            # The same one-unit switch as an install: the previous key as a pending key, the
+            # previous chain and certificate staged, then the renames (current -> .prev).
+            key_src = profile["key_path"]
             if swap_key is not None:
-                self.write(profile["key_path"], swap_key, int(profile["key_mode"], 8), uid, gid,
-                           keep_previous=True)
+                key_src = I.pending_key_path(profile["key_path"], cert)
+                self.write(key_src, swap_key, int(profile["key_mode"], 8), uid, gid)
+            self.write(I.staged_path(profile["chain_path"], cert), chain, mode, uid, gid)
+            self.write(I.staged_path(profile["cert_path"], cert), data, mode, uid, gid)
+            self.finish_switch(profile, I.key_tag(cert), key_src)
             rolled.append(name)
         return rolled
 
@@ -526,6 +658,7 @@ def run(module):
     node = Node(module)
     params = module.params
     node.ensure_zone_dir()
+    node.recover()
     result = {"zone": node.zone, "dir": node.dir}
     if params["rollback"]:
         result["rolled_back"] = node.rollback(params["rollback"])
@@ -535,7 +668,7 @@ def run(module):
         node.sync_roots_bundle()
         if params["trust"] is not None:
             result["trust"] = node.sync_trust(params["trust"])
-        result["identities"], result["requests"] = node.inspect()
+        result["identities"], result["requests"], result["installed"] = node.inspect()
     result["changed"] = node.changed
     result["files"] = node.files
     if module._diff:

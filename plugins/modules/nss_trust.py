@@ -232,8 +232,7 @@ def run(module):
             if (st["mode"], st["uid"], st["gid"]) != (want_mode, want_uid, want_gid):
                 changed = True
                 if not check:
-                    os.chown(path, want_uid, want_gid, follow_symlinks=False)
-                    os.chmod(path, want_mode)
+                    _fs.set_meta(path, want_mode, want_uid, want_gid)
     result.update(changed=result["changed"] or changed,
                   added=sorted(set(result["added"]) | set(plan["add"])),
                   removed=plan["remove"], retrusted=retrust)

@@ -178,10 +178,10 @@ def test_atomic_write_failure_with_keep_previous(tmp_path, monkeypatch):
 
     real_replace = os.replace
 
-    def replace(src, dst):
-        if str(dst) == str(target):
+    def replace(src, dst, **kwargs):
+        if os.path.basename(str(dst)) == target.name:
             boom()
-        return real_replace(src, dst)
+        return real_replace(src, dst, **kwargs)
 
     monkeypatch.setattr(_fs.os, "replace", replace)
     with pytest.raises(TrustzoneError):
