@@ -117,15 +117,27 @@ options:
     default: []
   inventory_profiles:
     description:
-      - Profiles as the inventory gives them (C(trustzone_certs_profiles)). The action plugin
-        resolves them with the node's names from the inventory and passes them on as
-        O(profiles). Exclusive with O(profiles).
+      - Given at all, it asks the action plugin to resolve this host's profiles and names
+        from the inventory and pass them on as O(profiles). The value itself is not used:
+        the action plugin reads C(trustzone_certs_profiles), C(trustzone_node_fqdn),
+        C(trustzone_node_addresses), C(trustzone_certs_extra_names) and C(ansible_host) from
+        the inventory's host and group variables, the play's vars and extra vars only -
+        never from facts, the fact cache, C(set_fact) or registered results, which a node
+        can forge (see C(docs/identity.md)). Exclusive with O(profiles).
     type: raw
   extra_names:
-    description: More DNS names or IP addresses this node may hold (C(trustzone_certs_extra_names)).
+    description:
+      - Kept for compatibility; ignored like the value of O(inventory_profiles)
+        (C(trustzone_certs_extra_names) is read from the inventory).
     type: list
     elements: str
     default: []
+  resolve_only:
+    description:
+      - Return this host's resolved O(profiles) (as RV(profiles)) without contacting the
+        node; used by the certs role's C(tasks_from=resolve).
+    type: bool
+    default: false
   ca_hosts:
     description:
       - The hosts of group C(trustzone_ca). When given, the action plugin refuses to run unless
@@ -708,6 +720,7 @@ def main():
             reload_commands=dict(type="raw"),
             signed=dict(type="dict"),
             role_spec=dict(type="path"),
+            resolve_only=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
