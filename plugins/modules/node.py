@@ -118,7 +118,7 @@ options:
   inventory_profiles:
     description:
       - Given at all, it asks the action plugin to resolve this host's profiles and names
-        from the inventory and pass them on as O(profiles). The value itself is not used:
+        from the inventory and pass them on as O(profiles). The value itself is not used;
         the action plugin reads C(trustzone_certs_profiles), C(trustzone_node_fqdn),
         C(trustzone_node_addresses), C(trustzone_certs_extra_names) and C(ansible_host) from
         the inventory's host and group variables, the play's vars and extra vars only -
