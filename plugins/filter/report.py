@@ -10,29 +10,12 @@ from __future__ import annotations
 # rollout_plan.yml, plan_summary.yml): ansible-doc reads those when the .py has none.
 
 import datetime
-from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-
-
-def _plain(value):
-    """Plain dicts, lists and scalars (hostvars hand out lazy, tagged containers)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import plain
 
 
 def _var(hostvars, host, name):
@@ -40,7 +23,7 @@ def _var(hostvars, host, name):
     if host_vars is None:
         return None
     value = host_vars.get(name)
-    return _plain(value) if value is not None else None
+    return plain(value) if value is not None else None
 
 
 def _now(now):
@@ -93,7 +76,7 @@ def rollout_plan(hosts, hostvars, ca_host, crl_near="1d", now=None, zone=None,
 
 
 def plan_summary(plan):
-    return R.plan_lines(_plain(plan))
+    return R.plan_lines(plain(plan))
 
 
 class FilterModule:

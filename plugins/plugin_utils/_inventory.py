@@ -22,6 +22,7 @@ never shrinks the zone the names are checked against.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleError
 from ansible.template import Templar
@@ -48,8 +49,9 @@ class _NoFacts(dict):
 
 
 def plain(value):
-    """Templated data as plain Python containers and scalars (ansible-core 2.19 tags them)."""
-    if isinstance(value, dict):
+    """Templated data as plain Python containers and scalars (ansible-core 2.19 tags them;
+    hostvars hand out lazy mappings)."""
+    if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [plain(v) for v in value]
