@@ -36,6 +36,14 @@ options:
     description: This run, as P(trustzone.pki.controller_run#lookup) returns it.
     type: dict
     required: true
+  zone:
+    description:
+      - The zone's name. When given, an action plugin on the controller first checks the
+        whole zone's inventory with the identity resolver (host names, names, uniqueness
+        across every host of C(trustzone_nodes) and C(trustzone_ca)) and fails with one line
+        naming the host and the fix before the lease - the first thing a run writes - is
+        taken. Not used on the CA host.
+    type: str
   state:
     description: Take or give back the lease.
     type: str
@@ -52,6 +60,9 @@ options:
     type: int
     default: 5
 attributes:
+  action:
+    description: An action plugin on the controller checks the zone's inventory first (O(zone)).
+    support: full
   check_mode:
     description: Nothing is written; the result says whether the lease is free.
     support: full
@@ -182,6 +193,9 @@ def main():
             state=dict(type="str", choices=["acquired", "released"], default="acquired"),
             ttl=dict(type="str", default="2h"),
             wait=dict(type="int", default=5),
+            # consumed by the action plugin on the controller; listed so that the module's
+            # documentation and argument spec agree
+            zone=dict(type="str"),
         ),
         supports_check_mode=True,
     )

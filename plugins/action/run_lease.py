@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller half of trustzone.pki.run_lease: before the lease is taken - the first thing a
+run writes on the CA host - the zone's inventory is checked with the identity resolver (host
+names, names, uniqueness across the whole zone), so a bad inventory stops the run before
+anything is written anywhere. The module shares its documentation."""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity
+from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        zone = args.pop("zone", None)
+        host = task_vars.get("inventory_hostname") or "this host"
+        if zone is not None and args.get("state", "acquired") == "acquired":
+            try:
+                zone = F.check_zone(host, zone)
+                nodes, cas, inventory = self._inventory_source().zone()
+                _identity.resolve_identities(inventory, zone, nodes, cas)
+            except TrustzoneError as exc:
+                result.update(failed=True, msg=str(exc))
+                return result
+        result.update(self._execute_module(module_name="trustzone.pki.run_lease",
+                                           module_args=args, task_vars=task_vars))
+        return result
+
+    def _inventory_source(self):
+        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
+        return InventoryVars(self._task, self._loader)
