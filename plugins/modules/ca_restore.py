@@ -22,8 +22,11 @@ description:
     root with other files (restoring would roll the ledger back) - is refused unless
     O(force); then the current directory is moved aside to
     C(<dir>.replaced-<UTC time>) and kept.
-  - The files are written into a new directory beside the target and renamed into place in
-    one step, so an interrupted restore leaves no half-restored CA.
+  - The files are written into a new directory beside the target and put in place in one
+    step (renamed over a missing or empty directory; with O(force) swapped with the current
+    one by C(renameat2(RENAME_EXCHANGE))), so an interrupted restore leaves the old directory
+    or the whole restored one, never a mix. The next run finishes what an interrupted one
+    left beside the directory (see RV(recovered)).
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
@@ -95,6 +98,14 @@ replaced:
   description: Where the directory that was replaced now is, or null.
   returned: success
   type: str
+recovered:
+  description: What an interrupted earlier restore had left beside the directory and this
+    run finished, one line each - C(keep <path> -> <dir>.replaced-<UTC time>) (the directory
+    a forced restore had swapped out, kept) or C(remove <path>) (a new tree that never got
+    in place). In check mode, what would be done.
+  returned: success
+  type: list
+  elements: str
 dir:
   description: The CA directory.
   returned: success
@@ -162,21 +173,31 @@ def run(module):
         raise type(exc)("refusing to restore: " + exc.message, exc.path or name,
                         fix=exc.fix) from None
     A.check_ca_files(files, params["ca_passphrase"])
+    # an interrupted earlier restore is finished first: the directory it swapped out is kept
+    # under its .replaced- name, a new tree that never got in place is removed
+    if module.check_mode:
+        recovered = T.interrupted(path)
+    else:
+        recovered = T.recover(path)
     existing = existing_files(path)
     plan = A.plan_restore(manifest, files, existing, zone, force=params["force"], target=path)
-    replaced = None
+    replaced = next((dest for action, _p, dest in recovered if action == "keep"), None)
     if plan["action"] == "none":
         # the same files: only the directory's own mode and owner may need fixing
         changed = _fs.ensure_dir(path, 0o700, uid, gid, check_mode=module.check_mode)
+        changed = changed or bool(recovered)
     else:
         changed = True
         if not module.check_mode:
-            replaced = T.write_tree(path, files, uid, gid, replace=plan["action"] == "replace")
+            replaced = T.write_tree(path, files, uid, gid,
+                                    replace=plan["action"] == "replace") or replaced
     result = {
         "changed": changed,
         "action": plan["action"],
         "reason": plan["reason"],
         "replaced": replaced,
+        "recovered": ["%s %s" % (action, p) + (" -> %s" % dest if dest else "")
+                      for action, p, dest in recovered],
         "dir": path,
         "archive": A.describe(manifest),
     }
