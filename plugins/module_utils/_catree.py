@@ -279,6 +279,28 @@ def recover(target, now=None, fs=None):
         return _recover(target, now, fs or Fs())
 
 
+def restored_marker(target):
+    """``<parent>/.<name>.restored``: which archive ``target`` was restored from (outside the
+    CA directory, so that backups and comparisons never see it)."""
+    target = target.rstrip("/") or "/"
+    return os.path.join(os.path.dirname(target) or ".", ".%s.restored" % os.path.basename(target))
+
+
+def restored_from(target):
+    """The archive digest ``mark_restored`` noted for ``target``, or None. Reads only."""
+    data = _fs.read_file(restored_marker(target), max_bytes=4096)
+    if data is None:
+        return None
+    return data.decode("ascii", "replace").strip() or None
+
+
+def mark_restored(target, digest, uid, gid, fs=None):
+    """Note (atomically) that ``target`` now holds the archive ``digest`` (``sha256:<hex>``)
+    names."""
+    (fs or Fs()).write(restored_marker(target), ("%s\n" % digest).encode("ascii"),
+                       0o600, uid, gid)
+
+
 def write_tree(target, files, uid, gid, replace=False, now=None, fs=None):
     """Make ``target`` hold exactly ``files`` ({relative path: (mode, bytes)}).
 

@@ -18,7 +18,11 @@ description:
     O(zone), and (with O(ca_passphrase)) every key in it must open with the CA passphrase and
     match its certificate.
   - The directory must be missing or empty. One that already holds exactly the archive's
-    files is left alone (a re-run changes nothing). Anything else - another root, or the same
+    files is left alone (a re-run changes nothing), and so is one restored from this very
+    archive before (noted in C(<dir's parent>/.<dir's name>.restored)) whose root is still the
+    archive's: the learning that follows a restore (M(trustzone.pki.ledger_learn), new CRLs)
+    changes the ledger, and running C(playbooks/restore.yml) again after it stopped must not
+    roll that back, forced or not. Anything else - another root, or the same
     root with other files (restoring would roll the ledger back) - is refused unless
     O(force); then the current directory is moved aside to
     C(<dir>.replaced-<UTC time>) and kept.
@@ -123,6 +127,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -148,6 +153,17 @@ def existing_files(path):
     for name in skipped:  # leftovers count as content: the directory is not empty
         files.setdefault(name, (0, b""))
     return files
+
+
+def _root_of(existing):
+    """SHA-256 fingerprint of the root in force in ``existing`` ({path: (mode, bytes)})."""
+    data = A.CA.logical_files(existing).get("root.crt")
+    if data is None:
+        return None
+    try:
+        return C.fingerprint(C.load_certificate(data[1]))
+    except TrustzoneError:
+        return None
 
 
 def _has_entries(path):
@@ -180,7 +196,16 @@ def run(module):
     else:
         recovered = T.recover(path)
     existing = existing_files(path)
-    plan = A.plan_restore(manifest, files, existing, zone, force=params["force"], target=path)
+    digest = "sha256:" + A.sha256_hex(data)
+    if existing and T.restored_from(path) == digest and _root_of(existing) == (
+            manifest.get("roots") or {}).get("current"):
+        # restored from this very archive before, then changed by the learning that follows a
+        # restore (ledger_learn, CRLs): the restore is done, rolling back would lose that
+        plan = {"action": "none", "reason": "the CA directory was restored from this archive; "
+                                            "what it learned since is kept"}
+    else:
+        plan = A.plan_restore(manifest, files, existing, zone, force=params["force"],
+                              target=path)
     replaced = next((dest for action, _p, dest in recovered if action == "keep"), None)
     if plan["action"] == "none":
         # the same files: only the directory's own mode and owner may need fixing
@@ -191,6 +216,10 @@ def run(module):
         if not module.check_mode:
             replaced = T.write_tree(path, files, uid, gid,
                                     replace=plan["action"] == "replace") or replaced
+    if T.restored_from(path) != digest:
+        changed = True
+        if not module.check_mode:
+            T.mark_restored(path, digest, uid, gid)
     result = {
         "changed": changed,
         "action": plan["action"],

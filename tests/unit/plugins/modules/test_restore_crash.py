@@ -155,8 +155,10 @@ def content(path):
 
 
 def beside(target):
+    """What is beside the target, but the note of the archive it was restored from."""
     parent, name = os.path.split(target)
-    return sorted(n for n in os.listdir(parent) if n != name)
+    return sorted(n for n in os.listdir(parent)
+                  if n not in (name, os.path.basename(T.restored_marker(target))))
 
 
 # --------------------------------------------------------------------------- starting states
@@ -259,7 +261,8 @@ def test_a_crash_at_every_step_of_a_restore(world, tmp_path, monkeypatch, start,
                                           for n in beside(target)]
             assert before_listing in copies, "a crash before step %d lost the old CA" % at
         # (c) check mode: not done (unless only a flush was missing), and nothing written
-        done = now == want and T.interrupted(target) == []
+        done = (now == want and T.interrupted(target) == []
+                and T.restored_from(target) is not None)
         parent_before = listing(os.path.dirname(target))
         result = restore(world, target, check_mode=True, force=force)
         assert result["changed"] is not done
@@ -269,12 +272,15 @@ def test_a_crash_at_every_step_of_a_restore(world, tmp_path, monkeypatch, start,
         assert result["changed"] is not done
         assert content(target) == want
         assert stat.S_IMODE(os.stat(target).st_mode) == 0o700
+        assert T.restored_from(target) == "sha256:" + A.sha256_hex(
+            open(world["archive"], "rb").read())
         left = beside(target)
         if force:
             assert len(left) == 1 and left[0].startswith("prod.replaced-"), left
             assert listing(os.path.join(os.path.dirname(target), left[0])) == before_listing
             kept = os.path.join(os.path.dirname(target), left[0])
-            if not done and now is not None:  # (the fallback's crashed run had moved it)
+            # this run moved it aside (the crashed one had not, or had only swapped it out)
+            if now == before or any(r.startswith("keep ") for r in result["recovered"]):
                 assert result["replaced"] == kept
         else:
             assert left == []
@@ -327,3 +333,33 @@ def test_an_aside_directory_that_is_not_the_old_one_is_removed(world, tmp_path):
     left = beside(target)
     assert len(left) == 1 and left[0].startswith("prod.replaced-")
     assert content(os.path.join(parent, left[0])) == content(world["other"])
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_re_running_a_restore_after_learning_began_keeps_what_was_learned(world, tmp_path,
+                                                                          force):
+    """restore.yml stopped after ca_restore, during or after ledger_learn (which changes the
+    restored ledger): running restore.yml again must not refuse ("would roll it back") nor,
+    forced, roll the learned ledger back to the archive - the restore of this archive is
+    done, the learning goes on from where it is."""
+    import sqlite3
+
+    target = str(tmp_path / "z" / "prod")
+    start_other(world, target) if force else start_missing(world, target)
+    restore(world, target, force=force)
+    db = sqlite3.connect(os.path.join(target, "ledger.db"))
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('crl_number', '99')")
+    db.commit()                                     # what ledger_learn's merge commits
+    db.close()
+    learned = content(target)
+    kept = beside(target)
+    for check_mode in (True, False):
+        result = restore(world, target, check_mode=check_mode, force=force)
+        assert (result["action"], result["changed"]) == ("none", False)
+        assert "restored from this archive" in result["reason"]
+        assert content(target) == learned and beside(target) == kept
+    # without the note of which archive the directory was restored from (another archive
+    # of the same root), the directory is refused: restoring would roll the ledger back
+    os.unlink(T.restored_marker(target))
+    with pytest.raises(Exception, match="would roll it back"):
+        restore(world, target)
