@@ -1,8 +1,8 @@
 """Revocation and CRLs (module_utils/_revocation.py): every live certificate stays revocable,
 every CA with live leaves has a CRL, and CRL numbers never go backwards - across crashes
-(an exception between every pair of file/database steps of a publication, and of the learning
-after a restore) and across a
-restore from an old backup (the fleet teaches the restored CA what happened after it).
+(an exception between every pair of file/database steps of a publication; an exception or
+os._exit before every step of the learning after a restore and the publication after it) and
+across a restore from an old backup (the fleet teaches the restored CA what happened after it).
 
 The zone_root-driven tests run the module's whole logic against real CA directories.
 """
