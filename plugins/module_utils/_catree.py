@@ -280,25 +280,51 @@ def recover(target, now=None, fs=None):
 
 
 def restored_marker(target):
-    """``<parent>/.<name>.restored``: which archive ``target`` was restored from (outside the
-    CA directory, so that backups and comparisons never see it)."""
+    """``<parent>/.<name>.from-archive``: which archive ``target`` was restored from, and
+    whether it learned from the fleet since (outside the CA directory, so that backups and
+    comparisons never see it)."""
     target = target.rstrip("/") or "/"
-    return os.path.join(os.path.dirname(target) or ".", ".%s.restored" % os.path.basename(target))
+    return os.path.join(os.path.dirname(target) or ".",
+                        ".%s.from-archive" % os.path.basename(target))
+
+
+PENDING = "learning-pending"
+
+
+def _marker(target):
+    data = _fs.read_file(restored_marker(target), max_bytes=4096)
+    return data.decode("ascii", "replace").split() if data is not None else []
 
 
 def restored_from(target):
-    """The archive digest ``mark_restored`` noted for ``target``, or None. Reads only."""
-    data = _fs.read_file(restored_marker(target), max_bytes=4096)
-    if data is None:
-        return None
-    return data.decode("ascii", "replace").strip() or None
+    """The archive digest (``sha256:<hex>``) ``target`` was restored from, or None. Reads
+    only."""
+    words = _marker(target)
+    return words[0] if words else None
 
 
-def mark_restored(target, digest, uid, gid, fs=None):
+def learning_pending(target):
+    """Whether ``target`` was restored and has not learned from the fleet since
+    (``ledger_learn``): until then its ledger knows only the archive, and CRLs signed from it
+    would drop the revocations made after the backup. Reads only."""
+    return PENDING in _marker(target)[1:]
+
+
+def mark_restored(target, digest, uid, gid, pending=True, fs=None):
     """Note (atomically) that ``target`` now holds the archive ``digest`` (``sha256:<hex>``)
-    names."""
-    (fs or Fs()).write(restored_marker(target), ("%s\n" % digest).encode("ascii"),
-                       0o600, uid, gid)
+    names, and whether the learning from the fleet is still to come."""
+    text = "%s%s\n" % (digest, " " + PENDING if pending else "")
+    (fs or Fs()).write(restored_marker(target), text.encode("ascii"), 0o600, uid, gid)
+
+
+def mark_learned(target, fs=None):
+    """After ``ledger_learn`` merged the fleet into the ledger: the restore is complete. Keeps
+    the note's owner. Returns whether it changed anything."""
+    if not learning_pending(target):
+        return False
+    st = os.lstat(restored_marker(target))
+    mark_restored(target, restored_from(target), st.st_uid, st.st_gid, pending=False, fs=fs)
+    return True
 
 
 def write_tree(target, files, uid, gid, replace=False, now=None, fs=None):

@@ -18,14 +18,18 @@ description:
     O(zone), and (with O(ca_passphrase)) every key in it must open with the CA passphrase and
     match its certificate.
   - The directory must be missing or empty. One that already holds exactly the archive's
-    files is left alone (a re-run changes nothing), and so is one restored from this very
-    archive before (noted in C(<dir's parent>/.<dir's name>.restored)) whose root is still the
-    archive's: the learning that follows a restore (M(trustzone.pki.ledger_learn), new CRLs)
-    changes the ledger, and running C(playbooks/restore.yml) again after it stopped must not
-    roll that back, forced or not. Anything else - another root, or the same
+    files is left alone (a re-run changes nothing). Anything else - another root, or the same
     root with other files (restoring would roll the ledger back) - is refused unless
     O(force); then the current directory is moved aside to
     C(<dir>.replaced-<UTC time>) and kept.
+  - A directory restored from this very archive before (noted in
+    C(<parent>/.<name>.from-archive) beside it) whose root is still the archive's counts as
+    restored, forced or not - the learning that follows a restore
+    (M(trustzone.pki.ledger_learn), new CRLs) changes its ledger, and running
+    C(playbooks/restore.yml) again after it stopped must not roll that back.
+  - Until M(trustzone.pki.ledger_learn) ran on the restored directory, the note says
+    C(learning-pending) and the zone signs no CRL from it (a CRL signed from a ledger that
+    knows only the archive would drop the revocations made after the backup).
   - The files are written into a new directory beside the target and put in place in one
     step (renamed over a missing or empty directory; with O(force) swapped with the current
     one by C(renameat2(RENAME_EXCHANGE))), so an interrupted restore leaves the old directory
@@ -217,9 +221,11 @@ def run(module):
             replaced = T.write_tree(path, files, uid, gid,
                                     replace=plan["action"] == "replace") or replaced
     if T.restored_from(path) != digest:
+        # restored just now (or by a run that stopped before this note): the fleet has not
+        # taught it anything yet - no CRL is signed from it until ledger_learn ran
         changed = True
         if not module.check_mode:
-            T.mark_restored(path, digest, uid, gid)
+            T.mark_restored(path, digest, uid, gid, pending=True)
     result = {
         "changed": changed,
         "action": plan["action"],

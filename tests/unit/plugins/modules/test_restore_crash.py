@@ -83,6 +83,8 @@ class Module:
 
 
 def call(module, check_mode=False, **params):
+    if module not in DEFAULTS:
+        DEFAULTS[module] = defaults_of(module)
     return module.run(Module(dict(DEFAULTS[module], **params), check_mode))
 
 
@@ -363,3 +365,33 @@ def test_re_running_a_restore_after_learning_began_keeps_what_was_learned(world,
     os.unlink(T.restored_marker(target))
     with pytest.raises(Exception, match="would roll it back"):
         restore(world, target)
+
+
+def test_a_restored_ca_signs_no_crl_until_it_learned_from_the_fleet(world, tmp_path):
+    """restore.yml stopped between ca_restore and ledger_learn, and someone ran site.yml: the
+    restored ledger knows only the archive, so a CRL signed from it would drop every
+    revocation made after the backup (and reuse numbers the nodes hold). It is refused, with
+    the fix, until ledger_learn ran."""
+    from ansible_collections.trustzone.pki.plugins.modules import ledger_learn
+
+    target = str(tmp_path / "w" / "prod")
+    start_missing(world, target)
+    restore(world, target)
+    os.unlink(os.path.join(target, "crl.pem"))                 # a CRL is due
+    ca_params = dict(zone="prod", dir=target, passphrase=CA_PASS, owner=UID, group=GID,
+                     key_curve="secp256r1", intermediate=True)
+    with pytest.raises(Exception, match="has not learned from the fleet yet") as err:
+        call(zone_root, **ca_params)
+    assert "run playbooks/restore.yml again" in str(err.value)
+    assert not os.path.exists(os.path.join(target, "crl.pem"))
+    assert call(zone_root, check_mode=True, **ca_params)["crl_signed"]  # says what is due
+    learn = dict(zone="prod", dir=target, passphrase=CA_PASS, fleet=[])
+    note = open(T.restored_marker(target), "rb").read()
+    assert call(ledger_learn, check_mode=True, **learn)["changed"] is True
+    assert open(T.restored_marker(target), "rb").read() == note    # check mode wrote nothing
+    assert call(ledger_learn, **learn)["changed"] is True
+    assert not T.learning_pending(target) and T.restored_from(target) == note.split()[0].decode()
+    assert call(ledger_learn, **learn)["changed"] is False
+    assert call(zone_root, **ca_params)["crl_signed"]
+    # a re-run of the whole restore keeps it that way
+    assert restore(world, target)["changed"] is False and not T.learning_pending(target)
