@@ -18,6 +18,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _catree
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
@@ -636,6 +637,7 @@ def test_a_crash_at_every_step_of_learning_and_the_crl_after_it(zone_root, tmp_p
 
     clean = CaDir(str(tmp_path / "crash-free"), UID, GID)                # what a run without
     shutil.copytree(backup, clean.path)                                # a crash ends with
+    _catree.mark_restored(clean.path, "sha256:unit", UID, GID)
     learn_and_publish(clean)
     want = ledger_of(clean)
     assert {s for s, r in want.items() if r[2] == "revoked"} == revoked
@@ -645,7 +647,8 @@ def test_a_crash_at_every_step_of_learning_and_the_crl_after_it(zone_root, tmp_p
     crashes = 0
     for k in range(1, 400):
         target = CaDir(str(tmp_path / ("restored-%d" % k)), UID, GID)
-        shutil.copytree(backup, target.path)                           # the restore
+        shutil.copytree(backup, target.path)                           # the restore, as
+        _catree.mark_restored(target.path, "sha256:unit", UID, GID)    # ca_restore notes it
         seen = {fleet_number: fleet_crl.encode("ascii")}
         snapshot_number(target, seen)
         with monkeypatch.context() as patch:
@@ -687,6 +690,7 @@ def test_a_crash_at_every_step_of_learning_and_the_crl_after_it(zone_root, tmp_p
         assert not revoked_by_crl(crls, node2) and not revoked_by_crl(crls, node1_new), k
         assert ledger_of(target) == want, k          # no revocation or row lost or doubled
         assert want["%x" % node1.serial_number][2:] == ("revoked", "key_compromise")
+        assert not _catree.learning_pending(target.path), k
         # and then it is stable
         assert learn(target, fleet)["changed"] is False, k
         assert zone_root(target.path)["crl_signed"] is None, k
