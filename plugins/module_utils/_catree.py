@@ -391,7 +391,11 @@ def write_tree(target, files, uid, gid, replace=False, now=None, fs=None):
                 # no atomic swap here: two renames; a crash between them leaves no target
                 # (the old one is kept, the re-run writes the new one)
                 fs.rename(target, replaced)
-                fs.rename(aside, target)
+                try:
+                    fs.rename(aside, target)
+                except OSError:
+                    os.rename(replaced, target)  # put the old one back
+                    raise
                 staging = None
                 fs.fsync_dir(parent)
                 return replaced
@@ -400,8 +404,8 @@ def write_tree(target, files, uid, gid, replace=False, now=None, fs=None):
             fs.fsync_dir(parent)
             return replaced
         except OSError as exc:
-            raise TrustzoneError("cannot move the restored directory into place (%s)"
-                                 % exc.strerror, exc.filename or target,
+            raise TrustzoneError("cannot write the restored directory or move it into place "
+                                 "(%s)" % exc.strerror, exc.filename or target,
                                  fix="check free space and permissions, then run the "
                                      "restore again") from exc
         finally:

@@ -395,3 +395,30 @@ def test_a_restored_ca_signs_no_crl_until_it_learned_from_the_fleet(world, tmp_p
     assert call(zone_root, **ca_params)["crl_signed"]
     # a re-run of the whole restore keeps it that way
     assert restore(world, target)["changed"] is False and not T.learning_pending(target)
+
+
+def test_without_a_swap_a_failed_second_rename_puts_the_old_directory_back(world, tmp_path,
+                                                                            monkeypatch):
+    """The two-rename fallback: when the new tree cannot be renamed in after the old one was
+    moved aside (an error, not a crash), the old one goes back and nothing is left beside."""
+    target = str(tmp_path / "v" / "prod")
+    start_other(world, target)
+    before = listing(target)
+    renames = []
+    real = T.Fs.rename
+
+    def rename(self, src, dst):
+        renames.append((src, dst))
+        if len(renames) == 3:  # staging -> aside, target -> replaced, aside -> target
+            raise OSError(errno.EIO, "Input/output error", src)
+        return real(self, src, dst)
+
+    def no_exchange(self, one, _other):
+        raise OSError(errno.EINVAL, "Invalid argument", one)
+
+    monkeypatch.setattr(T.Fs, "rename", rename)
+    monkeypatch.setattr(T.Fs, "exchange", no_exchange)
+    with pytest.raises(Exception, match="Input/output error"):
+        restore(world, target, force=True)
+    assert renames[2][1] == target
+    assert listing(target) == before and beside(target) == []
