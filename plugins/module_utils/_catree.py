@@ -12,14 +12,20 @@ write a whole tree so that it appears at once, and replace a set of files togeth
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime
+import errno
+import fcntl
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
+from ansible_collections.trustzone.pki.plugins.module_utils import _ca
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -133,63 +139,281 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def write_tree(target, files, uid, gid, replace=False, now=None):
+class Fs(_ca.Fs):
+    """Every filesystem step of ``write_tree`` and ``recover``, one call each (tests wrap it
+    to crash at any step). ``_ca.Fs`` plus an atomic swap of two directories."""
+
+    def write(self, path, data, mode, uid, gid):
+        _fs.atomic_write(path, data, mode, uid, gid)
+
+    def exchange(self, one, other):
+        """Swap two names in ONE step (``renameat2(RENAME_EXCHANGE)``). Raises OSError with
+        ENOSYS/EINVAL/ENOTSUP where the kernel, libc or filesystem cannot do it."""
+        fn = _renameat2()
+        if fn is None:
+            raise OSError(errno.ENOSYS, "renameat2 is not available", one)
+        if fn(_AT_FDCWD, os.fsencode(one), _AT_FDCWD, os.fsencode(other),
+              _RENAME_EXCHANGE) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), one)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_NO_EXCHANGE = (errno.ENOSYS, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP),
+                errno.EOPNOTSUPP)
+
+
+def _renameat2():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+# Beside the target ``<parent>/<name>`` a restore uses two kinds of names (docs/backup.md):
+#   .<name>.restore-<random>  the new tree being written; never anything else
+#   .<name>.aside-<inode>     the complete new tree about to be swapped with the target, whose
+#                             inode number is <inode>; after the swap the same name holds the
+#                             old directory, recognised by that inode number
+def _staging_re(name):
+    return re.compile(r"^\.%s\.restore-[A-Za-z0-9_]+$" % re.escape(name))
+
+
+def _aside_re(name):
+    return re.compile(r"^\.%s\.aside-([0-9]+)$" % re.escape(name))
+
+
+def _replaced_name(target, now):
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return "%s.replaced-%s" % (target, stamp)
+
+
+@contextlib.contextmanager
+def _parent_locked(parent):
+    """One restore at a time beside one target (an flock on the parent directory itself:
+    no lock file is left behind)."""
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def interrupted(target, now=None):
+    """What an interrupted ``write_tree`` left beside ``target`` and what ``recover`` does with
+    each: ``[(action, path, destination)]``, action ``"keep"`` (the directory a forced restore
+    swapped out: renamed to ``<target>.replaced-<UTC time>``) or ``"remove"`` (a new tree that
+    never became the target: the restore writes it again). Reads only."""
+    target = target.rstrip("/") or "/"
+    parent = os.path.dirname(target) or "."
+    name = os.path.basename(target)
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    staging, aside = _staging_re(name), _aside_re(name)
+    out = []
+    for entry in names:
+        full = os.path.join(parent, entry)
+        if staging.match(entry):
+            out.append(("remove", full, None))
+            continue
+        match = aside.match(entry)
+        if match is None:
+            continue
+        st = os.lstat(full)
+        if stat.S_ISDIR(st.st_mode) and st.st_ino == int(match.group(1)):
+            out.append(("keep", full, _replaced_name(target, now)))
+        else:
+            out.append(("remove", full, None))
+    return out
+
+
+def _remove_tree(fs, path):
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        fs.unlink(path)
+        return
+    for base, dirs, names in os.walk(path, topdown=False):
+        for entry in names:
+            fs.unlink(os.path.join(base, entry))
+        for entry in dirs:
+            full = os.path.join(base, entry)
+            if os.path.islink(full):
+                fs.unlink(full)
+            else:
+                fs.rmdir(full)
+    fs.rmdir(path)
+
+
+def _recover(target, now, fs):
+    done = []
+    for action, path, destination in interrupted(target, now):
+        if action == "keep":
+            if os.path.lexists(destination):
+                raise TrustzoneError("exists already", destination,
+                                     fix="move it away and run the restore again")
+            fs.rename(path, destination)
+        else:
+            _remove_tree(fs, path)
+        done.append((action, path, destination))
+    if done:
+        fs.fsync_dir(os.path.dirname(target.rstrip("/")) or ".")
+    return done
+
+
+def recover(target, now=None, fs=None):
+    """Finish what an interrupted ``write_tree`` left beside ``target`` (see ``interrupted``);
+    returns the same list. Never touches ``target`` itself."""
+    target = target.rstrip("/") or "/"
+    parent = os.path.dirname(target) or "."
+    if not os.path.isdir(parent):
+        return []
+    with _parent_locked(parent):
+        return _recover(target, now, fs or Fs())
+
+
+def restored_marker(target):
+    """``<parent>/.<name>.from-archive``: which archive ``target`` was restored from, and
+    whether it learned from the fleet since (outside the CA directory, so that backups and
+    comparisons never see it)."""
+    target = target.rstrip("/") or "/"
+    return os.path.join(os.path.dirname(target) or ".",
+                        ".%s.from-archive" % os.path.basename(target))
+
+
+PENDING = "learning-pending"
+
+
+def _marker(target):
+    data = _fs.read_file(restored_marker(target), max_bytes=4096)
+    return data.decode("ascii", "replace").split() if data is not None else []
+
+
+def restored_from(target):
+    """The archive digest (``sha256:<hex>``) ``target`` was restored from, or None. Reads
+    only."""
+    words = _marker(target)
+    return words[0] if words else None
+
+
+def learning_pending(target):
+    """Whether ``target`` was restored and has not learned from the fleet since
+    (``ledger_learn``): until then its ledger knows only the archive, and CRLs signed from it
+    would drop the revocations made after the backup. Reads only."""
+    return PENDING in _marker(target)[1:]
+
+
+def mark_restored(target, digest, uid, gid, pending=True, fs=None):
+    """Note (atomically) that ``target`` now holds the archive ``digest`` (``sha256:<hex>``)
+    names, and whether the learning from the fleet is still to come."""
+    text = "%s%s\n" % (digest, " " + PENDING if pending else "")
+    (fs or Fs()).write(restored_marker(target), text.encode("ascii"), 0o600, uid, gid)
+
+
+def mark_learned(target, fs=None):
+    """After ``ledger_learn`` merged the fleet into the ledger: the restore is complete. Keeps
+    the note's owner. Returns whether it changed anything."""
+    if not learning_pending(target):
+        return False
+    st = os.lstat(restored_marker(target))
+    mark_restored(target, restored_from(target), st.st_uid, st.st_gid, pending=False, fs=fs)
+    return True
+
+
+def write_tree(target, files, uid, gid, replace=False, now=None, fs=None):
     """Make ``target`` hold exactly ``files`` ({relative path: (mode, bytes)}).
 
     The tree is written into a fresh directory beside ``target`` (every file atomically, with
-    its mode and owner) and renamed into place in one step, so an interrupted restore leaves
-    no half-written CA directory. ``target`` must be missing or empty, unless ``replace``:
-    then it is moved aside to ``<target>.replaced-<UTC time>`` and kept. Returns that path
-    (or None)."""
+    its mode and owner) and put in place in one step: renamed over a missing or empty
+    ``target``, or - with ``replace`` - swapped with it (``renameat2(RENAME_EXCHANGE)``), the
+    old directory then renamed to ``<target>.replaced-<UTC time>`` and kept. Whenever it
+    stops, ``target`` is the old directory or the complete new one; what is left beside it is
+    finished by ``recover`` (called first). Returns the replaced path (or None)."""
+    fs = fs or Fs()
     target = target.rstrip("/") or "/"
     parent = os.path.dirname(target) or "."
+    name = os.path.basename(target)
     _fs.refuse_symlink(target)
     if not os.path.isdir(parent):
         _fs.ensure_dir(parent, 0o755, 0, 0)
     _fs.refuse_symlink(parent)
-    staging = tempfile.mkdtemp(prefix=".%s.restore-" % os.path.basename(target), dir=parent)
-    try:
-        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
-        try:  # mkdtemp made it 0700; owner and mode through its descriptor
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
-        for relp in sorted(files):
-            mode, data = files[relp]
-            parts = A.check_relpath(relp).split("/")
-            here = staging
-            for part in parts[:-1]:
-                here = os.path.join(here, part)
-                _fs.ensure_dir(here, 0o700, uid, gid)
-            _fs.atomic_write(os.path.join(here, parts[-1]), data, mode & 0o777, uid, gid)
-        _fsync_dir(staging)
+    with _parent_locked(parent):
+        _recover(target, now, fs)
+        occupied = os.path.lexists(target) and (
+            not os.path.isdir(target) or bool(os.listdir(target)))
         replaced = None
-        if os.path.lexists(target):
-            if replace:
-                stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime(
-                    "%Y%m%dT%H%M%SZ")
-                replaced = "%s.replaced-%s" % (target, stamp)
-                if os.path.lexists(replaced):
-                    raise TrustzoneError("exists already", replaced,
-                                         fix="move it away and run the restore again")
-                os.rename(target, replaced)
-            elif os.listdir(target):
+        if occupied:
+            if not replace:
                 raise TrustzoneError("is not empty", target,
                                      fix="restore onto an empty CA directory")
+            replaced = _replaced_name(target, now)
+            if os.path.lexists(replaced):
+                raise TrustzoneError("exists already", replaced,
+                                     fix="move it away and run the restore again")
+        staging = os.path.join(parent, ".%s.restore-%s" % (name, secrets.token_hex(8)))
         try:
-            os.rename(staging, target)  # over an empty directory too
+            fs.mkdir(staging, 0o700, uid, gid)
+            made = []
+            for relp in sorted(files):
+                mode, data = files[relp]
+                parts = A.check_relpath(relp).split("/")
+                here = staging
+                for part in parts[:-1]:
+                    here = os.path.join(here, part)
+                    if not os.path.isdir(here):
+                        fs.mkdir(here, 0o700, uid, gid)
+                        made.append(here)
+                fs.write(os.path.join(here, parts[-1]), data, mode & 0o777, uid, gid)
+            for sub in reversed(made):
+                fs.fsync_dir(sub)
+            fs.fsync_dir(staging)
+            if not occupied:
+                fs.rename(staging, target)  # over an empty directory too
+                staging = None
+                fs.fsync_dir(parent)
+                return None
+            aside = os.path.join(parent, ".%s.aside-%d" % (name, os.lstat(target).st_ino))
+            fs.rename(staging, aside)
+            staging = aside
+            fs.fsync_dir(parent)
+            try:
+                fs.exchange(aside, target)  # the one step that puts the new tree in place
+            except OSError as exc:
+                if exc.errno not in _NO_EXCHANGE:
+                    raise
+                # no atomic swap here: two renames; a crash between them leaves no target
+                # (the old one is kept, the re-run writes the new one)
+                fs.rename(target, replaced)
+                try:
+                    fs.rename(aside, target)
+                except OSError:
+                    os.rename(replaced, target)  # put the old one back
+                    raise
+                staging = None
+                fs.fsync_dir(parent)
+                return replaced
+            staging = None  # ``aside`` holds the old directory now
+            fs.rename(aside, replaced)
+            fs.fsync_dir(parent)
+            return replaced
         except OSError as exc:
-            if replaced is not None:
-                os.rename(replaced, target)
-            raise TrustzoneError("cannot move the restored directory into place (%s)"
-                                 % exc.strerror, target) from exc
-        staging = None
-        _fsync_dir(parent)
-        return replaced
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+            raise TrustzoneError("cannot write the restored directory or move it into place "
+                                 "(%s)" % exc.strerror, exc.filename or target,
+                                 fix="check free space and permissions, then run the "
+                                     "restore again") from exc
+        finally:
+            if staging is not None and os.path.lexists(staging):
+                try:
+                    _remove_tree(Fs(), staging)
+                except OSError:
+                    pass
 
 
 def replace_files(updates):

@@ -219,6 +219,13 @@ def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
         committed_number=int(meta.get("crl_number") or 0))
     if reason is None:
         return data.decode("ascii"), None
+    if not check:
+        from ansible_collections.trustzone.pki.plugins.module_utils import _catree
+        if _catree.learning_pending(ca.path):
+            raise TrustzoneError(
+                "the CA directory was restored and has not learned from the fleet yet: CRLs "
+                "signed now would drop the revocations made after the backup", ca.path,
+                fix="run playbooks/restore.yml again (its ledger_learn step)")
     revoked = _ledger.rows(conn, status="revoked") if conn else []
     plan = plan_crl(disk, reason, signers, revoked, meta)
     text = build(plan, now, lifetime)

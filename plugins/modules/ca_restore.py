@@ -22,8 +22,19 @@ description:
     root with other files (restoring would roll the ledger back) - is refused unless
     O(force); then the current directory is moved aside to
     C(<dir>.replaced-<UTC time>) and kept.
-  - The files are written into a new directory beside the target and renamed into place in
-    one step, so an interrupted restore leaves no half-restored CA.
+  - A directory restored from this very archive before (noted in
+    C(<parent>/.<name>.from-archive) beside it) whose root is still the archive's counts as
+    restored, forced or not - the learning that follows a restore
+    (M(trustzone.pki.ledger_learn), new CRLs) changes its ledger, and running
+    C(playbooks/restore.yml) again after it stopped must not roll that back.
+  - Until M(trustzone.pki.ledger_learn) ran on the restored directory, the note says
+    C(learning-pending) and the zone signs no CRL from it (a CRL signed from a ledger that
+    knows only the archive would drop the revocations made after the backup).
+  - The files are written into a new directory beside the target and put in place in one
+    step (renamed over a missing or empty directory; with O(force) swapped with the current
+    one by C(renameat2(RENAME_EXCHANGE))), so an interrupted restore leaves the old directory
+    or the whole restored one, never a mix. The next run finishes what an interrupted one
+    left beside the directory (see RV(recovered)).
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   zone:
@@ -95,6 +106,14 @@ replaced:
   description: Where the directory that was replaced now is, or null.
   returned: success
   type: str
+recovered:
+  description: What an interrupted earlier restore had left beside the directory and this
+    run finished, one line each - C(keep <path> -> <dir>.replaced-<UTC time>) (the directory
+    a forced restore had swapped out, kept) or C(remove <path>) (a new tree that never got
+    in place). In check mode, what would be done.
+  returned: success
+  type: list
+  elements: str
 dir:
   description: The CA directory.
   returned: success
@@ -112,6 +131,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -139,6 +159,17 @@ def existing_files(path):
     return files
 
 
+def _root_of(existing):
+    """SHA-256 fingerprint of the root in force in ``existing`` ({path: (mode, bytes)})."""
+    data = A.CA.logical_files(existing).get("root.crt")
+    if data is None:
+        return None
+    try:
+        return C.fingerprint(C.load_certificate(data[1]))
+    except TrustzoneError:
+        return None
+
+
 def _has_entries(path):
     for _root, dirs, names in os.walk(path):
         if dirs or names:
@@ -162,21 +193,46 @@ def run(module):
         raise type(exc)("refusing to restore: " + exc.message, exc.path or name,
                         fix=exc.fix) from None
     A.check_ca_files(files, params["ca_passphrase"])
+    # an interrupted earlier restore is finished first: the directory it swapped out is kept
+    # under its .replaced- name, a new tree that never got in place is removed
+    if module.check_mode:
+        recovered = T.interrupted(path)
+    else:
+        recovered = T.recover(path)
     existing = existing_files(path)
-    plan = A.plan_restore(manifest, files, existing, zone, force=params["force"], target=path)
-    replaced = None
+    digest = "sha256:" + A.sha256_hex(data)
+    if existing and T.restored_from(path) == digest and _root_of(existing) == (
+            manifest.get("roots") or {}).get("current"):
+        # restored from this very archive before, then changed by the learning that follows a
+        # restore (ledger_learn, CRLs): the restore is done, rolling back would lose that
+        plan = {"action": "none", "reason": "the CA directory was restored from this archive; "
+                                            "what it learned since is kept"}
+    else:
+        plan = A.plan_restore(manifest, files, existing, zone, force=params["force"],
+                              target=path)
+    replaced = next((dest for action, _p, dest in recovered if action == "keep"), None)
     if plan["action"] == "none":
         # the same files: only the directory's own mode and owner may need fixing
         changed = _fs.ensure_dir(path, 0o700, uid, gid, check_mode=module.check_mode)
+        changed = changed or bool(recovered)
     else:
         changed = True
         if not module.check_mode:
-            replaced = T.write_tree(path, files, uid, gid, replace=plan["action"] == "replace")
+            replaced = T.write_tree(path, files, uid, gid,
+                                    replace=plan["action"] == "replace") or replaced
+    if T.restored_from(path) != digest:
+        # restored just now (or by a run that stopped before this note): the fleet has not
+        # taught it anything yet - no CRL is signed from it until ledger_learn ran
+        changed = True
+        if not module.check_mode:
+            T.mark_restored(path, digest, uid, gid, pending=True)
     result = {
         "changed": changed,
         "action": plan["action"],
         "reason": plan["reason"],
         "replaced": replaced,
+        "recovered": ["%s %s" % (action, p) + (" -> %s" % dest if dest else "")
+                      for action, p, dest in recovered],
         "dir": path,
         "archive": A.describe(manifest),
     }

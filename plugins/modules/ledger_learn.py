@@ -24,6 +24,10 @@ description:
     O(fleet[].names) (resolved from the inventory on the controller) grants the node holding
     it; then it is recorded for that node (the newest one per profile V(valid), older ones
     V(superseded)). Everything else is listed in RV(ignored).
+  - A CA directory restored by M(trustzone.pki.ca_restore) signs no CRL until this module ran
+    on it (the note C(<parent>/.<name>.from-archive) says C(learning-pending) until then) -
+    CRLs signed from a ledger that knows only the archive would drop the revocations made
+    after the backup. This module clears the note.
   - The CA signs its CRLs again on the next run of the ca role (C(playbooks/restore.yml)
     does that right away), with a number above every number the fleet was seen holding.
 author: trustzone.pki maintainers (!UNKNOWN)
@@ -117,6 +121,7 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
@@ -193,6 +198,10 @@ def run(module):
     else:
         with _ledger.locked(ca.path):
             changed, plan = _learn(ca, zone, unique, params["fleet"], now, check)
+            # the restore is complete: CRLs may be signed from the ledger again
+            changed |= T.mark_learned(ca.path)
+    if check and T.learning_pending(ca.path):
+        changed = True
     return {
         "changed": changed,
         "learned": [{k: r[k] for k in ("host", "profile", "serial", "status", "not_after")}

@@ -1,7 +1,8 @@
 """Revocation and CRLs (module_utils/_revocation.py): every live certificate stays revocable,
 every CA with live leaves has a CRL, and CRL numbers never go backwards - across crashes
-(an exception between every pair of file/database steps of a publication) and across a
-restore from an old backup (the fleet teaches the restored CA what happened after it).
+(an exception between every pair of file/database steps of a publication; an exception or
+os._exit before every step of the learning after a restore and the publication after it) and
+across a restore from an old backup (the fleet teaches the restored CA what happened after it).
 
 The zone_root-driven tests run the module's whole logic against real CA directories.
 """
@@ -17,6 +18,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _catree
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
@@ -540,3 +542,158 @@ def test_learning_survives_whatever_a_hostile_node_returns(zone_root, ca, keys):
     result = learn(ca, junk)
     assert (result["changed"], result["learned"], result["revoked"]) == (False, [], [])
     assert len(result["ignored"]) == 2  # the two malformed PEM blocks, each named
+
+
+# --------------------------------------------------------------------------- learning, crashed
+
+WRITES = ("BEGIN", "COMMIT", "INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _CountingConn:
+    """A ledger connection whose every write statement (and BEGIN/COMMIT) is a step."""
+
+    def __init__(self, conn, tick):
+        self._conn, self._tick = conn, tick
+
+    def execute(self, sql, *args):
+        if sql.split(None, 1)[0].upper() in WRITES:
+            self._tick("sql " + " ".join(sql.split()[:3]))
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def crash_learning_at(patch, k, how):
+    """Crash before the k-th database or file step (raise, or os._exit(17))."""
+    count = {"n": 0}
+
+    def tick(what):
+        count["n"] += 1
+        if count["n"] == k:
+            if how == "exit":
+                os._exit(17)
+            raise Crash("before step %d (%s)" % (k, what))
+
+    real_connect = _ledger.connect
+
+    def connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        return None if conn is None else _CountingConn(conn, tick)
+
+    patch.setattr(_ledger, "connect", connect)
+    for name in ("replace", "rename", "unlink", "fsync"):
+        real = getattr(os, name)
+
+        def step(*args, _real=real, _name=name, **kwargs):
+            tick("os.%s" % _name)
+            return _real(*args, **kwargs)
+
+        patch.setattr(os, name, step)
+    return count
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_crash_at_every_step_of_learning_and_the_crl_after_it(zone_root, tmp_path, keys,
+                                                                 monkeypatch, how):
+    """Learning after a restore (ledger_learn's merge) and the CRL publication that follows
+    it (zone_root), crashed before every database write and file step: the re-run completes,
+    no revocation the fleet showed is lost, no CRL number is published with two contents,
+    and the numbers end above every number the fleet holds."""
+    ca = CaDir(str(tmp_path / "live"), UID, GID)
+    os.makedirs(ca.path, mode=0o700)
+    zone_root(ca.path)
+    node1 = issue(ca, keys, "node1")
+    backup = str(tmp_path / "backup")
+    shutil.copytree(ca.path, backup)                                   # the backup
+    node2 = issue(ca, keys, "node2")
+    revoke_host(ca, "node1")
+    lost = issue(ca, keys, "node3")                                    # nobody will show it
+    revoke_host(ca, "node3")
+    node1_new = issue(ca, keys, "node1")
+    fleet_crl = zone_root(ca.path)["crl"]
+    fleet_number = C.crl_number(C.load_crls(fleet_crl)[0])
+    fleet = [
+        {"host": "node1", "names": names_of("node1"),
+         "files": [{"profile": "crl", "content": fleet_crl},
+                   {"profile": "server", "content": C.certificate_pem(node1_new)},
+                   {"profile": "server.prev", "content": C.certificate_pem(node1)}]},
+        {"host": "node2", "names": names_of("node2"),
+         "files": [{"profile": "server", "content": C.certificate_pem(node2)}]},
+    ]
+    revoked = {"%x" % c.serial_number for c in (node1, lost)}
+
+    def learn_and_publish(target):
+        learn(target, fleet)
+        return zone_root(target.path)
+
+    def ledger_of(target):
+        conn = _ledger.connect(target.path)
+        try:
+            return {r["serial"]: (r["host"], r["profile"], r["status"],
+                                  r["revocation_reason"]) for r in _ledger.rows(conn)}
+        finally:
+            conn.close()
+
+    clean = CaDir(str(tmp_path / "crash-free"), UID, GID)                # what a run without
+    shutil.copytree(backup, clean.path)                                # a crash ends with
+    _catree.mark_restored(clean.path, "sha256:unit", UID, GID)
+    learn_and_publish(clean)
+    want = ledger_of(clean)
+    assert {s for s, r in want.items() if r[2] == "revoked"} == revoked
+    assert want["%x" % node2.serial_number] == ("node2", "server", "valid", None)
+    assert want["%x" % node1_new.serial_number][:2] == ("node1", "server")
+
+    crashes = 0
+    for k in range(1, 400):
+        target = CaDir(str(tmp_path / ("restored-%d" % k)), UID, GID)
+        shutil.copytree(backup, target.path)                           # the restore, as
+        _catree.mark_restored(target.path, "sha256:unit", UID, GID)    # ca_restore notes it
+        seen = {fleet_number: fleet_crl.encode("ascii")}
+        snapshot_number(target, seen)
+        with monkeypatch.context() as patch:
+            if how == "raise":
+                count = crash_learning_at(patch, k, how)
+                try:
+                    learn_and_publish(target)
+                    crashed = False
+                except Crash:
+                    crashed = True
+            else:
+                pid = os.fork()
+                if pid == 0:  # the child: killed at step k, or runs to its end
+                    try:
+                        crash_learning_at(patch, k, how)
+                        learn_and_publish(target)
+                        code = 0
+                    except BaseException:  # noqa: BLE001 - any failure is a test failure
+                        code = 3
+                    os._exit(code)
+                _pid, status = os.waitpid(pid, 0)
+                code = os.waitstatus_to_exitcode(status)
+                assert code in (0, 17), "learning failed in the child (exit %d)" % code
+                crashed = code == 17
+        if not crashed:
+            if how == "raise":
+                assert count["n"] < k
+            break
+        crashes += 1
+        middle = snapshot_number(target, seen)   # never a number twice with other content
+        assert middle is not None
+        # the re-run completes with nothing for the operator to do
+        learn(target, fleet)
+        result = zone_root(target.path)
+        last = snapshot_number(target, seen)
+        assert last > fleet_number, (k, middle, last)
+        crls = C.load_crls(result["crl"])
+        assert revoked_by_crl(crls, node1) and revoked_by_crl(crls, lost), k
+        assert not revoked_by_crl(crls, node2) and not revoked_by_crl(crls, node1_new), k
+        assert ledger_of(target) == want, k          # no revocation or row lost or doubled
+        assert want["%x" % node1.serial_number][2:] == ("revoked", "key_compromise")
+        assert not _catree.learning_pending(target.path), k
+        # and then it is stable
+        assert learn(target, fleet)["changed"] is False, k
+        assert zone_root(target.path)["crl_signed"] is None, k
+        assert snapshot_number(target, seen) == last
+    assert crashes >= 8, "only %d steps were crashed" % crashes
+    print("learning/%s: %d crash points" % (how, crashes))
