@@ -137,3 +137,70 @@ def normalize_trust(flags):
 
 def same_trust(have, want):
     return normalize_trust(have) == normalize_trust(want)
+
+
+# --------------------------------------------------------------------------- NSS CRLs
+#
+# NSS keeps at most one CRL per issuer and addresses it by the nickname of the issuer's
+# certificate in the database (crlutil -L/-D -n NICK). So the CRLs an NSS database holds for
+# the zone are those of the roots it holds: one per root nickname, the newest the zone
+# published. A CRL whose issuer is not in the database (an intermediate's) cannot be imported
+# without bypassing the signature check, nor listed or deleted by name: it is not managed.
+
+# NSS prints an integer of up to 4 bytes as "2 (0x2)", a longer one as colon-separated hex
+_CRL_NUMBER_RE = re.compile(r"Name: CRL Number\s*\n\s*Data:\s*(?:(?P<dec>\d+) \(0x[0-9a-fA-F]+\)"
+                            r"|(?P<hex>[0-9a-fA-F]{2}(?::\s*[0-9a-fA-F]{2})*))")
+
+
+def parse_crlutil_crl(text):
+    """The CRL number shown by ``crlutil -L -n NICK`` (LC_ALL=C); -1 for a CRL without one."""
+    match = _CRL_NUMBER_RE.search(text)
+    if match is None:
+        if "CRL Info:" not in text:
+            raise TrustzoneError("cannot read the crlutil listing: no 'CRL Info:'",
+                                 fix="run crlutil -L -n NICKNAME on the node to see what it "
+                                     "prints")
+        return -1
+    if match.group("dec") is not None:
+        return int(match.group("dec"))
+    return int(re.sub(r"[^0-9a-fA-F]", "", match.group("hex")), 16)
+
+
+def crl_number_of(crl):
+    """A CRL's number, -1 when it has none (as ``parse_crlutil_crl`` reports it)."""
+    number = C.crl_number(crl)
+    return -1 if number is None else number
+
+
+def crls_for_roots(crls, roots):
+    """``{root fingerprint: crl}``: for each root the newest CRL (highest number) it signed.
+
+    A CRL no root signed (an intermediate's, a forged one) is left out; so is a root the zone
+    published no CRL for.
+    """
+    found = {}
+    for root in roots:
+        signed = [crl for crl in crls if C.crl_signed_by(crl, root)]
+        if signed:
+            found[C.fingerprint(root)] = max(signed, key=crl_number_of)
+    return found
+
+
+def plan_crls(have, want):
+    """What to change so that an NSS database holds exactly the zone's current CRLs.
+
+    ``have``: ``{nickname: crl number}`` of the zone's root entries that hold a CRL now.
+    ``want``: ``{nickname: crl number}`` of the CRL each current root should have. Returns
+    ``{'import': [...], 'delete': [...], 'keep': [...]}`` (nicknames, sorted). A CRL is
+    imported when the root has none or an older one (a lower number), and kept when the one
+    there is as new or newer (nothing published goes backwards); a root that should have no
+    CRL (a retired root, or one the zone publishes none for) loses the one it has.
+    """
+    plan = {"import": [], "delete": [], "keep": []}
+    for name, number in sorted(want.items()):
+        if name in have and have[name] >= number:
+            plan["keep"].append(name)
+        else:
+            plan["import"].append(name)
+    plan["delete"] = sorted(name for name in have if name not in want)
+    return plan

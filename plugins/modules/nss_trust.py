@@ -19,6 +19,14 @@ description:
   - A root already in the database under any nickname counts as present (NSS keeps one entry
     per certificate); only its trust flags are set.
   - Creates the database (empty password) when it does not exist and O(create) is true.
+  - Keeps the CRLs of those roots in the database (C(crlutil)), so that NSS verifiers
+    (C(vfychain), C(tstclnt), applications using NSS's default certificate verification)
+    refuse certificates the zone revoked. For each current root the newest CRL it signed
+    in O(crls) or O(crl_path) is imported when the database holds none or an older one (a
+    lower CRL number); a newer one already there is kept; the CRL of a root that leaves the
+    database, or that no longer has a CRL, is deleted. CRLs of intermediate CAs are not
+    managed, because NSS cannot import or address a CRL whose issuer is not in the
+    database.
   - Uses C(certutil) from the NSS tools (Debian C(libnss3-tools), RHEL C(nss-tools)). No
     Ansible module manages NSS databases.
 author: trustzone.pki maintainers (!UNKNOWN)
@@ -47,6 +55,20 @@ options:
   roots_path:
     description: The zone's roots bundle on the node (written by the trust role).
     type: path
+  crls:
+    description: PEM CRLs of the zone. Default - read O(crl_path).
+    type: list
+    elements: str
+  crl_path:
+    description:
+      - The zone's CRLs on the node (C(crl.pem), written by the trust role). A missing file
+        means the zone publishes no CRL, and the roots' CRLs are deleted from the database.
+      - When neither O(crls) nor O(crl_path) is given, the database's CRLs are not touched.
+    type: path
+  crlutil:
+    description: The C(crlutil) command (NSS tools).
+    type: str
+    default: crlutil
   create:
     description: Create the directory (one level) and an empty database when missing.
     type: bool
@@ -68,14 +90,16 @@ options:
     type: str
 attributes:
   check_mode:
-    description: Lists the database and reports what it would add, remove and re-flag; before
-      the NSS tools are installed, reports every root as to be added.
+    description: Lists the database and reports what it would add, remove and re-flag, and
+      which CRLs it would import and delete; before the NSS tools are installed, reports
+      every root and CRL as to be added.
     support: full
   diff_mode:
-    description: Lists the nicknames added, removed and re-flagged.
+    description: Lists the nicknames added, removed and re-flagged, and the CRLs imported
+      and deleted.
     support: full
 requirements:
-  - certutil (NSS tools) and cryptography >= 3.4 on the node
+  - certutil and crlutil (NSS tools) and cryptography >= 3.4 on the node
 """
 
 EXAMPLES = r"""
@@ -84,6 +108,7 @@ EXAMPLES = r"""
     db: /etc/pki/nssdb
     zone: prod
     roots_path: /etc/trustzone/prod/roots.pem
+    crl_path: /etc/trustzone/prod/crl.pem
     trust: "CT,,"
     mode: "0644"
 """
@@ -104,6 +129,16 @@ retrusted:
   returned: always
   type: list
   elements: str
+crls_imported:
+  description: Nicknames of the roots whose CRL was imported (new or newer).
+  returned: always
+  type: list
+  elements: str
+crls_deleted:
+  description: Nicknames of the roots whose CRL was deleted.
+  returned: always
+  type: list
+  elements: str
 created:
   description: Whether the database was created.
   returned: always
@@ -111,6 +146,7 @@ created:
 """
 
 import os
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -126,11 +162,13 @@ DB_FILES = ("cert9.db", "key4.db", "pkcs11.txt")
 
 
 class Certutil:
+    tool = "certutil"
+
     def __init__(self, module, command, directory):
         self.module = module
         self.command = module.get_bin_path(command, required=False) or command
         if not os.path.isabs(self.command):
-            raise TrustzoneError("certutil not found (%s)" % command,
+            raise TrustzoneError("%s not found (%s)" % (self.tool, command),
                                  fix="install the NSS tools (Debian libnss3-tools, RHEL "
                                      "nss-tools); the stores role does when "
                                      "trustzone_stores_nss_install is true")
@@ -142,10 +180,10 @@ class Certutil:
         rc, out, err = self.module.run_command(argv, data=data, binary_data=data is not None,
                                                environ_update={"LC_ALL": "C", "LANG": "C"})
         if check_rc and rc != 0:
-            raise TrustzoneError("certutil %s failed with exit code %d: %s" % (
-                args[0], rc, (err or out).strip()[-300:]), self.directory,
-                fix="run certutil -L -d %s on the node to see why" % self.db)
-        return rc, out
+            raise TrustzoneError("%s %s failed with exit code %d: %s" % (
+                self.tool, args[0], rc, (err or out).strip()[-300:]), self.directory,
+                fix="run %s -L -d %s on the node to see why" % (self.tool, self.db))
+        return (rc, out, err) if self.tool == "crlutil" else (rc, out)
 
     def nicknames(self):
         return T.parse_certutil_list(self.run(["-L"])[1])
@@ -155,6 +193,55 @@ class Certutil:
         if rc != 0:
             return []
         return [C.fingerprint(c) for c in C.load_certificates(out, path=nickname)]
+
+
+class Crlutil(Certutil):
+    tool = "crlutil"
+
+    def number(self, nickname):
+        """The CRL number of the CRL held for the root ``nickname``; None when it has none."""
+        rc, out, err = self.run(["-L", "-n", nickname], check_rc=False)
+        if rc != 0:
+            if "SEC_ERROR_CRL_NOT_FOUND" in (err + out):
+                return None
+            raise TrustzoneError("crlutil -L -n %s failed with exit code %d: %s" % (
+                nickname, rc, (err or out).strip()[-300:]), self.directory,
+                fix="run crlutil -L -d %s on the node to see why" % self.db)
+        return T.parse_crlutil_crl(out)
+
+    def load(self, nickname, crl):
+        """Import ``crl`` (NSS checks its signature with the root ``nickname``)."""
+        fd, path = tempfile.mkstemp(prefix="crl-", suffix=".der", dir=self.module.tmpdir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(crl.public_bytes(C.serialization.Encoding.DER))
+            rc, out, err = self.run(["-I", "-i", path], check_rc=False)
+            if rc != 0 and "SEC_ERROR_OLD_CRL" in (err + out):
+                # a higher CRL number with a this-update no later than the one there (NSS
+                # compares dates only): replace it
+                self.run(["-D", "-n", nickname])
+                rc, out, err = self.run(["-I", "-i", path], check_rc=False)
+            if rc != 0:
+                raise TrustzoneError("crlutil -I failed for the CRL of %s with exit code %d: %s"
+                                     % (nickname, rc, (err or out).strip()[-300:]),
+                                     self.directory,
+                                     fix="check that the CRLs given (crl_path, written by "
+                                         "the trust role) are the zone's")
+        finally:
+            os.unlink(path)
+
+
+def wanted_crls(params):
+    """The zone's CRLs from the parameters, or None when CRLs are not managed."""
+    if params["crls"] is not None:
+        found = []
+        for index, pem in enumerate(params["crls"]):
+            found.extend(C.load_crls(pem, path="crls[%d]" % index))
+        return found
+    if params["crl_path"]:
+        data = _fs.read_file(params["crl_path"])
+        return [] if data is None else C.load_crls(data, path=params["crl_path"])
+    return None
 
 
 def run(module):
@@ -172,12 +259,17 @@ def run(module):
                                  fix="pass the zone name")
         prefix = T.alias_prefix(P.validate_name(params["zone"], "zone name"))
     roots = _sources.roots(params["roots"], params["roots_path"])
+    crls = wanted_crls(params)
+    crl_by_root = T.crls_for_roots(crls or [], roots)
     if check and module.get_bin_path(params["certutil"]) is None:
         # check mode before the NSS tools are installed: everything would be added
         return {"changed": True, "created": not os.path.isfile(os.path.join(directory,
                                                                             "cert9.db")),
                 "added": sorted(T.alias_for(prefix, r) for r in roots), "removed": [],
-                "retrusted": [], "db": directory, "msg": "certutil is not installed yet"}
+                "retrusted": [], "db": directory, "msg": "certutil is not installed yet",
+                "crls_imported": sorted(T.alias_for(prefix, r) for r in roots
+                                        if C.fingerprint(r) in crl_by_root),
+                "crls_deleted": []}
     certutil = Certutil(module, params["certutil"], directory)
     owner = None
     if params["owner"] is not None or params["group"] is not None:
@@ -185,7 +277,7 @@ def run(module):
     mode = P.parse_mode(params["mode"]) if params["mode"] is not None else None
 
     result = {"changed": False, "created": False, "added": [], "removed": [], "retrusted": [],
-              "db": directory}
+              "crls_imported": [], "crls_deleted": [], "db": directory}
     _fs.refuse_symlink(directory)
     exists = os.path.isfile(os.path.join(directory, "cert9.db"))
     if not exists:
@@ -193,7 +285,9 @@ def run(module):
             raise TrustzoneError("no NSS database (cert9.db) here", directory,
                                  fix="create it (certutil -N -d sql:DIR) or set create: true")
         result.update(changed=True, created=True,
-                      added=sorted(T.alias_for(prefix, r) for r in roots))
+                      added=sorted(T.alias_for(prefix, r) for r in roots),
+                      crls_imported=sorted(T.alias_for(prefix, r) for r in roots
+                                           if C.fingerprint(r) in crl_by_root))
         if check:
             return result
         uid, gid = owner or (0, 0)
@@ -213,7 +307,24 @@ def run(module):
     retrust = sorted(name for name in plan["keep"].values()
                      if not T.same_trust(listed.get(name, ",,"), trust))
     changed = bool(plan["add"] or plan["remove"] or retrust)
+    crl_plan = {"import": [], "delete": []}
+    if crls is not None:
+        crlutil = Crlutil(module, params["crlutil"], directory) \
+            if module.get_bin_path(params["crlutil"]) or not check else None
+        # the entry that holds (or will hold) each current root, and the CRL it should have
+        holder = dict(plan["keep"])
+        holder.update({C.fingerprint(cert): name for name, cert in plan["add"].items()})
+        want_crl = {holder[fp]: crl for fp, crl in crl_by_root.items()}
+        have = {}
+        for name in sorted((set(ours) | set(holder.values())) & set(listed)):
+            number = crlutil.number(name) if crlutil is not None else None
+            if number is not None:
+                have[name] = number
+        crl_plan = T.plan_crls(have, {n: T.crl_number_of(c) for n, c in want_crl.items()})
+        changed = changed or bool(crl_plan["import"] or crl_plan["delete"])
     if not check:
+        for name in crl_plan["delete"]:  # before the root goes: NSS finds a CRL by its root
+            crlutil.run(["-D", "-n", name])
         for name in plan["remove"]:
             certutil.run(["-D", "-n", name])
         for name, cert in sorted(plan["add"].items()):
@@ -221,6 +332,8 @@ def run(module):
                          data=C.certificate_pem(cert).encode("ascii"))
         for name in retrust:
             certutil.run(["-M", "-n", name, "-t", trust])
+        for name in crl_plan["import"]:
+            crlutil.load(name, want_crl[name])
     if owner is not None or mode is not None:
         for name in DB_FILES:
             path = os.path.join(directory, name)
@@ -235,12 +348,15 @@ def run(module):
                     _fs.set_meta(path, want_mode, want_uid, want_gid)
     result.update(changed=result["changed"] or changed,
                   added=sorted(set(result["added"]) | set(plan["add"])),
-                  removed=plan["remove"], retrusted=retrust)
+                  removed=plan["remove"], retrusted=retrust,
+                  crls_imported=crl_plan["import"], crls_deleted=crl_plan["delete"])
     if module._diff:
         lines = (["create %s\n" % directory] if result["created"] else []) + \
             ["+ %s (%s)\n" % (n, trust) for n in result["added"]] + \
             ["- %s\n" % n for n in result["removed"]] + \
-            ["trust %s %s\n" % (n, trust) for n in retrust]
+            ["trust %s %s\n" % (n, trust) for n in retrust] + \
+            ["+ CRL of %s\n" % n for n in result["crls_imported"]] + \
+            ["- CRL of %s\n" % n for n in result["crls_deleted"]]
         result["diff"] = {"before": "", "after": "".join(lines),
                           "after_header": "NSS database %s" % directory}
     return result
@@ -255,6 +371,9 @@ def main():
             nickname_prefix=dict(type="str"),
             roots=dict(type="list", elements="str"),
             roots_path=dict(type="path"),
+            crls=dict(type="list", elements="str"),
+            crl_path=dict(type="path"),
+            crlutil=dict(type="str", default="crlutil"),
             create=dict(type="bool", default=True),
             certutil=dict(type="str", default="certutil"),
             owner=dict(type="str"),
@@ -262,7 +381,7 @@ def main():
             mode=dict(type="str"),
         ),
         required_one_of=[("roots", "roots_path")],
-        mutually_exclusive=[("roots", "roots_path")],
+        mutually_exclusive=[("roots", "roots_path"), ("crls", "crl_path")],
         supports_check_mode=True,
     )
     run_module(module, run)

@@ -455,6 +455,84 @@ def test_a_root_rotation_updates_every_store(fleet, vars_file, probe):
         assert all(s["changed"] == 0 for s in stats.values()), playbook
 
 
+# --------------------------------------------------------------------------- revocation
+
+def vfychain_pem(fleet, host, pem):
+    """vfychain (NSS's classic verification, which checks the CRLs the database holds)."""
+    return fleet.sh(host, "cat > /tmp/peer.crt && vfychain -d sql:%s -u 1 -a /tmp/peer.crt"
+                    % NSSDB, check=False, input=pem)
+
+
+def nss_crls(fleet, host):
+    """``{nickname: crl number}`` of the CRLs the NSS database holds."""
+    out = fleet.sh(host, "crlutil -L -d sql:%s" % NSSDB).stdout
+    names = re.findall(r"^(\S+)\s+CRL\s*$", out, re.M)
+    numbers = {}
+    for name in names:
+        info = fleet.sh(host, "crlutil -L -n %s -d sql:%s" % (name, NSSDB)).stdout
+        numbers[name] = int(re.search(r"Name: CRL Number\s*\n\s*Data: (\d+) ", info).group(1))
+    return numbers
+
+
+def zone_crl_number(fleet, host):
+    """Number of the CRL the zone's current root signed, in the node's crl.pem (which also
+    holds the CRLs of CAs that left roots.pem but still have unexpired leaves)."""
+    root, = x509.load_pem_x509_certificates(fleet.read(host, DIR + "/roots.pem").encode())
+    text = fleet.read(host, DIR + "/crl.pem")
+    blocks = re.findall(r"-----BEGIN X509 CRL-----.*?-----END X509 CRL-----", text, re.S)
+    numbers = [crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+               for crl in (x509.load_pem_x509_crl(b.encode()) for b in blocks)
+               if crl.issuer == root.subject]
+    assert len(numbers) == 1, text
+    return numbers[0]
+
+
+def test_nss_databases_hold_the_zones_crl_and_refuse_a_revoked_certificate(fleet, vars_file):
+    roots = root_fingerprints(fleet)
+    alias = "trustzone-lab-%s" % roots[0]
+    # after site.yml/stores.yml every database holds the CRL of the zone's root, exactly once;
+    # the retired root's CRL left with it in the rotation (NSS would keep it, listed by DN)
+    for host in ("node1", "node2"):
+        assert nss_crls(fleet, host) == {alias: zone_crl_number(fleet, host)}
+    revoked = fleet.read("node2", DIR + "/server.crt")
+    assert vfychain_pem(fleet, "node1", revoked).returncode == 0  # valid until revoked
+    run(fleet, "revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}')
+    number = zone_crl_number(fleet, "node1")
+    assert nss_crls(fleet, "node1")[alias] < number  # revoke.yml wrote crl.pem only ...
+    assert vfychain_pem(fleet, "node1", revoked).returncode == 0  # ... so NSS still accepts
+    # check mode says the CRL would be imported and imports nothing
+    before = snapshot(fleet, "node1")
+    stats = recap(run(fleet, STORES, "-e", "@%s" % vars_file, "--check", "--diff").output)
+    assert stats["node1"]["changed"] > 0 and stats["node1"]["failed"] == 0
+    assert snapshot(fleet, "node1") == before
+    assert nss_crls(fleet, "node1")[alias] < number
+    # site.yml (its node play ends with the stores role): the new CRL replaces the old one
+    proc = run(fleet, "site.yml", "-e", "@%s" % vars_file, "--diff")
+    assert "+ CRL of %s" % alias in proc.output
+    remember_keys(fleet)
+    for host in ("node1", "node2"):
+        assert nss_crls(fleet, host) == {alias: zone_crl_number(fleet, host)}
+    assert zone_crl_number(fleet, "node1") >= number
+    # NSS refuses node2's revoked server certificate ...
+    proc = vfychain_pem(fleet, "node1", revoked)
+    assert proc.returncode != 0, proc.output
+    assert "Certificate has been revoked" in proc.output, proc.output
+    # ... and accepts the one site.yml issued after the revocation, and node1's own
+    fresh = fleet.read("node2", DIR + "/server.crt")
+    assert fresh != revoked
+    proc = vfychain_pem(fleet, "node1", fresh)
+    assert proc.returncode == 0, proc.output
+    proc = vfychain_pem(fleet, "node2", fleet.read("node1", DIR + "/server.crt"))
+    assert proc.returncode == 0, proc.output
+    # a second run changes nothing: no host, no NSS file
+    before = {h: snapshot(fleet, h) for h in ("node1", "node2")}
+    for playbook in ("site.yml", STORES):
+        stats = recap(run(fleet, playbook, "-e", "@%s" % vars_file).output)
+        assert all(s["changed"] == 0 for s in stats.values()), playbook
+    assert {h: snapshot(fleet, h) for h in ("node1", "node2")} == before
+    assert vfychain_pem(fleet, "node1", revoked).returncode != 0
+
+
 # --------------------------------------------------------------------------- secrets
 
 def test_no_private_key_or_secret_ever_appears_in_output(fleet):

@@ -12,7 +12,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
-    NAMES, make_root)
+    DAY, NAMES, NOW, make_root)
 
 PREFIX = "trustzone-prod-"
 
@@ -211,3 +211,95 @@ def test_invalid_trust_flags_are_refused(flags):
 def test_same_trust_ignores_letter_order():
     assert T.same_trust("TC,,", "CT,,")
     assert not T.same_trust("C,,", "CT,,")
+
+
+# --------------------------------------------------------------------------- NSS CRLs
+
+# crlutil -L -n NICK output (Debian 12, NSS 3.87) for a zone CRL with one revoked serial
+CRLUTIL_SAMPLE = """CRL Info:
+:
+    Version: 2 (0x1)
+    Signature Algorithm: X9.62 ECDSA signature with SHA384
+    Issuer: "serialNumber=0123456789abcdef,CN=trustzone prod root CA,OU=prod,O=trustzone"
+    This Update: Sat Dec 05 00:41:21 2026
+    Next Update: Sat Dec 12 00:49:21 2026
+    Entry 1 (0x1):
+        Serial Number: 10 (0xa)
+        Revocation Date: Sat Dec 05 00:44:21 2026
+    CRL Extensions:
+        Name: CRL Number
+        Data: %s
+
+        Name: Certificate Authority Key Identifier
+        Key ID:
+            22:53:2b:51:8d:63:68:76:ab:42:aa:34:21:fd:8a:14:
+            fc:cc:18:5f
+"""
+
+
+def crl(zone, number, revoked=(), key=None):
+    return C.build_crl(zone.cert, key or zone.key, [(s, NOW, "unspecified") for s in revoked],
+                       NOW, NOW + 7 * DAY, number)
+
+
+@pytest.mark.parametrize("data,number", [
+    ("2 (0x2)", 2),
+    ("1234567 (0x12d687)", 1234567),
+    ("00:a1:b2:c3:d4:e5:f6:07:18:29:3a:4b:5c:6d:7e:8f:\n            90", 0xa1b2c3d4e5f60718293a4b5c6d7e8f90),
+])
+def test_crlutil_crl_number_is_parsed(data, number):
+    assert T.parse_crlutil_crl(CRLUTIL_SAMPLE % data) == number
+
+
+def test_a_crl_without_a_number_reads_as_minus_one():
+    text = CRLUTIL_SAMPLE.split("    CRL Extensions:")[0]
+    assert T.parse_crlutil_crl(text) == -1
+
+
+def test_unexpected_crlutil_output_is_an_error():
+    with pytest.raises(TrustzoneError, match="crlutil"):
+        T.parse_crlutil_crl("crlutil: something else entirely")
+
+
+def test_each_root_gets_the_newest_crl_it_signed(zone, other_zone, retired, keys):
+    old, new, foreign = crl(zone, 3), crl(zone, 5), crl(other_zone, 9)
+    # a CRL that names the zone's root as issuer but is signed by another key is not its
+    forged = C.build_crl(zone.cert, other_zone.key, [(77, NOW, "unspecified")], NOW,
+                         NOW + 7 * DAY, 99)
+    found = T.crls_for_roots([old, forged, new, foreign], [zone.cert, retired])
+    assert list(found) == [fp(zone.cert)]
+    assert C.crl_number(found[fp(zone.cert)]) == 5
+
+
+def test_a_database_without_crls_imports_every_wanted_one():
+    assert T.plan_crls({}, {"trustzone-prod-aa": 4, "trustzone-prod-bb": 1}) == {
+        "import": ["trustzone-prod-aa", "trustzone-prod-bb"], "delete": [], "keep": []}
+
+
+def test_the_same_crl_again_changes_nothing():
+    assert T.plan_crls({"trustzone-prod-aa": 4}, {"trustzone-prod-aa": 4}) == {
+        "import": [], "delete": [], "keep": ["trustzone-prod-aa"]}
+
+
+def test_a_newer_crl_replaces_the_older_one():
+    # after a revocation the zone publishes a higher number: it replaces the one there
+    # (NSS keeps one CRL per issuer, so an import is a replacement, never a duplicate)
+    assert T.plan_crls({"trustzone-prod-aa": 4}, {"trustzone-prod-aa": 5})["import"] == [
+        "trustzone-prod-aa"]
+
+
+def test_an_older_crl_never_replaces_a_newer_one():
+    # a stale crl.pem (say, a node restored from an old backup) must not roll revocations back
+    plan = T.plan_crls({"trustzone-prod-aa": 6}, {"trustzone-prod-aa": 5})
+    assert plan == {"import": [], "delete": [], "keep": ["trustzone-prod-aa"]}
+
+
+def test_a_retired_roots_crl_is_deleted_and_the_new_roots_imported():
+    plan = T.plan_crls({"trustzone-prod-old": 8}, {"trustzone-prod-new": 1})
+    assert plan == {"import": ["trustzone-prod-new"], "delete": ["trustzone-prod-old"],
+                    "keep": []}
+
+
+def test_a_crl_without_a_number_is_replaced_by_a_numbered_one():
+    assert T.plan_crls({"trustzone-prod-aa": -1}, {"trustzone-prod-aa": 0})["import"] == [
+        "trustzone-prod-aa"]
