@@ -590,9 +590,9 @@ def rollout_plan(zone, hosts, nodes, ca, now, signed=None, trust_results=None, r
     ``requests``, ``trust``, ``files``, ``dir``); ``trust_results[host]``: the trust role's
     own result when it ran apart from the certs role; ``signed``: the sign action's result
     (``refused``); ``ca``: the zone_root result; ``reload[host]``: ``{'services',
-    'commands'}`` the host reloads when its certificates or its crl.pem change. ``history[host]``: earlier
-    results of the same run, ``[{'node', 'trust', 'ca'}, ...]`` oldest first, that later
-    plays overwrote (``rotate_root.yml`` keeps one per phase); they are merged in.
+    'commands'}`` the host reloads when its certificates or its crl.pem change.
+    ``history[host]``: earlier results of the same run, ``[{'node', 'trust', 'ca'}, ...]``
+    oldest first, that later plays overwrote (``rotate_root.yml`` keeps one per phase); they are merged in.
     """
     now = parse_time(now)
     history = history or {}

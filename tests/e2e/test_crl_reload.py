@@ -110,6 +110,7 @@ def test_site_puts_back_a_stale_crl_and_reloads_only_that_node(fleet):
     check = fleet.playbook("site.yml", "--check")
     OUTPUTS.append(check.output)
     assert "crl.pem changed: reloading" in check.output  # would reload node1
+    assert '"Reload: node1 (' in check.output  # and the check-mode plan says so
     assert counts(fleet) == before  # check mode ran nothing
     assert fleet.read("node1", DIR + "/crl.pem") == fleet.read("node1", "/tmp/crl.before")
     proc = fleet.playbook("site.yml")
