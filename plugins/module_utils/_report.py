@@ -592,7 +592,8 @@ def rollout_plan(zone, hosts, nodes, ca, now, signed=None, trust_results=None, r
     (``refused``); ``ca``: the zone_root result; ``reload[host]``: ``{'services',
     'commands'}`` the host reloads when its certificates or its crl.pem change.
     ``history[host]``: earlier results of the same run, ``[{'node', 'trust', 'ca'}, ...]``
-    oldest first, that later plays overwrote (``rotate_root.yml`` keeps one per phase); they are merged in.
+    oldest first, that later plays overwrote (``rotate_root.yml`` keeps one per phase); they
+    are merged in.
     """
     now = parse_time(now)
     history = history or {}
