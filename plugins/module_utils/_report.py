@@ -590,9 +590,10 @@ def rollout_plan(zone, hosts, nodes, ca, now, signed=None, trust_results=None, r
     ``requests``, ``trust``, ``files``, ``dir``); ``trust_results[host]``: the trust role's
     own result when it ran apart from the certs role; ``signed``: the sign action's result
     (``refused``); ``ca``: the zone_root result; ``reload[host]``: ``{'services',
-    'commands'}`` the host reloads when its certificates change. ``history[host]``: earlier
-    results of the same run, ``[{'node', 'trust', 'ca'}, ...]`` oldest first, that later
-    plays overwrote (``rotate_root.yml`` keeps one per phase); they are merged in.
+    'commands'}`` the host reloads when its certificates or its crl.pem change.
+    ``history[host]``: earlier results of the same run, ``[{'node', 'trust', 'ca'}, ...]``
+    oldest first, that later plays overwrote (``rotate_root.yml`` keeps one per phase); they
+    are merged in.
     """
     now = parse_time(now)
     history = history or {}
@@ -625,7 +626,9 @@ def rollout_plan(zone, hosts, nodes, ca, now, signed=None, trust_results=None, r
                                       if isinstance(r, dict)]})
             for reason in reasons:
                 by_reason[reason] = by_reason.get(reason, 0) + 1
-        if result.get("requests"):
+        # a new certificate, or a new CRL (crl.pem's readers reload too: issue 14)
+        crl_changed = any(_usable(s) and s.get("crl_changed") for s in (result, own_trust))
+        if result.get("requests") or crl_changed:
             wanted = (reload or {}).get(host) or {}
             reloading[host] = {"services": list(wanted.get("services") or []),
                                "commands": [c if isinstance(c, str) else " ".join(c)

@@ -67,6 +67,9 @@ options:
       - The zone's CRLs (PEM). Kept as C(<dir>/crl.pem) for services (nginx C(ssl_crl),
         C(openssl -CRLfile)); an identity whose serial is on it is renewed (reason
         C(revoked)).
+      - Services read a CRL when they (re)load; the result's RV(crl_changed) says when the
+        content of C(crl.pem) changed, and the certs and trust roles then reload the
+        services that read it.
     type: str
   trust:
     description:
@@ -228,6 +231,14 @@ installed:
       controller.
   returned: install, inspect
   type: raw
+crl_changed:
+  description:
+    - Whether the content of C(<dir>/crl.pem) changed (in check mode, would change). Its
+      mode or owner alone being put right is not a change. The certs and trust roles reload
+      the services that read the CRL (C(trustzone_certs_reload_services) and
+      C(_reload_commands)) on the nodes where it is true, and only there.
+  returned: always
+  type: bool
 files:
   description: Files written or removed.
   returned: always
@@ -276,6 +287,7 @@ class Node:
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self.files = []
         self.changed = False
+        self.crl_changed = False  # crl.pem's content changed (or would): reload its readers
 
     # ------------------------------------------------------------------ shared
     def write(self, path, data, mode, uid, gid, keep_previous=False):
@@ -313,6 +325,7 @@ class Node:
             path = os.path.join(self.dir, CRL_FILE)
             have = None if (self.check and not os.path.isdir(self.dir)) else _fs.read_file(path)
             if have is None or not P.same_pem(have, self.crl):
+                self.crl_changed = True
                 self.write(path, self.crl, 0o644, 0, 0)
             else:
                 self.ensure_meta(path, 0o644, 0, 0)
@@ -682,6 +695,7 @@ def run(module):
             result["trust"] = node.sync_trust(params["trust"])
         result["identities"], result["requests"], result["installed"] = node.inspect()
     result["changed"] = node.changed
+    result["crl_changed"] = node.crl_changed
     result["files"] = node.files
     if module._diff:
         lines = ["file %s\n" % f for f in node.files]

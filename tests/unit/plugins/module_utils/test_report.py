@@ -750,3 +750,23 @@ def test_rollout_plan_of_a_rotation_sees_every_phase():
     assert [(r["state"], r["fingerprint"][0]) for r in plan["ca"]["roots"]] == [
         ("current", "b"), ("retiring", "a")]
     assert "Rotation phase: use (this run: trust -> use)" in R.plan_lines(plan)
+
+
+def test_rollout_plan_reloads_a_host_whose_crl_alone_changes():
+    # issue 14: a node whose crl.pem changed reloads what reads it, certificates or not
+    crl = node_result(files=["/etc/trustzone/prod/crl.pem"])
+    crl["crl_changed"] = True
+    mode_only = node_result(files=["/etc/trustzone/prod/crl.pem"])
+    mode_only["crl_changed"] = False  # crl.pem's mode put right: not a new CRL
+    by_trust = node_result()
+    plan = R.rollout_plan(
+        "prod", ["node1", "node2", "node3"], {"node1": crl, "node2": mode_only,
+                                              "node3": by_trust}, CA, NOW,
+        trust_results={"node3": {"changed": True, "crl_changed": True, "files": []}},
+        reload={"node1": {"services": ["nginx"], "commands": []},
+                "node2": {"services": ["nginx"], "commands": []},
+                "node3": {"services": [], "commands": [["nginx", "-s", "reload"]]}})
+    assert plan["reload"] == {"hosts": ["node1", "node3"], "by_host": {
+        "node1": {"services": ["nginx"], "commands": []},
+        "node3": {"services": [], "commands": ["nginx -s reload"]}}}
+    assert plan["certificates"]["total"] == 0
