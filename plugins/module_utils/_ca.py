@@ -283,7 +283,7 @@ def legacy_draft(files, base, passphrase=None):
     certificate) is reported by ``load_pair`` with the file and the fix, never guessed.
     Recognising a waiting key needs the passphrase; without one only certificates are
     interpreted (what backups and reports read)."""
-    files = {rel: data for rel, data in files.items()}
+    files = dict(files)
     state = parse_state(files[STATE_FILE], os.path.join(base, STATE_FILE)) \
         if STATE_FILE in files else None
     if passphrase is not None:

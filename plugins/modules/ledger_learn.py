@@ -21,7 +21,7 @@ description:
     a certificate nobody shows gets a placeholder row, so the CRL keeps listing it), and the
     CRL number continues above the highest number seen. An installed certificate counts only
     when a CA of the zone signed it, it has not expired, and every name in it is one that
-    O(fleet[].names) (resolved from the inventory on the controller) grants the node holding
+    the C(names) of each O(fleet) entry (resolved from the inventory on the controller) grants the node holding
     it; then it is recorded for that node (the newest one per profile V(valid), older ones
     V(superseded)). Everything else is listed in RV(ignored).
   - A CA directory restored by M(trustzone.pki.ca_restore) signs no CRL until this module ran

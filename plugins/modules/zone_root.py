@@ -463,10 +463,9 @@ def run(module):
     if module._diff:
         before = "" if facts["created"] else "root %s\nphase %s\n" % (
             C.fingerprint(current.cert("root")), step["phase_before"])
-        result["diff"] = {"before": before,
-                          "after": "".join("trust %s\n" % C.fingerprint(c) for c in trusted)
-                          + "issue with %s\nphase %s\n" % (C.fingerprint(issuer),
-                                                             facts["phase"])}
+        after = "".join("trust %s\n" % C.fingerprint(c) for c in trusted)
+        after += "issue with %s\nphase %s\n" % (C.fingerprint(issuer), facts["phase"])
+        result["diff"] = {"before": before, "after": after}
     return result
 
 

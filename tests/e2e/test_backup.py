@@ -28,6 +28,8 @@ CA_DIR = "/var/lib/trustzone/%s" % ZONE
 def in_force(ca_dir, name):
     """Shell path of ``name`` in the CA state in force (the generation ``current`` names)."""
     return "%s/$(cat %s/current)/%s" % (ca_dir, ca_dir, name)
+
+
 NODE_DIR = "/etc/trustzone/%s" % ZONE
 BACKUP_PASSPHRASE = "backup passphrase for tzbak e2e 7d41"
 WRONG_PASSPHRASE = "not the backup passphrase 0000"
@@ -347,8 +349,8 @@ def test_a_revocation_made_after_a_backup_survives_restoring_that_backup(fleet, 
     listed = fleet.sh("node1", "openssl crl -in %s/crl.pem -noout -text" % NODE_DIR
                       ).stdout.lower().replace(":", "")
     assert all(serial.lstrip("0") in listed for serial in revoked)
-    fleet.sh("node1", "cat > /tmp/node3.pem", input=fleet.read("node3",
-                                                              NODE_DIR + "/server.crt"))
+    fleet.sh("node1", "cat > /tmp/node3.pem",
+             input=fleet.read("node3", NODE_DIR + "/server.crt"))
     check = fleet.sh("node1", "openssl verify -crl_check_all -CAfile %s/roots.pem -CRLfile "
                               "%s/crl.pem /tmp/node3.pem" % (NODE_DIR, NODE_DIR), check=False)
     assert check.returncode != 0 and "certificate revoked" in check.output, check.output

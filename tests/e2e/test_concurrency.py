@@ -95,7 +95,7 @@ def test_a_dead_run_does_not_block_the_next(fleet):
     lease over at once (its process is gone) instead of waiting for the TTL."""
     run = start(fleet)
     try:
-        for _ in range(600):
+        for _attempt in range(600):
             if fleet.exists("ca", "%s.lease" % CA_DIR):
                 break
             import time

@@ -371,6 +371,7 @@ def test_proxy_refuses_a_revoked_backend_until_it_is_renewed(zone, inventories, 
     zone.sh("node2", "nginx -s reload")  # the backend serves its renewed certificate
     assert eventually(lambda: user_get(zone, WEB, cafile=pebble_root).code == "200")
 
+
 def test_renewal_when_the_window_exceeds_the_remaining_lifetime(zone, pebble, inventories,
                                                                 pebble_root):
     before = {n: pem_serial(zone.read("node1", "%s/%s/cert.pem" % (ACME, n)))

@@ -38,6 +38,8 @@ CA_DIR = "/var/lib/trustzone/%s" % ZONE
 def in_force(ca_dir, name):
     """Shell path of ``name`` in the CA state in force (the generation ``current`` names)."""
     return "%s/$(cat %s/current)/%s" % (ca_dir, ca_dir, name)
+
+
 NODES = ("node1", "node2", "node3")
 SHORT_SERVER = [{"name": "server", "extended_key_usage": ["server_auth"], "lifetime": "10d",
                  "renew_before": "1d"},

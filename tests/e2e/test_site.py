@@ -23,6 +23,8 @@ DIR = "/etc/trustzone/%s" % ZONE
 def in_force(ca_dir, name):
     """Shell path of ``name`` in the CA state in force (the generation ``current`` names)."""
     return "%s/$(cat %s/current)/%s" % (ca_dir, ca_dir, name)
+
+
 ANCHORS = "/usr/local/share/ca-certificates"
 OUTPUTS = []  # every playbook output of this module, checked for secrets at the end
 

@@ -913,8 +913,8 @@ def test_site_run_on_a_flat_directory_stopped_mid_promotion_mints_nothing(
     assert (result["phase"], result["root"]["fingerprint"]) == (
         ("stable", new.fp) if promoted else ("use", old.fp))
     key, cert, chain = ca.issuer(PASS)
-    assert (C.fingerprint(cert), [C.fingerprint(c) for c in chain]) == (new_int.fp,
-                                                                       [new_int.fp])
+    assert (C.fingerprint(cert), [C.fingerprint(c) for c in chain]) == (
+        new_int.fp, [new_int.fp])
     assert C.same_public_key(key, new_int.key)
     if promoted:
         assert_promoted(ca, old, new, old_int, new_int)

@@ -94,8 +94,10 @@ def test_crl_due_compares_the_set_of_cas(keys):
                                 NOW + 900 * DAY)
     crl1 = C.build_crl(c1, k1, [], NOW - DAY, NOW + 7 * DAY, 3)
     crl2 = C.build_crl(c2, k2, [], NOW - DAY, NOW + 7 * DAY, 3)
-    due = lambda crls, cas, committed=None: P.crl_due(crls, cas, NOW, 2 * 86400, "1", "1",
-                                                      committed_number=committed)
+
+    def due(crls, cas, committed=None):
+        return P.crl_due(crls, cas, NOW, 2 * 86400, "1", "1", committed_number=committed)
+
     assert due([crl1, crl2], [c2, c1]) is None
     assert due([crl1, crl2], [c1]) == "the zone's CAs changed"          # a CA left
     assert due([crl1], [c1, c2]) == "the zone's CAs changed"            # a CA came
@@ -111,13 +113,16 @@ def test_crl_signers_keep_retired_cas_only_while_their_leaves_live(keys):
                                            NOW + 900 * DAY)
     root, inter, old_inter = ca("s-root", "root"), ca("s-int", "int"), ca("s-old", "old int")
     extended_from = ca("s-ext", "root", key_label="s-root")       # same subject and key
-    fp = lambda pair: C.fingerprint(pair[1])
+
+    def fp(pair):
+        return C.fingerprint(pair[1])
+
     rows = [row("1", "n", issuer_fp=fp(old_inter), days_left=5, status="superseded"),
             row("2", "n", issuer_fp=fp(extended_from), days_left=-1)]
     live = R.live_issuers(rows, NOW)
     signers = R.crl_signers([root, inter], [old_inter, extended_from], live)
-    assert [C.fingerprint(cert) for _k, cert, _f in signers] == [fp(root), fp(inter),
-                                                                  fp(old_inter)]
+    assert [C.fingerprint(cert) for _k, cert, _f in signers] == [
+        fp(root), fp(inter), fp(old_inter)]
     assert signers[0][2] == {fp(root), fp(extended_from)}          # one CRL for both
     # once the old intermediate's last leaf expired, its CRL goes
     later = R.live_issuers(rows, NOW + 6 * DAY)
@@ -316,7 +321,10 @@ def test_nothing_to_do_changes_nothing_and_check_mode_writes_nothing(zone_root, 
     issue(ca, keys, "node2")
     zone_root(ca.path, intermediate=True, intermediate_force=True)
     revoke_host(ca, "node2")
-    listing = lambda: {n: _fs.read_file(ca.file(n)) for n in ("crl.pem", "ledger.db")}
+
+    def listing():
+        return {n: _fs.read_file(ca.file(n)) for n in ("crl.pem", "ledger.db")}
+
     before = listing()
     planned = zone_root(ca.path, check=True, intermediate=True)
     assert planned["crl_signed"] == "revocations changed"
@@ -462,7 +470,7 @@ def test_restore_from_an_old_backup_learns_revocations_issuances_and_the_number(
     assert fleet_number > backup_number
     # a hostile node2 also shows node1's certificate and a forged CRL with a huge number
     evil = keys.get("p256#evil")
-    ikey, icert, _ = ca.issuer(PASS)
+    ikey, icert, _chain = ca.issuer(PASS)
     forged = C.crl_pem(C.build_crl(
         C.build_ca_certificate(evil, icert.subject, now_utc() - DAY, now_utc() + DAY), evil,
         [(node2.serial_number, now_utc(), "unspecified")], now_utc() - DAY,
@@ -595,7 +603,7 @@ def crash_learning_at(patch, k, how):
 
 @pytest.mark.parametrize("how", ["raise", "exit"])
 def test_a_crash_at_every_step_of_learning_and_the_crl_after_it(zone_root, tmp_path, keys,
-                                                                 monkeypatch, how):
+                                                                monkeypatch, how):
     """Learning after a restore (ledger_learn's merge) and the CRL publication that follows
     it (zone_root), crashed before every database write and file step: the re-run completes,
     no revocation the fleet showed is lost, no CRL number is published with two contents,

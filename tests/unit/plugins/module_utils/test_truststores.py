@@ -252,7 +252,7 @@ def test_crlutil_crl_number_is_parsed(data, number):
 
 
 def test_a_crl_without_a_number_reads_as_minus_one():
-    text = CRLUTIL_SAMPLE.split("    CRL Extensions:")[0]
+    text = CRLUTIL_SAMPLE.split("    CRL Extensions:", maxsplit=1)[0]
     assert T.parse_crlutil_crl(text) == -1
 
 

@@ -141,7 +141,7 @@ RETIRE = {"rotate": "retire", "retire_confirmed": True}
 
 # name: (build the starting directory, the change, does a re-run still change something)
 CHANGES = {
-    "create": (lambda p: None, lambda p: zr(p), False),
+    "create": (lambda p: None, zr, False),
     "create-intermediate": (lambda p: None, lambda p: zr(p, **INT), False),
     "migrate-flat-layout": (flat, lambda p: zr(p, **INT), False),
     "intermediate_force": (built(INT), lambda p: zr(p, intermediate_force=True, **INT), True),
@@ -156,7 +156,7 @@ CHANGES = {
     "extend": (built({}), lambda p: zr(p, extend=True, rotate_force=True, rotate_before="30d"),
                True),
     "passphrase": (built(INT, dict(TRUST, **INT), dict(USE, **INT), dict(RETIRE, **INT)),
-                   lambda p: rekey(p), False),
+                   rekey, False),
 }
 
 

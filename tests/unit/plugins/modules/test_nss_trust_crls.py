@@ -232,4 +232,3 @@ def test_an_empty_crl_list_deletes_the_roots_crls(lab):
     apply(lab, [root], [make_crl(root, 3)])
     result = apply(lab, [root], [])
     assert result["crls_deleted"] == [alias(root)] and nss.numbers() == {}
-

@@ -397,8 +397,8 @@ def test_a_restored_ca_signs_no_crl_until_it_learned_from_the_fleet(world, tmp_p
     assert restore(world, target)["changed"] is False and not T.learning_pending(target)
 
 
-def test_without_a_swap_a_failed_second_rename_puts_the_old_directory_back(world, tmp_path,
-                                                                            monkeypatch):
+def test_without_a_swap_a_failed_second_rename_puts_the_old_directory_back(
+        world, tmp_path, monkeypatch):
     """The two-rename fallback: when the new tree cannot be renamed in after the old one was
     moved aside (an error, not a crash), the old one goes back and nothing is left beside."""
     target = str(tmp_path / "v" / "prod")
