@@ -17,7 +17,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 # Arguments this plugin consumes; everything else goes to the module as it is.
@@ -25,7 +25,7 @@ ACTION_ARGS = ("inventory_profiles", "extra_names", "ca_hosts", "reload_services
                "reload_commands", "signed", "role_spec", "resolve_only")
 
 
-class ActionModule(ActionBase):
+class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
@@ -90,7 +90,3 @@ class ActionModule(ActionBase):
             args["profiles"] = _identity.resolve_identities(
                 {host: variables}, zone, [host])[host]["profiles"]
         return args, False
-
-    def _inventory_source(self):
-        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
-        return InventoryVars(self._task, self._loader)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
 
-class ActionModule(ActionBase):
+class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
@@ -28,15 +27,10 @@ class ActionModule(ActionBase):
         if zone is not None and args.get("state", "acquired") == "acquired":
             try:
                 zone = F.check_zone(host, zone)
-                nodes, cas, inventory = self._inventory_source().zone()
-                _identity.resolve_identities(inventory, zone, nodes, cas)
+                self._resolve_zone(zone)
             except TrustzoneError as exc:
                 result.update(failed=True, msg=str(exc))
                 return result
         result.update(self._execute_module(module_name="trustzone.pki.run_lease",
                                            module_args=args, task_vars=task_vars))
         return result
-
-    def _inventory_source(self):
-        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
-        return InventoryVars(self._task, self._loader)

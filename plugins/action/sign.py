@@ -16,7 +16,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
 ARGUMENT_SPEC = dict(
     zone=dict(type="str", required=True),
@@ -49,7 +49,7 @@ def installed_certificates(hosts, node_results, wanted):
     return out
 
 
-class ActionModule(ActionBase):
+class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
@@ -106,7 +106,3 @@ class ActionModule(ActionBase):
         inventory = {h: source.host_vars(h) for h in nodes + [c for c in ca_hosts
                                                               if c not in nodes]}
         return _identity.resolve_identities(inventory, zone, nodes, ca_hosts)
-
-    def _inventory_source(self):
-        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
-        return InventoryVars(self._task, self._loader)

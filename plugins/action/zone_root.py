@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryVars
+from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 
-class ActionModule(ActionBase):
+class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
@@ -37,15 +36,10 @@ class ActionModule(ActionBase):
             if ca_hosts is not None:
                 F.check_ca_hosts(host, zone, ca_hosts)
             F.check_passphrase(host, args.get("passphrase"))
-            nodes, cas, inventory = self._inventory_source().zone()
-            _identity.resolve_identities(inventory, zone, nodes, cas)
+            self._resolve_zone(zone)
         except TrustzoneError as exc:
             result.update(failed=True, msg=str(exc))
             return result
         result.update(self._execute_module(module_name="trustzone.pki.zone_root",
                                            module_args=args, task_vars=task_vars))
         return result
-
-    def _inventory_source(self):
-        """The hosts' inventory-only variables (replaced by a fake in unit tests)."""
-        return InventoryVars(self._task, self._loader)

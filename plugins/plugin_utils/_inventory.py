@@ -140,3 +140,19 @@ def resolve_zone(task, loader, zone):
     {host: {'names', 'profiles'}})``."""
     nodes, ca_hosts, inventory = InventoryVars(task, loader).zone()
     return nodes, ca_hosts, _identity.resolve_identities(inventory, zone, nodes, ca_hosts)
+
+
+class InventoryActionMixin:
+    """For the action plugins that resolve names: where the inventory-only variables come
+    from (unit tests replace ``_inventory_source``) and the whole zone's check."""
+
+    def _inventory_source(self):
+        """The hosts' inventory-only variables."""
+        return InventoryVars(self._task, self._loader)
+
+    def _resolve_zone(self, zone):
+        """Every host of the zone resolved with the identity resolver (host names, names,
+        uniqueness across trustzone_nodes and trustzone_ca, whatever --limit says); raises
+        TrustzoneError naming the host and the fix."""
+        nodes, cas, inventory = self._inventory_source().zone()
+        return _identity.resolve_identities(inventory, zone, nodes, cas)
