@@ -19,9 +19,10 @@ import json
 import os
 import sqlite3
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
-LEDGER_FILE = "ledger.db"
+LEDGER_FILE = _layout.LEDGER_FILE
 LOCK_FILE = "ledger.lock"
 REASONS = ("unspecified", "key_compromise", "ca_compromise", "affiliation_changed",
            "superseded", "cessation_of_operation", "certificate_hold", "privilege_withdrawn")
