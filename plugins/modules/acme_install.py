@@ -78,6 +78,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
@@ -164,15 +165,12 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            dir=dict(type="path", required=True),
-            state=dict(type="str", choices=["installed", "recovered"], default="installed"),
-            key_group=dict(type="str", default="root", no_log=False),
-            key_mode=dict(type="str", default="0600", no_log=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        dir=dict(type="path", required=True),
+        state=dict(type="str", choices=["installed", "recovered"], default="installed"),
+        key_group=dict(type="str", default="root", no_log=False),
+        key_mode=dict(type="str", default="0600", no_log=False),
+    ))
     run_module(module, run)
 
 

@@ -22,6 +22,8 @@ description:
   - A new store is PKCS#12. An existing store keeps its type (Debian's C(cacerts) is JKS).
   - The password is passed to C(keytool) through the environment, never on its command line.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - trustzone.pki.store
 options:
   path:
     description: The truststore file.
@@ -43,13 +45,6 @@ options:
       C(debian:trustzone-<zone>-<16 hex>.pem).
     type: str
     default: ""
-  roots:
-    description: PEM certificates of the zone's current roots. Default - read O(roots_path).
-    type: list
-    elements: str
-  roots_path:
-    description: The zone's roots bundle on the node (written by the trust role).
-    type: path
   add:
     description: Add missing roots. V(false) only removes retired ones, for a store another
       tool fills (Debian's Java C(cacerts), filled from the OS anchors by ca-certificates-java).
@@ -113,6 +108,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
@@ -239,25 +235,19 @@ def rewrite(keytool, path, exists, plan, mode, uid, gid):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            password=dict(type="str", required=True, no_log=True),
-            zone=dict(type="str"),
-            alias_prefix=dict(type="str"),
-            alias_suffix=dict(type="str", default=""),
-            roots=dict(type="list", elements="str"),
-            roots_path=dict(type="path"),
-            add=dict(type="bool", default=True),
-            keytool=dict(type="str", default="keytool", no_log=False),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            mode=dict(type="str"),
-        ),
-        required_one_of=[("roots", "roots_path")],
-        mutually_exclusive=[("roots", "roots_path")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.STORE_ROOTS,
+        path=dict(type="path", required=True),
+        password=dict(type="str", required=True, no_log=True),
+        zone=dict(type="str"),
+        alias_prefix=dict(type="str"),
+        alias_suffix=dict(type="str", default=""),
+        add=dict(type="bool", default=True),
+        keytool=dict(type="str", default="keytool", no_log=False),
+        owner=dict(type="str"),
+        group=dict(type="str"),
+        mode=dict(type="str"),
+    ))
     run_module(module, run)
 
 

@@ -113,6 +113,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _lease as L
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
@@ -186,19 +187,16 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            holder=dict(type="dict", required=True),
-            state=dict(type="str", choices=["acquired", "released"], default="acquired"),
-            ttl=dict(type="str", default="2h"),
-            wait=dict(type="int", default=5),
-            # consumed by the action plugin on the controller; listed so that the module's
-            # documentation and argument spec agree
-            zone=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        path=dict(type="path", required=True),
+        holder=dict(type="dict", required=True),
+        state=dict(type="str", choices=["acquired", "released"], default="acquired"),
+        ttl=dict(type="str", default="2h"),
+        wait=dict(type="int", default=5),
+        # consumed by the action plugin on the controller; listed so that the module's
+        # documentation and argument spec agree
+        zone=dict(type="str"),
+    ))
     run_module(module, run)
 
 
