@@ -19,11 +19,8 @@ class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        zone = args.pop("zone", None)
-        host = task_vars.get("inventory_hostname") or "this host"
+        task_vars, result, args, own, host = self._begin(tmp, task_vars, ("zone",))
+        zone = own.get("zone")
         if zone is not None and args.get("state", "acquired") == "acquired":
             try:
                 zone = F.check_zone(host, zone)
