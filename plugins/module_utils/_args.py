@@ -5,14 +5,14 @@
 # NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
 """Argument-spec fragments the modules compose, each matching a doc fragment.
 
-| fragment | options | documented in |
-|---|---|---|
-| ``ZONE`` | zone (required) | ``trustzone.pki.zone`` |
-| ``NODE_DIR`` | dir (a node's zone directory) | ``trustzone.pki.zone.node_dir`` |
-| ``CA_DIR`` | dir (the zone's CA directory) | ``trustzone.pki.ca`` |
-| ``CA_PASSPHRASE`` | passphrase (required, secret) | ``trustzone.pki.ca.passphrase`` |
-| ``OWNER_GROUP`` | owner, group (default root) | ``trustzone.pki.files`` |
-| ``STORE_ROOTS`` | roots, roots_path, one of them | ``trustzone.pki.store`` |
+Fragment (options) -> doc fragment in plugins/doc_fragments/:
+
+- ``ZONE_NODE`` = ``ZONE`` + ``NODE_DIR`` (zone, a node's dir) -> ``trustzone.pki.zone``
+- ``ZONE_CA`` = ``ZONE`` + ``CA_DIR`` (zone, the CA dir) -> ``trustzone.pki.zone.ca``
+- ``ZONE_CA_KEYS`` = ``ZONE_CA`` + ``CA_PASSPHRASE`` -> ``trustzone.pki.zone.ca_keys``
+- ``OWNER_GROUP`` (owner, group; default root) -> ``trustzone.pki.files``
+- ``STORE_ROOTS`` (roots, roots_path; exactly one) -> ``trustzone.pki.store``
+- ``ROLE_SPEC`` (role_spec, read by the action plugin) -> ``trustzone.pki.action.role_spec``
 
 ``module_args(*fragments, **options)`` gives the keyword arguments of ``AnsibleModule``: the
 fragments' options and constraints (``required_one_of``, ``mutually_exclusive``, ...), then the
@@ -33,6 +33,7 @@ CA_DIR = {"options": {"dir": {"type": "path"}}}
 CA_PASSPHRASE = {"options": {"passphrase": {"type": "str", "required": True, "no_log": True}}}
 OWNER_GROUP = {"options": {"owner": {"type": "str", "default": "root"},
                            "group": {"type": "str", "default": "root"}}}
+ROLE_SPEC = {"options": {"role_spec": {"type": "path"}}}
 STORE_ROOTS = {
     "options": {"roots": {"type": "list", "elements": "str"}, "roots_path": {"type": "path"}},
     "required_one_of": [("roots", "roots_path")],

@@ -30,6 +30,7 @@ description:
     and nginx reads key and certificate only when it is reloaded, which the role does after
     this task. The commit marker makes the five renames one unit across crashes.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.attributes]
 options:
   dir:
     description: The certificate's directory (C(<trustzone_acme_dir>/<name>)).
@@ -52,9 +53,6 @@ attributes:
   check_mode:
     description: Nothing is written; the result says what would be installed or finished.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - cryptography on the host
 """

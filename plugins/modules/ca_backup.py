@@ -28,9 +28,7 @@ description:
     certificate, so that a backup is never made of keys nobody can open.
   - In check mode the archive is built in memory and nothing is written.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.zone
-  - trustzone.pki.ca
+extends_documentation_fragment: [trustzone.pki.zone.ca, trustzone.pki.attributes]
 options:
   dest:
     description:
@@ -55,9 +53,6 @@ attributes:
   check_mode:
     description: Builds the archive in memory and writes nothing.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host (Scrypt, AESGCM)
 """

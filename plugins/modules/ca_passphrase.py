@@ -26,10 +26,7 @@ description:
     change does nothing, and a run interrupted before the old generations were removed is
     finished by running it again.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.zone
-  - trustzone.pki.ca
-  - trustzone.pki.ca.passphrase
+extends_documentation_fragment: [trustzone.pki.zone.ca_keys, trustzone.pki.attributes]
 options:
   new_passphrase:
     description: The new CA passphrase, at least 12 characters, different from the current one.
@@ -40,9 +37,6 @@ attributes:
     description: Opens every key with the current passphrase and lists those it would
       re-encrypt; writes nothing.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host
 """
@@ -67,7 +61,7 @@ already:
   type: list
   elements: str
 dir:
-  description: The CA directory.
+  description: The CA directory whose keys were re-encrypted.
   returned: success
   type: str
 """

@@ -23,9 +23,7 @@ description:
     randomised. Writes are atomic; symbolic links are refused.
   - Key material never appears in the module's result or diff.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.files
-  - trustzone.pki.store
+extends_documentation_fragment: [trustzone.pki.files, trustzone.pki.store]
 options:
   format:
     description: What to write.
@@ -163,7 +161,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs12 as PK
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
 
 
 class Exporter:
@@ -286,8 +284,7 @@ def run(module):
     if module._diff:
         lines = ["write %s (%s)\n" % (path, ", ".join(exporter.reasons.get(path, [])))
                  for path in exporter.files]
-        result["diff"] = {"before": "", "after": "".join(lines),
-                          "after_header": "exports on this node"}
+        result["diff"] = listed_diff(lines, "exports on this node")
     return result
 
 

@@ -20,9 +20,7 @@ description:
   - A damaged ledger or rotation state is an error naming the file; a CRL that does not
     parse is reported in the C(error) key of RV(crl) rather than failing, so the report can show it.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.zone
-  - trustzone.pki.ca
+extends_documentation_fragment: [trustzone.pki.zone.ca, trustzone.pki.attributes.info]
 options:
   host:
     description: Only the ledger rows of this host.
@@ -31,13 +29,6 @@ options:
     description: Only the ledger rows with this status.
     type: str
     choices: [valid, revoked, superseded]
-attributes:
-  check_mode:
-    description: Read-only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host
 """

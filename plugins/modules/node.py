@@ -42,9 +42,7 @@ description:
     that host's certificates from the P(trustzone.pki.sign#module) result, fails the host
     the CA refused, and does nothing for a host with nothing signed.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.zone
-  - trustzone.pki.zone.node_dir
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.action.role_spec]
 options:
   roots:
     description: PEM certificates of the zone's current roots.
@@ -149,13 +147,6 @@ options:
   reload_commands:
     description: Checked to be a list (C(trustzone_certs_reload_commands)); not used otherwise.
     type: raw
-  role_spec:
-    description:
-      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
-        C(main)) the action plugin checks against the task's variables before anything else,
-        as Ansible's own role argument validation does; for a play that imports the role with
-        C(rolespec_validate=false) (C(playbooks/site.yml) does, so that a node costs one task).
-    type: path
   signed:
     description:
       - The registered result of P(trustzone.pki.sign#module). Installs this host's entry of
@@ -708,7 +699,7 @@ def run(module):
 
 def main():
     module = AnsibleModule(**_args.module_args(
-        _args.ZONE_NODE,
+        _args.ZONE_NODE, _args.ROLE_SPEC,
         roots=dict(type="list", elements="str", required=True),
         issuers=dict(type="list", elements="str"),
         crl=dict(type="str"),
@@ -729,7 +720,6 @@ def main():
         reload_services=dict(type="raw"),
         reload_commands=dict(type="raw"),
         signed=dict(type="dict"),
-        role_spec=dict(type="path"),
         resolve_only=dict(type="bool", default=False),
     ))
     run_module(module, run)

@@ -21,9 +21,7 @@ description:
   - Used by C(playbooks/report.yml); the P(trustzone.pki.fleet_report#filter) filter turns
     the results of every node into the fleet report.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.zone
-  - trustzone.pki.zone.node_dir
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.attributes.info]
 options:
   profiles:
     description:
@@ -49,13 +47,6 @@ options:
     description: Also describe every other C(*.crt) file in O(dir).
     type: bool
     default: true
-attributes:
-  check_mode:
-    description: Read-only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 requirements:
   - cryptography >= 3.4 on the node
 notes:

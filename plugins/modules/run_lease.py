@@ -27,6 +27,7 @@ description:
     C(changed=false) (see RV(taken), RV(released)), so a run with nothing to do reports no
     change.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.attributes]
 options:
   path:
     description: The lease file on the CA host (the playbooks use C(<trustzone_ca_dir>.lease)).
@@ -66,9 +67,6 @@ attributes:
   check_mode:
     description: Nothing is written; the result says whether the lease is free.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - Linux (fcntl) on the CA host
 """

@@ -32,10 +32,7 @@ description:
     to be signed the CA key is not even read.
   - In check mode nothing is signed; RV(would_issue) lists what would be.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.zone
-  - trustzone.pki.ca
-  - trustzone.pki.ca.passphrase
+extends_documentation_fragment: [trustzone.pki.zone.ca_keys, trustzone.pki.attributes]
 options:
   hosts:
     description: Hosts whose requests to sign. Defaults to the play's hosts.
@@ -70,9 +67,6 @@ attributes:
   check_mode:
     description: In check mode nothing is signed; RV(would_issue) lists what would be.
     support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host
 """

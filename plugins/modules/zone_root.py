@@ -24,11 +24,7 @@ description:
     change. A directory in the flat layout of earlier releases becomes generation 1 on the
     first run that is not in check mode. See C(docs/ca-state.md).
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.zone
-  - trustzone.pki.ca
-  - trustzone.pki.ca.passphrase
-  - trustzone.pki.files
+extends_documentation_fragment: [trustzone.pki.zone.ca_keys, trustzone.pki.files, trustzone.pki.action.role_spec]
 options:
   key_type:
     description: Key algorithm of a new root.
@@ -130,13 +126,6 @@ options:
         variable and the fix, before the CA host is contacted.
     type: list
     elements: str
-  role_spec:
-    description:
-      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
-        C(main)) the action plugin checks against the task's variables before anything else,
-        as Ansible's own role argument validation does; for a play that imports the role with
-        C(rolespec_validate=false).
-    type: path
 attributes:
   action:
     description: An action plugin on the controller checks the inputs before the CA host is contacted.
@@ -457,7 +446,7 @@ def run(module):
 
 def main():
     module = AnsibleModule(**_args.module_args(
-        _args.ZONE_CA_KEYS, _args.OWNER_GROUP,
+        _args.ZONE_CA_KEYS, _args.OWNER_GROUP, _args.ROLE_SPEC,
         key_type=dict(type="str", default="ec", choices=["ec", "rsa", "ed25519"]),
         key_curve=dict(type="str", default="secp384r1", choices=["secp256r1", "secp384r1"]),
         key_size=dict(type="int", default=4096, choices=[2048, 3072, 4096]),
@@ -477,7 +466,6 @@ def main():
         # Consumed by the action plugin on the controller; listed so that the module's
         # documentation and argument spec agree.
         ca_hosts=dict(type="list", elements="str"),
-        role_spec=dict(type="path"),
     ))
     run_module(module, run)
 
