@@ -33,8 +33,7 @@ class ActionModule(InventoryActionMixin, ActionBase):
             self._check_role_spec(host, own.get("role_spec"), task_vars)
             module_args, skip = self._prepare(host, args, own, task_vars)
         except TrustzoneError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+            return self._failed(result, exc)
         if skip:
             result.update(changed=False, skipped=True,
                           skip_reason="nothing was signed for %s" % host)

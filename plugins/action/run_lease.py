@@ -26,8 +26,5 @@ class ActionModule(InventoryActionMixin, ActionBase):
                 zone = F.check_zone(host, zone)
                 self._resolve_zone(zone)
             except TrustzoneError as exc:
-                result.update(failed=True, msg=str(exc))
-                return result
-        result.update(self._execute_module(module_name="trustzone.pki.run_lease",
-                                           module_args=args, task_vars=task_vars))
-        return result
+                return self._failed(result, exc)
+        return self._run_remote(result, "trustzone.pki.run_lease", args, task_vars)

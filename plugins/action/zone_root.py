@@ -32,8 +32,5 @@ class ActionModule(InventoryActionMixin, ActionBase):
             F.check_passphrase(host, args.get("passphrase"))
             self._resolve_zone(zone)
         except TrustzoneError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-        result.update(self._execute_module(module_name="trustzone.pki.zone_root",
-                                           module_args=args, task_vars=task_vars))
-        return result
+            return self._failed(result, exc)
+        return self._run_remote(result, "trustzone.pki.zone_root", args, task_vars)

@@ -22,8 +22,7 @@ description:
   - A new store is PKCS#12. An existing store keeps its type (Debian's C(cacerts) is JKS).
   - The password is passed to C(keytool) through the environment, never on its command line.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.store
+extends_documentation_fragment: [trustzone.pki.store]
 options:
   path:
     description: The truststore file.
@@ -115,7 +114,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
 
 # A short-lived JVM: the fastest start for a one-shot tool (about 0.3 s instead of 0.5-1 s).
 JVM_FLAGS = ["-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en",
@@ -156,12 +155,7 @@ def run(module):
     if len(params["password"]) < 6:
         raise TrustzoneError("a Java store password needs at least 6 characters", path,
                              fix="use a long random password from Ansible Vault")
-    prefix = params["alias_prefix"]
-    if not prefix:
-        if not params["zone"]:
-            raise TrustzoneError("neither zone nor alias_prefix is set",
-                                 fix="pass the zone name")
-        prefix = T.alias_prefix(P.validate_name(params["zone"], "zone name"))
+    prefix = T.entry_prefix(params["alias_prefix"], params["zone"], "alias_prefix")
     roots = _sources.roots(params["roots"], params["roots_path"])
     if check and module.get_bin_path(params["keytool"]) is None:
         # check mode before the Java runtime is installed: everything would be added
@@ -204,8 +198,7 @@ def run(module):
               "kept": sorted(plan["keep"].values()), "path": path}
     if module._diff:
         lines = ["+ %s\n" % a for a in result["added"]] + ["- %s\n" % r for r in plan["remove"]]
-        result["diff"] = {"before": "", "after": "".join(lines),
-                          "after_header": "%s (aliases)" % path}
+        result["diff"] = listed_diff(lines, "%s (aliases)" % path)
     return result
 
 

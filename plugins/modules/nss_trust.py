@@ -30,8 +30,7 @@ description:
   - Uses C(certutil) from the NSS tools (Debian C(libnss3-tools), RHEL C(nss-tools)). No
     Ansible module manages NSS databases.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment:
-  - trustzone.pki.store
+extends_documentation_fragment: [trustzone.pki.store]
 options:
   db:
     description: Directory of the NSS database (an optional C(sql:) prefix is accepted).
@@ -152,7 +151,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
 
 DB_FILES = ("cert9.db", "key4.db", "pkcs11.txt")
 
@@ -248,12 +247,7 @@ def run(module):
         directory = directory[len("sql:"):]
     directory = directory.rstrip("/") or "/"
     trust = T.normalize_trust(params["trust"])
-    prefix = params["nickname_prefix"]
-    if not prefix:
-        if not params["zone"]:
-            raise TrustzoneError("neither zone nor nickname_prefix is set",
-                                 fix="pass the zone name")
-        prefix = T.alias_prefix(P.validate_name(params["zone"], "zone name"))
+    prefix = T.entry_prefix(params["nickname_prefix"], params["zone"], "nickname_prefix")
     roots = _sources.roots(params["roots"], params["roots_path"])
     crls = wanted_crls(params)
     crl_by_root = T.crls_for_roots(crls or [], roots)
@@ -353,8 +347,7 @@ def run(module):
             ["trust %s %s\n" % (n, trust) for n in retrust] + \
             ["+ CRL of %s\n" % n for n in result["crls_imported"]] + \
             ["- CRL of %s\n" % n for n in result["crls_deleted"]]
-        result["diff"] = {"before": "", "after": "".join(lines),
-                          "after_header": "NSS database %s" % directory}
+        result["diff"] = listed_diff(lines, "NSS database %s" % directory)
     return result
 
 

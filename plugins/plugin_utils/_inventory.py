@@ -166,6 +166,18 @@ class InventoryActionMixin:
         if role_path:
             validate_role(host, role_path, task_vars, self._loader, self._templar)
 
+    @staticmethod
+    def _failed(result, exc):
+        """``result`` failed with the one-line message of ``exc`` (a TrustzoneError)."""
+        result.update(failed=True, msg=str(exc))
+        return result
+
+    def _run_remote(self, result, module_name, args, task_vars):
+        """``result`` with the module's own result on the target host."""
+        result.update(self._execute_module(module_name=module_name, module_args=args,
+                                           task_vars=task_vars))
+        return result
+
     def _inventory_source(self):
         """The hosts' inventory-only variables."""
         return InventoryVars(self._task, self._loader)
