@@ -4,22 +4,21 @@
 
 from __future__ import annotations
 
-_NO_DIFF = r"""
+
+class ModuleDocFragment:
+    """Attributes several modules share: C(trustzone.pki.attributes) (no diff) and
+    C(trustzone.pki.attributes.info) (read-only)."""
+
+    DOCUMENTATION = r"""
+attributes:
   diff_mode:
     description: Returns no diff.
     support: none
 """
-
-
-class ModuleDocFragment:
-    """Attributes several modules share: C(trustzone.pki.attributes) (no diff) and
-    C(trustzone.pki.attributes.info) (read-only, no diff)."""
-
-    DOCUMENTATION = "attributes:" + _NO_DIFF
 
     INFO = r"""
 attributes:
   check_mode:
     description: Read-only; runs the same in check mode.
     support: full
-""" + _NO_DIFF
+"""

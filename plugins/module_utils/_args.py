@@ -7,12 +7,15 @@
 
 Fragment (options) -> doc fragment in plugins/doc_fragments/:
 
-- ``ZONE_NODE`` = ``ZONE`` + ``NODE_DIR`` (zone, a node's dir) -> ``trustzone.pki.zone``
-- ``ZONE_CA`` = ``ZONE`` + ``CA_DIR`` (zone, the CA dir) -> ``trustzone.pki.zone.ca``
-- ``ZONE_CA_KEYS`` = ``ZONE_CA`` + ``CA_PASSPHRASE`` -> ``trustzone.pki.zone.ca_keys``
+- ``ZONE`` (zone, required) -> ``trustzone.pki.zone``
+- ``NODE_DIR`` (dir, the zone's directory on a node) -> ``trustzone.pki.zone.node_dir``
+- ``CA_DIR`` (dir, the zone's CA directory) -> ``trustzone.pki.ca``
+- ``CA_PASSPHRASE`` (passphrase, required, secret) -> ``trustzone.pki.ca.passphrase``
 - ``OWNER_GROUP`` (owner, group; default root) -> ``trustzone.pki.files``
 - ``STORE_ROOTS`` (roots, roots_path; exactly one) -> ``trustzone.pki.store``
 - ``ROLE_SPEC`` (role_spec, read by the action plugin) -> ``trustzone.pki.action.role_spec``
+
+``ZONE_NODE``, ``ZONE_CA`` and ``ZONE_CA_KEYS`` are the combinations the modules use.
 
 ``module_args(*fragments, **options)`` gives the keyword arguments of ``AnsibleModule``: the
 fragments' options and constraints (``required_one_of``, ``mutually_exclusive``, ...), then the

@@ -28,7 +28,7 @@ description:
     certificate, so that a backup is never made of keys nobody can open.
   - In check mode the archive is built in memory and nothing is written.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.attributes]
 options:
   dest:
     description:

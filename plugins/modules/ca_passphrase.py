@@ -26,7 +26,7 @@ description:
     change does nothing, and a run interrupted before the old generations were removed is
     finished by running it again.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca_keys, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase, trustzone.pki.attributes]
 options:
   new_passphrase:
     description: The new CA passphrase, at least 12 characters, different from the current one.

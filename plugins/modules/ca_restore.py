@@ -36,7 +36,7 @@ description:
     or the whole restored one, never a mix. The next run finishes what an interrupted one
     left beside the directory (see RV(recovered)).
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca, trustzone.pki.files]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.files]
 options:
   src:
     description: Path of the archive on the CA host.

@@ -20,7 +20,7 @@ description:
   - A damaged ledger or rotation state is an error naming the file; a CRL that does not
     parse is reported in the C(error) key of RV(crl) rather than failing, so the report can show it.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca, trustzone.pki.attributes.info]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.attributes.info, trustzone.pki.attributes]
 options:
   host:
     description: Only the ledger rows of this host.

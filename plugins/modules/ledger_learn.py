@@ -31,7 +31,7 @@ description:
   - The CA signs its CRLs again on the next run of the ca role (C(playbooks/restore.yml)
     does that right away), with a number above every number the fleet was seen holding.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca_keys, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase, trustzone.pki.attributes]
 options:
   ca_certs:
     description:

@@ -42,7 +42,7 @@ description:
     that host's certificates from the P(trustzone.pki.sign#module) result, fails the host
     the CA refused, and does nothing for a host with nothing signed.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.action.role_spec]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.action.role_spec]
 options:
   roots:
     description: PEM certificates of the zone's current roots.

@@ -21,7 +21,8 @@ description:
   - Used by C(playbooks/report.yml); the P(trustzone.pki.fleet_report#filter) filter turns
     the results of every node into the fleet report.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.attributes.info]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.attributes.info,
+  trustzone.pki.attributes]
 options:
   profiles:
     description:

@@ -21,7 +21,7 @@ description:
     revoked ones are renewed with reason C(revoked)); take a host out of the inventory first
     if it must not get any.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.attributes]
 options:
   serials:
     description: Serials (hex, as the report and ledger show them) to revoke.

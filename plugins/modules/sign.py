@@ -32,7 +32,7 @@ description:
     to be signed the CA key is not even read.
   - In check mode nothing is signed; RV(would_issue) lists what would be.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca_keys, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase, trustzone.pki.attributes]
 options:
   hosts:
     description: Hosts whose requests to sign. Defaults to the play's hosts.

@@ -24,7 +24,8 @@ description:
     change. A directory in the flat layout of earlier releases becomes generation 1 on the
     first run that is not in check mode. See C(docs/ca-state.md).
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone.ca_keys, trustzone.pki.files, trustzone.pki.action.role_spec]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase,
+  trustzone.pki.files, trustzone.pki.action.role_spec]
 options:
   key_type:
     description: Key algorithm of a new root.
