@@ -18,7 +18,6 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
-from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 # Arguments this plugin consumes; everything else goes to the module as it is.
 ACTION_ARGS = ("inventory_profiles", "extra_names", "ca_hosts", "reload_services",
@@ -29,20 +28,12 @@ class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        own = {name: args.pop(name) for name in ACTION_ARGS if name in args}
-        host = task_vars.get("inventory_hostname") or "this host"
+        task_vars, result, args, own, host = self._begin(tmp, task_vars, ACTION_ARGS)
         try:
-            if own.get("role_spec"):
-                # the role's argument spec, for a play that imported it with
-                # rolespec_validate: false (playbooks/site.yml)
-                validate_role(host, own["role_spec"], task_vars, self._loader, self._templar)
+            self._check_role_spec(host, own.get("role_spec"), task_vars)
             module_args, skip = self._prepare(host, args, own, task_vars)
         except TrustzoneError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+            return self._failed(result, exc)
         if skip:
             result.update(changed=False, skipped=True,
                           skip_reason="nothing was signed for %s" % host)

@@ -19,18 +19,12 @@ class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        zone = args.pop("zone", None)
-        host = task_vars.get("inventory_hostname") or "this host"
+        task_vars, result, args, own, host = self._begin(tmp, task_vars, ("zone",))
+        zone = own.get("zone")
         if zone is not None and args.get("state", "acquired") == "acquired":
             try:
                 zone = F.check_zone(host, zone)
                 self._resolve_zone(zone)
             except TrustzoneError as exc:
-                result.update(failed=True, msg=str(exc))
-                return result
-        result.update(self._execute_module(module_name="trustzone.pki.run_lease",
-                                           module_args=args, task_vars=task_vars))
-        return result
+                return self._failed(result, exc)
+        return self._run_remote(result, "trustzone.pki.run_lease", args, task_vars)

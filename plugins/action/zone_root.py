@@ -16,30 +16,21 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
-from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 
 class ActionModule(InventoryActionMixin, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        ca_hosts = args.pop("ca_hosts", None)
-        role_spec = args.pop("role_spec", None)
-        host = task_vars.get("inventory_hostname") or "this host"
+        task_vars, result, args, own, host = self._begin(tmp, task_vars,
+                                                         ("ca_hosts", "role_spec"))
         try:
-            if role_spec:  # for a play that imported the role with rolespec_validate: false
-                validate_role(host, role_spec, task_vars, self._loader, self._templar)
+            self._check_role_spec(host, own.get("role_spec"), task_vars)
             zone = F.check_zone(host, args.get("zone"))
-            if ca_hosts is not None:
-                F.check_ca_hosts(host, zone, ca_hosts)
+            if own.get("ca_hosts") is not None:
+                F.check_ca_hosts(host, zone, own["ca_hosts"])
             F.check_passphrase(host, args.get("passphrase"))
             self._resolve_zone(zone)
         except TrustzoneError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-        result.update(self._execute_module(module_name="trustzone.pki.zone_root",
-                                           module_args=args, task_vars=task_vars))
-        return result
+            return self._failed(result, exc)
+        return self._run_remote(result, "trustzone.pki.zone_root", args, task_vars)

@@ -58,6 +58,7 @@ import zlib
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _ca as CA
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 try:
@@ -80,7 +81,7 @@ DEFAULT_KDF = {"n": 2 ** 17, "r": 8, "p": 1}
 # An archive asking for more than this is refused before deriving anything (1 GiB).
 MAX_KDF_MEMORY = 1024 * 1024 * 1024
 CHECK_LABEL = b"trustzone.pki backup passphrase check"
-MIN_PASSPHRASE = 12
+MIN_PASSPHRASE = _layout.MIN_PASSPHRASE
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_@%+=:,.-]+$")

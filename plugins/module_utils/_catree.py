@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import datetime
 import errno
-import fcntl
 import os
 import re
 import secrets
@@ -196,13 +195,8 @@ def _replaced_name(target, now):
 def _parent_locked(parent):
     """One restore at a time beside one target (an flock on the parent directory itself:
     no lock file is left behind)."""
-    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with _fs.flocked(os.open(parent, os.O_RDONLY | os.O_DIRECTORY)):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def interrupted(target, now=None):

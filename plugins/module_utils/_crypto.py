@@ -60,20 +60,20 @@ PEM_CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 # --------------------------------------------------------------------------- names & specs
 
-def canonical_key_usage(name):
+def _canonical(name, aliases, what, names):
+    """The canonical spelling of ``name`` (case, spaces, ``-`` and ``_`` do not count)."""
     key = re.sub(r"[\s_-]", "", str(name)).lower()
-    if key in KEY_USAGE_ALIASES:
-        return KEY_USAGE_ALIASES[key]
-    raise TrustzoneError("unknown key usage %r" % name,
-                         fix="use one of %s" % ", ".join(KEY_USAGES))
+    if key in aliases:
+        return aliases[key]
+    raise TrustzoneError("unknown %s %r" % (what, name), fix="use one of %s" % ", ".join(names))
+
+
+def canonical_key_usage(name):
+    return _canonical(name, KEY_USAGE_ALIASES, "key usage", KEY_USAGES)
 
 
 def canonical_eku(name):
-    key = re.sub(r"[\s_-]", "", str(name)).lower()
-    if key in EKU_ALIASES:
-        return EKU_ALIASES[key]
-    raise TrustzoneError("unknown extended key usage %r" % name,
-                         fix="use one of %s" % ", ".join(EXTENDED_KEY_USAGES))
+    return _canonical(name, EKU_ALIASES, "extended key usage", EXTENDED_KEY_USAGES)
 
 
 def normalize_key_spec(key_type="ec", key_size=None, curve=None):

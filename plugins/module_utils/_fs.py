@@ -26,7 +26,9 @@ plant a link or replace a file at every point and show the target untouched or r
 from __future__ import annotations
 
 import binascii
+import contextlib
 import errno
+import fcntl
 import grp
 import os
 import pwd
@@ -346,10 +348,7 @@ def _write_at(dfd, directory, name, path, data, mode, uid, gid, keep_previous):
                              fix="check free space and permissions of %s" % directory) from exc
     finally:
         if tmp is not None:
-            try:
-                os.unlink(tmp, dir_fd=dfd)
-            except OSError:
-                pass
+            _unlink_quietly(dfd, tmp)
 
 
 def _same_inode_at(dfd, name, want, path):
@@ -432,10 +431,27 @@ def _link_previous_at(dfd, name, path, current):
             tmp_prev = None
     finally:
         if tmp_prev is not None:
-            try:
-                os.unlink(tmp_prev, dir_fd=dfd)
-            except OSError:
-                pass
+            _unlink_quietly(dfd, tmp_prev)
+
+
+@contextlib.contextmanager
+def flocked(fd):
+    """An exclusive ``flock`` on the open descriptor ``fd`` for the block (waiting for any
+    holder); ``fd`` is closed afterwards, whatever happens."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _unlink_quietly(dfd, name):
+    """Remove ``name`` in directory ``dfd`` if it is there (a leftover temporary name)."""
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass
 
 
 def _fsync(fd):

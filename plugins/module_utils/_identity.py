@@ -19,6 +19,7 @@ import ipaddress
 import re
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._policy import (
     _as_list, _human, _ip_sort_key, is_dns_name, parse_duration, parse_mode, validate_name)
@@ -317,7 +318,7 @@ def _host_identity(host, variables, zone, with_profiles):
                            ansible_host=variables.get("ansible_host"))
         profiles = None
         if with_profiles:
-            base_dir = variables.get("trustzone_certs_dir") or "/etc/trustzone/%s" % zone
+            base_dir = _layout.node_dir(zone, variables.get("trustzone_certs_dir"))
             profiles = resolve_profiles(
                 variables.get("trustzone_certs_profiles",
                               ROLE_DEFAULTS["trustzone_certs_profiles"]),

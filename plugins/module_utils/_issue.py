@@ -12,6 +12,7 @@ does the I/O (reading the CA key, writing records).
 from __future__ import annotations
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -86,8 +87,7 @@ def sign_batch(requests, issuer_cert, issuer_key, chain, now, zone=None):
         lifetime = profile["lifetime"]
         if lifetime not in windows:
             start, end = P.validity_window(now, lifetime, issuer_cert)
-            windows[lifetime] = (start, end, start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                 end.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            windows[lifetime] = (start, end, _layout.iso(start), _layout.iso(end))
         start, end, not_before, not_after = windows[lifetime]
         subject = C.zone_name_attributes(profile["zone"], profile["common_name"])
         serial = C.random_serial()
@@ -125,7 +125,7 @@ def ledger_entries(issued, zone, issuer_cert):
             entries.append({
                 "serial": item["serial"], "zone": zone, "host": host, "profile": profile,
                 "subject": C.subject_text(cert), "sans": C.names_of(cert),
-                "not_before": C.not_before(cert).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "not_before": _layout.iso(C.not_before(cert)),
                 "not_after": item["not_after"], "fingerprint": item["fingerprint"],
                 "issuer": C.subject_text(issuer_cert),
                 "issuer_fingerprint": C.fingerprint(issuer_cert),

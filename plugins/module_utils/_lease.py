@@ -18,6 +18,7 @@ import json
 import os
 import re
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 LEASE_VERSION = 1
@@ -96,8 +97,7 @@ def may_release(lease, me):
 def _iso(value):
     import datetime
     try:
-        return datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%SZ")
+        return _layout.iso(datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc))
     except (TypeError, ValueError, OverflowError):
         return "?"
 

@@ -14,14 +14,15 @@ revocation run, so two playbook runs against one CA never interleave.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
-LEDGER_FILE = "ledger.db"
+LEDGER_FILE = _layout.LEDGER_FILE
 LOCK_FILE = "ledger.lock"
 REASONS = ("unspecified", "key_compromise", "ca_compromise", "affiliation_changed",
            "superseded", "cessation_of_operation", "certificate_hold", "privilege_withdrawn")
@@ -56,13 +57,9 @@ COLUMNS = ("serial", "zone", "host", "profile", "subject", "sans", "not_before",
 def locked(ca_dir, timeout_hint="another trustzone.pki run"):
     """Exclusive lock for a whole run against this CA (blocks until the other run ends)."""
     path = os.path.join(ca_dir, LOCK_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with _fs.flocked(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                             0o600)):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def connect(ca_dir, create=True):

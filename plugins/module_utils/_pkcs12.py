@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 
 # the same text/bytes and error-summary helpers as the rest of the crypto core
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._crypto import (
     _short, _to_bytes, _to_text)
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -44,7 +45,7 @@ ENCRYPTIONS = ("modern", "legacy")
 # default (10000) and OpenSSL's (2048). More would not help: the MAC, which checks a guessed
 # passphrase just as well, is computed with one iteration (see above).
 KDF_ROUNDS = {"modern": 10000, "legacy": 2048}
-MIN_PASSPHRASE = 12
+MIN_PASSPHRASE = _layout.MIN_PASSPHRASE
 
 # Reasons an existing bundle is rewritten, in the order they are checked.
 REASONS = ("missing", "unreadable", "key", "certificate", "ca_certificates", "friendly_name",

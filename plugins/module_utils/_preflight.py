@@ -12,11 +12,12 @@ names the host, the variable and the fix. No Ansible I/O here.
 
 from __future__ import annotations
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 ZONE_RE_TEXT = "1-32 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
-MIN_PASSPHRASE = 12
+MIN_PASSPHRASE = _layout.MIN_PASSPHRASE
 
 
 def check_zone(host, zone):

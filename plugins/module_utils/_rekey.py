@@ -15,9 +15,10 @@ so a run interrupted half-way is finished by running it again.
 from __future__ import annotations
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
-MIN_PASSPHRASE = 12
+MIN_PASSPHRASE = _layout.MIN_PASSPHRASE
 
 
 def is_private_key(data):

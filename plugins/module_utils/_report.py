@@ -22,11 +22,12 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 UTC = datetime.timezone.utc
-ISO = "%Y-%m-%dT%H:%M:%SZ"
+ISO = _layout.ISO_TIME
 DAY = 86400
 
 # Certificate states, worst first; the report's table is coloured by them.

@@ -31,13 +31,14 @@ import re
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
-CRL_FILE = "crl.pem"
+CRL_FILE = _layout.CRL_FILE
 LIVE = ("valid", "superseded")
-_ISO = "%Y-%m-%dT%H:%M:%SZ"
+_ISO = _layout.ISO_TIME
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

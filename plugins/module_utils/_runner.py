@@ -19,6 +19,11 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 
+def listed_diff(lines, header):
+    """A module's diff that lists what it changes (or would), one line each: ``lines``."""
+    return {"before": "", "after": "".join(lines), "after_header": header}
+
+
 def run_module(module, run):
     """Exit ``module`` with ``run(module)``'s result.
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 _NSS_FLAG_CHARS = "pPcCTuw"  # NSS trust letters (certutil -t); 'u' and 'w' are set by NSS
@@ -32,6 +33,16 @@ _ALIAS_LINE_RE = re.compile(r"^Alias name: (?P<alias>.*)$", re.M)
 
 def alias_prefix(zone):
     return "trustzone-%s-" % zone
+
+
+def entry_prefix(prefix, zone, option):
+    """The prefix of the zone's entry names in a store: ``prefix`` (the module's ``option``)
+    when given, else the zone's (``zone`` checked)."""
+    if prefix:
+        return prefix
+    if not zone:
+        raise TrustzoneError("neither zone nor %s is set" % option, fix="pass the zone name")
+    return alias_prefix(P.validate_name(zone, "zone name"))
 
 
 def alias_for(prefix, cert, suffix=""):

@@ -30,6 +30,7 @@ description:
     and nginx reads key and certificate only when it is reloaded, which the role does after
     this task. The commit marker makes the five renames one unit across crashes.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.attributes]
 options:
   dir:
     description: The certificate's directory (C(<trustzone_acme_dir>/<name>)).
@@ -52,9 +53,6 @@ attributes:
   check_mode:
     description: Nothing is written; the result says what would be installed or finished.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - cryptography on the host
 """
@@ -78,6 +76,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
@@ -164,15 +163,12 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            dir=dict(type="path", required=True),
-            state=dict(type="str", choices=["installed", "recovered"], default="installed"),
-            key_group=dict(type="str", default="root", no_log=False),
-            key_mode=dict(type="str", default="0600", no_log=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        dir=dict(type="path", required=True),
+        state=dict(type="str", choices=["installed", "recovered"], default="installed"),
+        key_group=dict(type="str", default="root", no_log=False),
+        key_mode=dict(type="str", default="0600", no_log=False),
+    ))
     run_module(module, run)
 
 

@@ -28,14 +28,8 @@ description:
     certificate, so that a backup is never made of keys nobody can open.
   - In check mode the archive is built in memory and nothing is written.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.attributes]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: The zone's CA directory. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
   dest:
     description:
       - Where to write the archive on the CA host. Its directory must exist; a private
@@ -59,9 +53,6 @@ attributes:
   check_mode:
     description: Builds the archive in memory and writes nothing.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host (Scrypt, AESGCM)
 """
@@ -125,25 +116,25 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
-    path = params["dir"] or "/var/lib/trustzone/%s" % zone
+    zone, path = _args.zone_and_ca_dir(params)
     A.check_passphrase(params["passphrase"])
     if _fs.refuse_symlink(path) is None or not os.path.isdir(path):
         raise TrustzoneError("the CA directory does not exist", path,
                              fix="check trustzone_ca_dir, or run playbooks/site.yml first")
     with L.locked(path):  # no signing or revocation run changes the files meanwhile
         files, skipped, warnings = T.read_tree(path, snapshot_sqlite=True)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = _layout.iso(datetime.datetime.now(datetime.timezone.utc))
     manifest = A.make_manifest(zone, files, now, params["collection_version"], ca_dir=path)
     A.check_ca_files(files, params["ca_passphrase"], where="directory")
     data = A.build(manifest, files, params["passphrase"])
@@ -162,17 +153,13 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            dest=dict(type="path", required=True),
-            passphrase=dict(type="str", required=True, no_log=True),
-            ca_passphrase=dict(type="str", no_log=True),
-            collection_version=dict(type="str", default="unknown"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA,
+        dest=dict(type="path", required=True),
+        passphrase=dict(type="str", required=True, no_log=True),
+        ca_passphrase=dict(type="str", no_log=True),
+        collection_version=dict(type="str", default="unknown"),
+    ))
     run_module(module, run)
 
 

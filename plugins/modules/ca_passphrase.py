@@ -26,18 +26,8 @@ description:
     change does nothing, and a run interrupted before the old generations were removed is
     finished by running it again.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase, trustzone.pki.attributes]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: The zone's CA directory. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
-  passphrase:
-    description: The current CA passphrase.
-    type: str
-    required: true
   new_passphrase:
     description: The new CA passphrase, at least 12 characters, different from the current one.
     type: str
@@ -47,9 +37,6 @@ attributes:
     description: Opens every key with the current passphrase and lists those it would
       re-encrypt; writes nothing.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host
 """
@@ -74,7 +61,7 @@ already:
   type: list
   elements: str
 dir:
-  description: The CA directory.
+  description: The CA directory whose keys were re-encrypted.
   returned: success
   type: str
 """
@@ -84,11 +71,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _rekey as K
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
@@ -96,8 +83,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_m
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
-    path = params["dir"] or "/var/lib/trustzone/%s" % zone
+    zone, path = _args.zone_and_ca_dir(params)
     if _fs.refuse_symlink(path) is None or not os.path.isdir(path):
         raise TrustzoneError("the CA directory does not exist", path,
                              fix="check trustzone_ca_dir, or run playbooks/site.yml first")
@@ -125,15 +111,8 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            passphrase=dict(type="str", required=True, no_log=True),
-            new_passphrase=dict(type="str", required=True, no_log=True),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA_KEYS, new_passphrase=dict(type="str", required=True, no_log=True)))
     run_module(module, run)
 
 

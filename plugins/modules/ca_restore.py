@@ -36,14 +36,8 @@ description:
     or the whole restored one, never a mix. The next run finishes what an interrupted one
     left beside the directory (see RV(recovered)).
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.files]
 options:
-  zone:
-    description: Name of the trust zone; the archive must be a backup of this zone.
-    type: str
-    required: true
-  dir:
-    description: The zone's CA directory. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
   src:
     description: Path of the archive on the CA host.
     type: path
@@ -63,14 +57,6 @@ options:
     description: Restore over a CA directory that holds something else (it is kept aside).
     type: bool
     default: false
-  owner:
-    description: Owner of the restored directory and files.
-    type: str
-    default: root
-  group:
-    description: Group of the restored directory and files.
-    type: str
-    default: root
 attributes:
   check_mode:
     description: Verifies and decrypts the archive and says what would be written; writes
@@ -115,7 +101,7 @@ recovered:
   type: list
   elements: str
 dir:
-  description: The CA directory.
+  description: The CA directory restored into.
   returned: success
   type: str
 archive:
@@ -130,10 +116,10 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -179,8 +165,8 @@ def _has_entries(path):
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
-    path = (params["dir"] or "/var/lib/trustzone/%s" % zone).rstrip("/")
+    zone, path = _args.zone_and_ca_dir(params)
+    path = path.rstrip("/")
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
     name = params["src_name"] or params["src"]
     data = _fs.read_file(params["src"], max_bytes=MAX_ARCHIVE)
@@ -243,20 +229,14 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            src=dict(type="path", required=True),
-            src_name=dict(type="str"),
-            passphrase=dict(type="str", required=True, no_log=True),
-            ca_passphrase=dict(type="str", no_log=True),
-            force=dict(type="bool", default=False),
-            owner=dict(type="str", default="root"),
-            group=dict(type="str", default="root"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA, _args.OWNER_GROUP,
+        src=dict(type="path", required=True),
+        src_name=dict(type="str"),
+        passphrase=dict(type="str", required=True, no_log=True),
+        ca_passphrase=dict(type="str", no_log=True),
+        force=dict(type="bool", default=False),
+    ))
     run_module(module, run)
 
 

@@ -23,6 +23,7 @@ description:
     randomised. Writes are atomic; symbolic links are refused.
   - Key material never appears in the module's result or diff.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.files, trustzone.pki.store]
 options:
   format:
     description: What to write.
@@ -41,13 +42,6 @@ options:
   chain_path:
     description: The identity's full chain (certificate first); its other certificates are the
       intermediates. Optional.
-    type: path
-  roots:
-    description: PEM certificates of the zone's current roots. Default - read O(roots_path).
-    type: list
-    elements: str
-  roots_path:
-    description: The zone's roots bundle on the node (written by the trust role).
     type: path
   path:
     description: The PKCS#12 file (O(format=pkcs12)).
@@ -91,14 +85,6 @@ options:
     description: Encrypt the private key in a PEM set with this passphrase (PKCS#8). Default -
       unencrypted, protected by its file mode.
     type: str
-  owner:
-    description: Owner of the files written.
-    type: str
-    default: root
-  group:
-    description: Group of the files written.
-    type: str
-    default: root
   mode:
     description: Mode of a PKCS#12 file (default V(0600)) or of the PEM files without a key
       (default V(0644)).
@@ -166,14 +152,16 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _export as E
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs12 as PK
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
 
 
 class Exporter:
@@ -291,47 +279,38 @@ def run(module):
         "files": exporter.files,
         "reasons": exporter.reasons,
         "certificate": {"fingerprint": C.fingerprint(cert),
-                        "not_after": end.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                        "not_after": _layout.iso(end)},
     }
     if module._diff:
         lines = ["write %s (%s)\n" % (path, ", ".join(exporter.reasons.get(path, [])))
                  for path in exporter.files]
-        result["diff"] = {"before": "", "after": "".join(lines),
-                          "after_header": "exports on this node"}
+        result["diff"] = listed_diff(lines, "exports on this node")
     return result
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            format=dict(type="str", required=True, choices=["pkcs12", "pem"]),
-            cert_path=dict(type="path", required=True),
-            key_path=dict(type="path", required=True, no_log=False),
-            chain_path=dict(type="path"),
-            roots=dict(type="list", elements="str"),
-            roots_path=dict(type="path"),
-            path=dict(type="path"),
-            passphrase=dict(type="str", no_log=True),
-            encryption=dict(type="str", default="modern", choices=["modern", "legacy"]),
-            friendly_name=dict(type="str"),
-            include_chain=dict(type="bool", default=True),
-            include_root=dict(type="bool", default=True),
-            dir=dict(type="path"),
-            files=dict(type="dict"),
-            key_passphrase=dict(type="str", no_log=True),
-            owner=dict(type="str", default="root"),
-            group=dict(type="str", default="root"),
-            mode=dict(type="str"),
-            key_mode=dict(type="str", default="0600", no_log=False),
-        ),
+    module = AnsibleModule(**_args.module_args(
+        _args.STORE_ROOTS, _args.OWNER_GROUP,
+        format=dict(type="str", required=True, choices=["pkcs12", "pem"]),
+        cert_path=dict(type="path", required=True),
+        key_path=dict(type="path", required=True, no_log=False),
+        chain_path=dict(type="path"),
+        path=dict(type="path"),
+        passphrase=dict(type="str", no_log=True),
+        encryption=dict(type="str", default="modern", choices=["modern", "legacy"]),
+        friendly_name=dict(type="str"),
+        include_chain=dict(type="bool", default=True),
+        include_root=dict(type="bool", default=True),
+        dir=dict(type="path"),
+        files=dict(type="dict"),
+        key_passphrase=dict(type="str", no_log=True),
+        mode=dict(type="str"),
+        key_mode=dict(type="str", default="0600", no_log=False),
         required_if=[
             ("format", "pkcs12", ("path", "passphrase")),
             ("format", "pem", ("dir", "files")),
         ],
-        required_one_of=[("roots", "roots_path")],
-        mutually_exclusive=[("roots", "roots_path")],
-        supports_check_mode=True,
-    )
+    ))
     run_module(module, run)
 
 

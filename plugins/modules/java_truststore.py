@@ -22,6 +22,7 @@ description:
   - A new store is PKCS#12. An existing store keeps its type (Debian's C(cacerts) is JKS).
   - The password is passed to C(keytool) through the environment, never on its command line.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.store]
 options:
   path:
     description: The truststore file.
@@ -43,13 +44,6 @@ options:
       C(debian:trustzone-<zone>-<16 hex>.pem).
     type: str
     default: ""
-  roots:
-    description: PEM certificates of the zone's current roots. Default - read O(roots_path).
-    type: list
-    elements: str
-  roots_path:
-    description: The zone's roots bundle on the node (written by the trust role).
-    type: path
   add:
     description: Add missing roots. V(false) only removes retired ones, for a store another
       tool fills (Debian's Java C(cacerts), filled from the OS anchors by ca-certificates-java).
@@ -113,13 +107,14 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
 
 # A short-lived JVM: the fastest start for a one-shot tool (about 0.3 s instead of 0.5-1 s).
 JVM_FLAGS = ["-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en",
@@ -160,12 +155,7 @@ def run(module):
     if len(params["password"]) < 6:
         raise TrustzoneError("a Java store password needs at least 6 characters", path,
                              fix="use a long random password from Ansible Vault")
-    prefix = params["alias_prefix"]
-    if not prefix:
-        if not params["zone"]:
-            raise TrustzoneError("neither zone nor alias_prefix is set",
-                                 fix="pass the zone name")
-        prefix = T.alias_prefix(P.validate_name(params["zone"], "zone name"))
+    prefix = T.entry_prefix(params["alias_prefix"], params["zone"], "alias_prefix")
     roots = _sources.roots(params["roots"], params["roots_path"])
     if check and module.get_bin_path(params["keytool"]) is None:
         # check mode before the Java runtime is installed: everything would be added
@@ -208,8 +198,7 @@ def run(module):
               "kept": sorted(plan["keep"].values()), "path": path}
     if module._diff:
         lines = ["+ %s\n" % a for a in result["added"]] + ["- %s\n" % r for r in plan["remove"]]
-        result["diff"] = {"before": "", "after": "".join(lines),
-                          "after_header": "%s (aliases)" % path}
+        result["diff"] = listed_diff(lines, "%s (aliases)" % path)
     return result
 
 
@@ -239,25 +228,19 @@ def rewrite(keytool, path, exists, plan, mode, uid, gid):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            password=dict(type="str", required=True, no_log=True),
-            zone=dict(type="str"),
-            alias_prefix=dict(type="str"),
-            alias_suffix=dict(type="str", default=""),
-            roots=dict(type="list", elements="str"),
-            roots_path=dict(type="path"),
-            add=dict(type="bool", default=True),
-            keytool=dict(type="str", default="keytool", no_log=False),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            mode=dict(type="str"),
-        ),
-        required_one_of=[("roots", "roots_path")],
-        mutually_exclusive=[("roots", "roots_path")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.STORE_ROOTS,
+        path=dict(type="path", required=True),
+        password=dict(type="str", required=True, no_log=True),
+        zone=dict(type="str"),
+        alias_prefix=dict(type="str"),
+        alias_suffix=dict(type="str", default=""),
+        add=dict(type="bool", default=True),
+        keytool=dict(type="str", default="keytool", no_log=False),
+        owner=dict(type="str"),
+        group=dict(type="str"),
+        mode=dict(type="str"),
+    ))
     run_module(module, run)
 
 

@@ -20,14 +20,8 @@ description:
   - A damaged ledger or rotation state is an error naming the file; a CRL that does not
     parse is reported in the C(error) key of RV(crl) rather than failing, so the report can show it.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.attributes.info, trustzone.pki.attributes]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: The CA directory. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
   host:
     description: Only the ledger rows of this host.
     type: str
@@ -35,13 +29,6 @@ options:
     description: Only the ledger rows with this status.
     type: str
     choices: [valid, revoked, superseded]
-attributes:
-  check_mode:
-    description: Read-only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host
 """
@@ -107,10 +94,11 @@ import sqlite3
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as ROT
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
@@ -149,8 +137,7 @@ def read_phase(ca_dir):
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
-    ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
+    zone, ca_dir = _args.zone_and_ca_dir(params)
     now = datetime.datetime.now(datetime.timezone.utc)
     exists, rows = read_ledger(ca_dir, zone, params["host"], params["status"])
     state = CaDir(ca_dir).load()  # the CA state in force, read only
@@ -177,7 +164,7 @@ def run(module):
     roots = [certs[s] for s in ("root", "next") if s in certs]
     intermediates = [certs[s] for s in ("intermediate", "next-intermediate") if s in certs]
 
-    path = os.path.join(ca_dir, "crl.pem")
+    path = os.path.join(ca_dir, _layout.CRL_FILE)
     crl = {"path": path, "exists": False, "error": None, "next_update": None, "number": None,
            "crls": []}
     try:
@@ -194,15 +181,11 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            host=dict(type="str"),
-            status=dict(type="str", choices=["valid", "revoked", "superseded"]),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA,
+        host=dict(type="str"),
+        status=dict(type="str", choices=["valid", "revoked", "superseded"]),
+    ))
     run_module(module, run)
 
 

@@ -31,19 +31,8 @@ description:
   - The CA signs its CRLs again on the next run of the ca role (C(playbooks/restore.yml)
     does that right away), with a number above every number the fleet was seen holding.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase, trustzone.pki.attributes]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: The CA directory. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
-  passphrase:
-    description: The CA passphrase (to read the zone's retired CA certificates with their
-      keys).
-    type: str
-    required: true
   ca_certs:
     description:
       - PEM certificates of the zone's CAs that certificates and CRLs may be signed by (the
@@ -66,9 +55,6 @@ attributes:
   check_mode:
     support: full
     description: Reports what it would learn and writes nothing.
-  diff_mode:
-    support: none
-    description: Returns no diff.
 """
 
 EXAMPLES = r"""
@@ -121,11 +107,11 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -177,8 +163,8 @@ def _learn(ca, zone, certs, fleet, now, check):
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
-    ca = CaDir(params["dir"] or "/var/lib/trustzone/%s" % zone)
+    zone, path = _args.zone_and_ca_dir(params)
+    ca = CaDir(path)
     if not ca.has_root():
         raise TrustzoneError("the zone has no CA here", ca.path,
                              fix="restore it first (trustzone.pki.ca_restore)")
@@ -216,16 +202,11 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            passphrase=dict(type="str", required=True, no_log=True),
-            ca_certs=dict(type="list", elements="str", default=[]),
-            fleet=dict(type="list", elements="dict", default=[]),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA_KEYS,
+        ca_certs=dict(type="list", elements="str", default=[]),
+        fleet=dict(type="list", elements="dict", default=[]),
+    ))
     run_module(module, run)
 
 

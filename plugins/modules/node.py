@@ -42,14 +42,8 @@ description:
     that host's certificates from the P(trustzone.pki.sign#module) result, fails the host
     the CA refused, and does nothing for a host with nothing signed.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.action.role_spec]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: Directory for the zone's files on the node. Defaults to C(/etc/trustzone/<zone>).
-    type: path
   roots:
     description: PEM certificates of the zone's current roots.
     type: list
@@ -153,13 +147,6 @@ options:
   reload_commands:
     description: Checked to be a list (C(trustzone_certs_reload_commands)); not used otherwise.
     type: raw
-  role_spec:
-    description:
-      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
-        C(main)) the action plugin checks against the task's variables before anything else,
-        as Ansible's own role argument validation does; for a play that imports the role with
-        C(rolespec_validate=false) (C(playbooks/site.yml) does, so that a node costs one task).
-    type: path
   signed:
     description:
       - The registered result of P(trustzone.pki.sign#module). Installs this host's entry of
@@ -251,8 +238,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _trust as T
@@ -264,7 +253,7 @@ OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 PENDING_SUFFIX = I.LEGACY_PENDING  # the pending key's name before pending keys had tags
 STALE_PENDING = 3600  # seconds: a pending key older than this, of a valid identity, is removed
 ROOTS_BUNDLE = "roots.pem"
-CRL_FILE = "crl.pem"
+CRL_FILE = _layout.CRL_FILE
 
 
 class Node:
@@ -273,7 +262,7 @@ class Node:
         self.check = module.check_mode
         params = module.params
         self.zone = P.validate_name(params["zone"], "zone name")
-        self.dir = params["dir"] or "/etc/trustzone/%s" % self.zone
+        self.dir = _layout.node_dir(self.zone, params["dir"])
         self.roots = []
         for index, pem in enumerate(params["roots"]):
             self.roots.extend(C.load_certificates(pem, path="roots[%d]" % index))
@@ -672,7 +661,7 @@ def identity_facts(cert, chain, reasons, roots, now):
         facts.update({
             "serial": "%x" % cert.serial_number,
             "fingerprint": C.fingerprint(cert),
-            "not_after": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": _layout.iso(end),
             "days_left": int((end - now).total_seconds() // 86400),
             "issuer": cert.issuer.rfc4514_string(),
         })
@@ -709,35 +698,30 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            roots=dict(type="list", elements="str", required=True),
-            issuers=dict(type="list", elements="str"),
-            crl=dict(type="str"),
-            trust=dict(type="dict", options=dict(
-                anchor_dir=dict(type="path"),
-                suffix=dict(type="str"),
-                update_command=dict(type="list", elements="str"),
-                fresh_command=dict(type="list", elements="str"),
-            )),
-            profiles=dict(type="list", elements="dict", default=[]),
-            certificates=dict(type="dict", no_log=False),
-            rollback=dict(type="list", elements="str", default=[]),
-            # Consumed by the action plugin on the controller (never reach the node); listed
-            # so that the module's documentation and argument spec agree.
-            inventory_profiles=dict(type="raw"),
-            extra_names=dict(type="list", elements="str", default=[]),
-            ca_hosts=dict(type="list", elements="str"),
-            reload_services=dict(type="raw"),
-            reload_commands=dict(type="raw"),
-            signed=dict(type="dict"),
-            role_spec=dict(type="path"),
-            resolve_only=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_NODE, _args.ROLE_SPEC,
+        roots=dict(type="list", elements="str", required=True),
+        issuers=dict(type="list", elements="str"),
+        crl=dict(type="str"),
+        trust=dict(type="dict", options=dict(
+            anchor_dir=dict(type="path"),
+            suffix=dict(type="str"),
+            update_command=dict(type="list", elements="str"),
+            fresh_command=dict(type="list", elements="str"),
+        )),
+        profiles=dict(type="list", elements="dict", default=[]),
+        certificates=dict(type="dict", no_log=False),
+        rollback=dict(type="list", elements="str", default=[]),
+        # Consumed by the action plugin on the controller (never reach the node); listed
+        # so that the module's documentation and argument spec agree.
+        inventory_profiles=dict(type="raw"),
+        extra_names=dict(type="list", elements="str", default=[]),
+        ca_hosts=dict(type="list", elements="str"),
+        reload_services=dict(type="raw"),
+        reload_commands=dict(type="raw"),
+        signed=dict(type="dict"),
+        resolve_only=dict(type="bool", default=False),
+    ))
     run_module(module, run)
 
 

@@ -21,14 +21,9 @@ description:
   - Used by C(playbooks/report.yml); the P(trustzone.pki.fleet_report#filter) filter turns
     the results of every node into the fleet report.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.attributes.info,
+  trustzone.pki.attributes]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: The zone's directory on the node. Defaults to C(/etc/trustzone/<zone>).
-    type: path
   profiles:
     description:
       - Resolved profiles (output of the P(trustzone.pki.profiles#filter) filter). Their
@@ -53,13 +48,6 @@ options:
     description: Also describe every other C(*.crt) file in O(dir).
     type: bool
     default: true
-attributes:
-  check_mode:
-    description: Read-only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 requirements:
   - cryptography >= 3.4 on the node
 notes:
@@ -173,9 +161,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
@@ -255,8 +244,8 @@ def describe(path, profile, key_path, chain_path, roots, intermediates, now, kin
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
-    zone_dir = (params["dir"] or "/etc/trustzone/%s" % zone).rstrip("/")
+    zone, zone_dir = _args.zone_and_node_dir(params)
+    zone_dir = zone_dir.rstrip("/")
     now = datetime.datetime.now(datetime.timezone.utc)
 
     roots, source = [], "none"
@@ -293,7 +282,7 @@ def run(module):
             certificates.append(describe(path, None, stem + ".key", stem + "-fullchain.pem",
                                          roots, intermediates, now, "extra"))
 
-    crl_path = os.path.join(zone_dir, "crl.pem")
+    crl_path = os.path.join(zone_dir, _layout.CRL_FILE)
     crl = {"path": crl_path, "exists": False, "error": None, "next_update": None,
            "number": None, "crls": []}
     crls, error = _read(crl_path, C.load_crls)
@@ -307,17 +296,13 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            profiles=dict(type="list", elements="dict", default=[]),
-            roots=dict(type="list", elements="str"),
-            intermediates=dict(type="list", elements="str", default=[]),
-            scan=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_NODE,
+        profiles=dict(type="list", elements="dict", default=[]),
+        roots=dict(type="list", elements="str"),
+        intermediates=dict(type="list", elements="str", default=[]),
+        scan=dict(type="bool", default=True),
+    ))
     run_module(module, run)
 
 

@@ -30,6 +30,7 @@ description:
   - Uses C(certutil) from the NSS tools (Debian C(libnss3-tools), RHEL C(nss-tools)). No
     Ansible module manages NSS databases.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.store]
 options:
   db:
     description: Directory of the NSS database (an optional C(sql:) prefix is accepted).
@@ -48,13 +49,6 @@ options:
   nickname_prefix:
     description: Nicknames with this prefix belong to the zone.
     type: str
-  roots:
-    description: PEM certificates of the zone's current roots. Default - read O(roots_path).
-    type: list
-    elements: str
-  roots_path:
-    description: The zone's roots bundle on the node (written by the trust role).
-    type: path
   crls:
     description: PEM CRLs of the zone. Default - read O(crl_path).
     type: list
@@ -150,13 +144,14 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
 
 DB_FILES = ("cert9.db", "key4.db", "pkcs11.txt")
 
@@ -252,12 +247,7 @@ def run(module):
         directory = directory[len("sql:"):]
     directory = directory.rstrip("/") or "/"
     trust = T.normalize_trust(params["trust"])
-    prefix = params["nickname_prefix"]
-    if not prefix:
-        if not params["zone"]:
-            raise TrustzoneError("neither zone nor nickname_prefix is set",
-                                 fix="pass the zone name")
-        prefix = T.alias_prefix(P.validate_name(params["zone"], "zone name"))
+    prefix = T.entry_prefix(params["nickname_prefix"], params["zone"], "nickname_prefix")
     roots = _sources.roots(params["roots"], params["roots_path"])
     crls = wanted_crls(params)
     crl_by_root = T.crls_for_roots(crls or [], roots)
@@ -357,33 +347,27 @@ def run(module):
             ["trust %s %s\n" % (n, trust) for n in retrust] + \
             ["+ CRL of %s\n" % n for n in result["crls_imported"]] + \
             ["- CRL of %s\n" % n for n in result["crls_deleted"]]
-        result["diff"] = {"before": "", "after": "".join(lines),
-                          "after_header": "NSS database %s" % directory}
+        result["diff"] = listed_diff(lines, "NSS database %s" % directory)
     return result
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            db=dict(type="str", required=True),
-            trust=dict(type="str", default="CT,,"),
-            zone=dict(type="str"),
-            nickname_prefix=dict(type="str"),
-            roots=dict(type="list", elements="str"),
-            roots_path=dict(type="path"),
-            crls=dict(type="list", elements="str"),
-            crl_path=dict(type="path"),
-            crlutil=dict(type="str", default="crlutil"),
-            create=dict(type="bool", default=True),
-            certutil=dict(type="str", default="certutil"),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            mode=dict(type="str"),
-        ),
-        required_one_of=[("roots", "roots_path")],
-        mutually_exclusive=[("roots", "roots_path"), ("crls", "crl_path")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.STORE_ROOTS,
+        db=dict(type="str", required=True),
+        trust=dict(type="str", default="CT,,"),
+        zone=dict(type="str"),
+        nickname_prefix=dict(type="str"),
+        crls=dict(type="list", elements="str"),
+        crl_path=dict(type="path"),
+        crlutil=dict(type="str", default="crlutil"),
+        create=dict(type="bool", default=True),
+        certutil=dict(type="str", default="certutil"),
+        owner=dict(type="str"),
+        group=dict(type="str"),
+        mode=dict(type="str"),
+        mutually_exclusive=[("crls", "crl_path")],
+    ))
     run_module(module, run)
 
 

@@ -21,14 +21,8 @@ description:
     revoked ones are renewed with reason C(revoked)); take a host out of the inventory first
     if it must not get any.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.attributes]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: The CA directory. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
   serials:
     description: Serials (hex, as the report and ledger show them) to revoke.
     type: list
@@ -58,9 +52,6 @@ attributes:
   check_mode:
     support: full
     description: In check mode it reports what would be revoked and changes nothing.
-  diff_mode:
-    support: none
-    description: Returns no diff.
 """
 
 EXAMPLES = r"""
@@ -90,46 +81,44 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+
+ROW_KEYS = ("host", "profile", "serial", "subject", "not_after", "status")
+
+
+def run(module):
+    params = module.params
+    zone, ca_dir = _args.zone_and_ca_dir(params)
+    if not CaDir(ca_dir).has_root():
+        raise TrustzoneError("the zone has no CA here", ca_dir,
+                             fix="run it on the zone's CA host")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with _ledger.locked(ca_dir):
+        conn = _ledger.connect(ca_dir)
+        chosen = R.select(_ledger.rows(conn, zone=zone), params["serials"],
+                          params["hosts"], params["keep_hosts"], now)
+        if chosen and not module.check_mode:
+            _ledger.revoke(conn, [row["serial"] for row in chosen], params["reason"],
+                           R.iso(now))
+        conn.close()
+    return {"changed": bool(chosen),
+            "revoked": [{k: row[k] for k in ROW_KEYS} for row in chosen]}
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            serials=dict(type="list", elements="str", default=[]),
-            hosts=dict(type="list", elements="str", default=[]),
-            keep_hosts=dict(type="list", elements="str"),
-            reason=dict(type="str", default="unspecified", choices=list(_ledger.REASONS)),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    try:
-        zone = P.validate_name(params["zone"], "zone name")
-        ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
-        if not CaDir(ca_dir).has_root():
-            raise TrustzoneError("the zone has no CA here", ca_dir,
-                                 fix="run it on the zone's CA host")
-        now = datetime.datetime.now(datetime.timezone.utc)
-        with _ledger.locked(ca_dir):
-            conn = _ledger.connect(ca_dir)
-            chosen = R.select(_ledger.rows(conn, zone=zone), params["serials"],
-                              params["hosts"], params["keep_hosts"], now)
-            if chosen and not module.check_mode:
-                _ledger.revoke(conn, [row["serial"] for row in chosen], params["reason"],
-                               R.iso(now))
-            conn.close()
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=bool(chosen), revoked=[
-        {k: row[k] for k in ("host", "profile", "serial", "subject", "not_after", "status")}
-        for row in chosen])
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA,
+        serials=dict(type="list", elements="str", default=[]),
+        hosts=dict(type="list", elements="str", default=[]),
+        keep_hosts=dict(type="list", elements="str"),
+        reason=dict(type="str", default="unspecified", choices=list(_ledger.REASONS)),
+    ))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ description:
     C(changed=false) (see RV(taken), RV(released)), so a run with nothing to do reports no
     change.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.attributes]
 options:
   path:
     description: The lease file on the CA host (the playbooks use C(<trustzone_ca_dir>.lease)).
@@ -66,9 +67,6 @@ attributes:
   check_mode:
     description: Nothing is written; the result says whether the lease is free.
     support: full
-  diff_mode:
-    description: Not supported.
-    support: none
 requirements:
   - Linux (fcntl) on the CA host
 """
@@ -113,6 +111,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _lease as L
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
@@ -186,19 +185,16 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            holder=dict(type="dict", required=True),
-            state=dict(type="str", choices=["acquired", "released"], default="acquired"),
-            ttl=dict(type="str", default="2h"),
-            wait=dict(type="int", default=5),
-            # consumed by the action plugin on the controller; listed so that the module's
-            # documentation and argument spec agree
-            zone=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        path=dict(type="path", required=True),
+        holder=dict(type="dict", required=True),
+        state=dict(type="str", choices=["acquired", "released"], default="acquired"),
+        ttl=dict(type="str", default="2h"),
+        wait=dict(type="int", default=5),
+        # consumed by the action plugin on the controller; listed so that the module's
+        # documentation and argument spec agree
+        zone=dict(type="str"),
+    ))
     run_module(module, run)
 
 

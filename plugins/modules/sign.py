@@ -32,18 +32,8 @@ description:
     to be signed the CA key is not even read.
   - In check mode nothing is signed; RV(would_issue) lists what would be.
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase, trustzone.pki.attributes]
 options:
-  zone:
-    description: Name of the trust zone.
-    type: str
-    required: true
-  dir:
-    description: The CA directory on the CA host. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
-  passphrase:
-    description: Passphrase of the CA key.
-    type: str
-    required: true
   hosts:
     description: Hosts whose requests to sign. Defaults to the play's hosts.
     type: list
@@ -77,9 +67,6 @@ attributes:
   check_mode:
     description: In check mode nothing is signed; RV(would_issue) lists what would be.
     support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 requirements:
   - cryptography >= 3.4 on the CA host
 """
@@ -127,64 +114,56 @@ unrecorded:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
-from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+
+
+def run(module):
+    params = module.params
+    zone, ca_dir = _args.zone_and_ca_dir(params)
+    requests = params["requests"]
+    if module.check_mode:
+        return {"changed": bool(requests), "certificates": {}, "refused": {}, "issued": 0,
+                "reconciled": [], "unrecorded": {}}
+    pending = {(r.get("host"), (r.get("profile") or {}).get("name")) for r in requests}
+    installed = _issue.installed_fingerprints(params["installed"], pending)
+    issued, refused, changes, unrecorded = {}, {}, [], {}
+    if requests:  # the CA key is read only when something is to be signed
+        key, cert, chain = CaDir(ca_dir).issuer(params["passphrase"])
+    with _ledger.locked(ca_dir):
+        conn = _ledger.connect(ca_dir, create=bool(requests))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        now_text = _layout.iso(now)
+        if conn is None:
+            unrecorded = installed
+        else:
+            changes, unrecorded = _ledger.reconcile_installed(conn, zone, installed, now_text)
+        if requests:
+            issued, refused, entries = _issue.sign_batch(requests, cert, key, chain, now,
+                                                         zone=zone)
+            _ledger.record(conn, entries, now_text)
+        if conn is not None:
+            conn.close()
+    count = sum(len(v) for v in issued.values())
+    return {"changed": count > 0 or bool(changes), "certificates": issued, "refused": refused,
+            "issued": count, "reconciled": changes, "unrecorded": unrecorded}
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            passphrase=dict(type="str", required=True, no_log=True),
-            hosts=dict(type="list", elements="str"),
-            result_var=dict(type="str", default="__trustzone_certs_node"),
-            requests=dict(type="list", elements="dict", default=[]),
-            installed=dict(type="dict", default={}),
-        ),
-        supports_check_mode=True,
-    )
-    if not C.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
-                         exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        zone = P.validate_name(module.params["zone"], "zone name")
-        ca_dir = module.params["dir"] or "/var/lib/trustzone/%s" % zone
-        requests = module.params["requests"]
-        if module.check_mode:
-            module.exit_json(changed=bool(requests), certificates={}, refused={}, issued=0,
-                             reconciled=[], unrecorded={})
-        pending = {(r.get("host"), (r.get("profile") or {}).get("name")) for r in requests}
-        installed = _issue.installed_fingerprints(module.params["installed"], pending)
-        issued, refused, changes, unrecorded = {}, {}, [], {}
-        if requests:  # the CA key is read only when something is to be signed
-            key, cert, chain = CaDir(ca_dir).issuer(module.params["passphrase"])
-        with _ledger.locked(ca_dir):
-            conn = _ledger.connect(ca_dir, create=bool(requests))
-            now = datetime.datetime.now(datetime.timezone.utc)
-            now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-            if conn is None:
-                unrecorded = installed
-            else:
-                changes, unrecorded = _ledger.reconcile_installed(conn, zone, installed,
-                                                                  now_text)
-            if requests:
-                issued, refused, entries = _issue.sign_batch(requests, cert, key, chain, now,
-                                                             zone=zone)
-                _ledger.record(conn, entries, now_text)
-            if conn is not None:
-                conn.close()
-    except TrustzoneError as exc:
-        module.fail_json(msg=str(exc))
-    count = sum(len(v) for v in issued.values())
-    module.exit_json(changed=count > 0 or bool(changes), certificates=issued, refused=refused,
-                     issued=count, reconciled=changes, unrecorded=unrecorded)
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA_KEYS,
+        hosts=dict(type="list", elements="str"),
+        result_var=dict(type="str", default="__trustzone_certs_node"),
+        requests=dict(type="list", elements="dict", default=[]),
+        installed=dict(type="dict", default={}),
+    ))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -24,19 +24,9 @@ description:
     change. A directory in the flat layout of earlier releases becomes generation 1 on the
     first run that is not in check mode. See C(docs/ca-state.md).
 author: trustzone.pki maintainers (!UNKNOWN)
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase,
+  trustzone.pki.files, trustzone.pki.action.role_spec]
 options:
-  zone:
-    description: Name of the trust zone (V(a-z), V(0-9), V(-), V(_); at most 32 characters).
-    type: str
-    required: true
-  dir:
-    description: Directory holding the zone's CA state. Defaults to C(/var/lib/trustzone/<zone>).
-    type: path
-  passphrase:
-    description:
-      - Passphrase that encrypts the root key at rest. Keep it in Ansible Vault.
-    type: str
-    required: true
   key_type:
     description: Key algorithm of a new root.
     type: str
@@ -59,14 +49,6 @@ options:
   common_name:
     description: Common name of a new root. Defaults to C(trustzone <zone> root CA).
     type: str
-  owner:
-    description: Owner of the CA directory and files.
-    type: str
-    default: root
-  group:
-    description: Group of the CA directory and files.
-    type: str
-    default: root
   rotate:
     description:
       - Advance a root rotation by one phase. V(none) only reports the state.
@@ -145,13 +127,6 @@ options:
         variable and the fix, before the CA host is contacted.
     type: list
     elements: str
-  role_spec:
-    description:
-      - Path of a role (C({{ role_path }})) whose C(meta/argument_specs.yml) (entry point
-        C(main)) the action plugin checks against the task's variables before anything else,
-        as Ansible's own role argument validation does; for a play that imports the role with
-        C(rolespec_validate=false).
-    type: path
 attributes:
   action:
     description: An action plugin on the controller checks the inputs before the CA host is contacted.
@@ -254,6 +229,7 @@ import secrets
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
@@ -470,36 +446,28 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            passphrase=dict(type="str", required=True, no_log=True),
-            key_type=dict(type="str", default="ec", choices=["ec", "rsa", "ed25519"]),
-            key_curve=dict(type="str", default="secp384r1", choices=["secp256r1", "secp384r1"]),
-            key_size=dict(type="int", default=4096, choices=[2048, 3072, 4096]),
-            lifetime=dict(type="str", default="3650d"),
-            common_name=dict(type="str"),
-            owner=dict(type="str", default="root"),
-            group=dict(type="str", default="root"),
-            rotate=dict(type="str", default="none", choices=["none", "trust", "use", "retire"]),
-            retire_confirmed=dict(type="bool", default=False),
-            rotate_before=dict(type="str", default="365d"),
-            rotate_force=dict(type="bool", default=False),
-            extend=dict(type="bool", default=False),
-            intermediate=dict(type="bool", default=False),
-            intermediate_lifetime=dict(type="str", default="1825d"),
-            intermediate_rotate_before=dict(type="str", default="180d"),
-            intermediate_force=dict(type="bool", default=False),
-            crl_lifetime=dict(type="str", default="7d"),
-            crl_refresh_before=dict(type="str", default="2d"),
-            # Consumed by the action plugin on the controller; listed so that the module's
-            # documentation and argument spec agree.
-            ca_hosts=dict(type="list", elements="str"),
-            role_spec=dict(type="path"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.ZONE_CA_KEYS, _args.OWNER_GROUP, _args.ROLE_SPEC,
+        key_type=dict(type="str", default="ec", choices=["ec", "rsa", "ed25519"]),
+        key_curve=dict(type="str", default="secp384r1", choices=["secp256r1", "secp384r1"]),
+        key_size=dict(type="int", default=4096, choices=[2048, 3072, 4096]),
+        lifetime=dict(type="str", default="3650d"),
+        common_name=dict(type="str"),
+        rotate=dict(type="str", default="none", choices=["none", "trust", "use", "retire"]),
+        retire_confirmed=dict(type="bool", default=False),
+        rotate_before=dict(type="str", default="365d"),
+        rotate_force=dict(type="bool", default=False),
+        extend=dict(type="bool", default=False),
+        intermediate=dict(type="bool", default=False),
+        intermediate_lifetime=dict(type="str", default="1825d"),
+        intermediate_rotate_before=dict(type="str", default="180d"),
+        intermediate_force=dict(type="bool", default=False),
+        crl_lifetime=dict(type="str", default="7d"),
+        crl_refresh_before=dict(type="str", default="2d"),
+        # Consumed by the action plugin on the controller; listed so that the module's
+        # documentation and argument spec agree.
+        ca_hosts=dict(type="list", elements="str"),
+    ))
     run_module(module, run)
 
 

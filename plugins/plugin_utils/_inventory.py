@@ -29,6 +29,7 @@ from ansible.template import Templar
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.plugin_utils._role_spec import validate_role
 
 NODES_GROUP = "trustzone_nodes"
 CA_GROUP = "trustzone_ca"
@@ -143,8 +144,39 @@ def resolve_zone(task, loader, zone):
 
 
 class InventoryActionMixin:
-    """For the action plugins that resolve names: where the inventory-only variables come
-    from (unit tests replace ``_inventory_source``) and the whole zone's check."""
+    """For the action plugins that resolve names: their shared first lines (``_begin``,
+    ``_check_role_spec``), where the inventory-only variables come from (unit tests replace
+    ``_inventory_source``) and the whole zone's check."""
+
+    def _begin(self, tmp, task_vars, consumed):
+        """The first lines of the action's ``run``: ``(task_vars, result, args, own, host)``
+        - ``args`` the task's arguments less the ``consumed`` ones, which are in ``own`` (the
+        names given), and ``host`` the inventory host the task runs for."""
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        own = {name: args.pop(name) for name in consumed if name in args}
+        host = task_vars.get("inventory_hostname") or "this host"
+        return task_vars, result, args, own, host
+
+    def _check_role_spec(self, host, role_path, task_vars):
+        """With ``role_path`` (the task's ``role_spec``), the role's argument spec checked
+        against the task's variables, for a play that imported the role with
+        ``rolespec_validate: false`` (playbooks/site.yml); raises TrustzoneError."""
+        if role_path:
+            validate_role(host, role_path, task_vars, self._loader, self._templar)
+
+    @staticmethod
+    def _failed(result, exc):
+        """``result`` failed with the one-line message of ``exc`` (a TrustzoneError)."""
+        result.update(failed=True, msg=str(exc))
+        return result
+
+    def _run_remote(self, result, module_name, args, task_vars):
+        """``result`` with the module's own result on the target host."""
+        result.update(self._execute_module(module_name=module_name, module_args=args,
+                                           task_vars=task_vars))
+        return result
 
     def _inventory_source(self):
         """The hosts' inventory-only variables."""

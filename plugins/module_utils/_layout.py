@@ -1,0 +1,36 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
+"""Where a zone's files are and how its data is written: the one place for the layout.
+
+The default directories (the roles' defaults say the same: roles/*/defaults/main.yml), the
+file names shared by several modules, the time format of the ledger, the reports and the
+CA state, and the shortest passphrase the collection accepts.
+"""
+
+from __future__ import annotations
+
+NODE_DIR = "/etc/trustzone/%s"  # a zone's files on a node (trustzone_certs_dir)
+CA_DIR = "/var/lib/trustzone/%s"  # a zone's CA directory on the CA host (trustzone_ca_dir)
+LEDGER_FILE = "ledger.db"  # the issuance ledger, in the CA directory
+CRL_FILE = "crl.pem"  # the CRLs, in the CA directory and in a node's directory
+ISO_TIME = "%Y-%m-%dT%H:%M:%SZ"  # every time the collection writes: UTC, to the second
+MIN_PASSPHRASE = 12  # CA, backup and PKCS#12 passphrases
+
+
+def node_dir(zone, given=None):
+    """The zone's directory on a node: ``given`` (the module's ``dir``) or the default."""
+    return given or NODE_DIR % zone
+
+
+def ca_dir(zone, given=None):
+    """The zone's CA directory on the CA host: ``given`` (the module's ``dir``) or the
+    default."""
+    return given or CA_DIR % zone
+
+
+def iso(moment):
+    """``moment`` (an aware UTC datetime) as the collection writes times."""
+    return moment.strftime(ISO_TIME)
