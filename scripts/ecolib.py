@@ -646,9 +646,10 @@ def run_site_on_lab(collections_dir, workdir, venv=VENV, prefix=LAB_PREFIX, zone
         lab("down", "--prefix", prefix, check=False)
 
 
-def run_site_twice(collections_dir, workdir, inventory, venv=VENV):
+def run_site_twice(collections_dir, workdir, inventory, venv=VENV, outputs=None):
     """Run the INSTALLED playbooks/site.yml on ``inventory`` twice: the first run succeeds
-    everywhere, the second changes nothing. Returns the two runs' seconds."""
+    everywhere, the second changes nothing. Returns the two runs' seconds; their output is
+    appended to the list ``outputs`` when given."""
     installed = Path(collections_dir).resolve() / "ansible_collections" / NAMESPACE / NAME
     env = installed_env(collections_dir, workdir, venv)
     times = []
@@ -664,6 +665,8 @@ def run_site_twice(collections_dir, workdir, inventory, venv=VENV):
             raise EcoError("installed site.yml is not idempotent: %s\n%s" % (
                 stats, tail(proc.output)))
         times.append(proc.seconds)
+        if outputs is not None:
+            outputs.append(proc.output)
     return times
 
 

@@ -239,9 +239,14 @@ def cli_inner(args):
                 checked = eco.check_installed(collections, work, venv)
                 print("built, installed, syntax-checked %d playbooks" % len(checked))
                 if step == "site":
+                    outputs = []
                     first, second = eco.run_site_twice(collections, work, args.inventory,
-                                                       venv)
+                                                       venv, outputs)
                     print("site.yml %.1f s, again (no change) %.1f s" % (first, second))
+                    warnings = sorted({line.strip() for out in outputs
+                                       for line in out.splitlines() if "WARNING" in line})
+                    print("%d distinct warning lines%s" % (
+                        len(warnings), "".join("\n  " + w for w in warnings)))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         log("%s %s: ok (%.0f s)" % (args.core, step, time.monotonic() - started))
