@@ -28,7 +28,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv"
-PYTHON_VERSION = "3.11"
 NAMESPACE, NAME = "trustzone", "pki"
 FQCN = "%s.%s" % (NAMESPACE, NAME)
 REQUIREMENTS = [REPO / "requirements.txt", REPO / "requirements-ecosystem.txt",
@@ -47,13 +46,19 @@ STAGE_EXCLUDES = {".git", ".venv", ".lab", ".collections", ".cache", ".pytest_ca
 # (the generations of ansible-core 2.16 and 2.17) do not bundle - they carry 2.22. A 2.16
 # user installs community.crypto from Galaxy; Galaxy is out of reach here, so `ansible` 11
 # (community.crypto 2.26, which supports ansible-core 2.9 and later) stands in for it.
-# The newest row is the project's own .venv (requirements.txt).
+# The .venv's row (2.19) is the project's own (requirements.txt). 2.20 and later need
+# Python >= 3.12, which this machine lacks: they run in a Debian 13 container (Python 3.13,
+# scripts/newcore.py), with the collections of their own generation's `ansible` package.
 MATRIX = {
     "2.16": "ansible-core>=2.16,<2.17",
     "2.17": "ansible-core>=2.17,<2.18",
     "2.18": "ansible-core>=2.18,<2.19",
+    "2.20": "ansible-core>=2.20,<2.21",
+    "2.21": "ansible-core>=2.21,<2.22",
 }
 MATRIX_COLLECTIONS = "ansible>=11,<12"
+MATRIX_COLLECTIONS_OF = {"2.20": "ansible>=13,<14", "2.21": "ansible>=14,<15"}
+CONTAINER_CORES = ("2.20", "2.21")  # controller Python >= 3.12: scripts/newcore.py
 MATRIX_EXTRA = ["cryptography>=41", "pytest>=8", "pytest-xdist>=3", "pytest-mock>=3",
                 "mock>=5", "pyyaml"]
 LAB_PREFIX, LAB_ZONE = "tzeco", "eco"
@@ -70,6 +75,11 @@ def log(msg):
 
 def venv_bin(name, venv=VENV):
     return str(Path(venv) / "bin" / name)
+
+
+def venv_python_version(venv=VENV):
+    """``3.X`` of the venv's Python (from its lib/python3.X directory)."""
+    return Path(site_packages(venv)).parent.name[len("python"):]
 
 
 def site_packages(venv=VENV):
@@ -191,24 +201,44 @@ def ensure_deps(venv=VENV):
     return True
 
 
+def pip_wheel():
+    """A pip wheel to bootstrap pip with where the Python has no ensurepip (Debian's python3
+    without python3-venv): $TRUSTZONE_PIP_WHEEL, or None."""
+    wheel = os.environ.get("TRUSTZONE_PIP_WHEEL")
+    return Path(wheel) if wheel else None
+
+
+def make_venv(venv):
+    """``python3 -m venv``; without ensurepip, a venv without pip and pip from pip_wheel()."""
+    python = sys.executable if sys.version_info[:2] == (3, 11) else "python3"
+    wheel = pip_wheel()
+    if wheel is None:
+        run([python, "-m", "venv", venv], what="python3 -m venv")
+        return
+    run([python, "-m", "venv", "--without-pip", venv], what="python3 -m venv --without-pip")
+    run([venv_bin("python", venv), wheel / "pip", "install", "-q", "--progress-bar", "off",
+         wheel], timeout=600, what="pip install %s" % wheel.name)
+
+
 def ensure_matrix_venv(core):
-    """A venv with ansible-core ``core`` and the collections of MATRIX_COLLECTIONS."""
+    """A venv with ansible-core ``core`` and the collections of its `ansible` package
+    (MATRIX_COLLECTIONS_OF, else MATRIX_COLLECTIONS)."""
     venv = CACHE / ("venv-ansible-core-%s" % core)
     spec = MATRIX[core]
+    collections = MATRIX_COLLECTIONS_OF.get(core, MATRIX_COLLECTIONS)
     stamp = venv / ".trustzone-matrix"
-    want = json.dumps([spec, MATRIX_COLLECTIONS] + MATRIX_EXTRA)
+    want = json.dumps([spec, collections] + MATRIX_EXTRA)
     if stamp.exists() and stamp.read_text() == want:
         return venv
     if venv.exists():
         shutil.rmtree(venv)
     log("creating %s (%s)" % (venv, spec))
-    run([sys.executable if sys.version_info[:2] == (3, 11) else "python3", "-m", "venv", venv],
-        what="python3 -m venv")
+    make_venv(venv)
     run([venv_bin("python", venv), "-m", "pip", "install", "-q", "--progress-bar", "off",
          spec] + MATRIX_EXTRA, timeout=1800, what="pip install %s" % spec)
     run([venv_bin("python", venv), "-m", "pip", "install", "-q", "--progress-bar", "off",
-         "--no-deps", MATRIX_COLLECTIONS], timeout=1800,
-        what="pip install --no-deps %s" % MATRIX_COLLECTIONS)
+         "--no-deps", collections], timeout=1800,
+        what="pip install --no-deps %s" % collections)
     stamp.write_text(want)
     return venv
 
@@ -225,15 +255,25 @@ GET_PIP_STAND_IN = '''\
 
 ansible-test bootstraps pip in each sanity venv with a script it downloads from its own CI
 host, which these machines cannot reach. Same contract: pip install the arguments, where
---no-setuptools / --no-wheel are get-pip options. Uses the interpreter's ensurepip, then PyPI.
+--no-setuptools / --no-wheel are get-pip options. Uses the interpreter's ensurepip, then PyPI;
+without ensurepip (Debian's python3 without python3-venv), the pip wheel beside this file.
 """
+import glob
+import importlib.util
+import os
 import subprocess
 import sys
 
 args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
-subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"],
-                      stdout=subprocess.DEVNULL)
-subprocess.check_call([sys.executable, "-m", "pip", "install", "--upgrade"] + args)
+wheels = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       "pip-*.whl")))
+if importlib.util.find_spec("ensurepip") is None and wheels:
+    subprocess.check_call([sys.executable, os.path.join(wheels[-1], "pip"), "install",
+                           "--upgrade"] + args)
+else:
+    subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"],
+                          stdout=subprocess.DEVNULL)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--upgrade"] + args)
 if "--no-setuptools" in sys.argv[1:] and not any(a.startswith("setuptools") for a in args):
     subprocess.call([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "setuptools"])
 '''
@@ -251,6 +291,9 @@ def ansible_test_home(venv=VENV):
         path = cache / ("get_pip_%s.py" % version.replace(".", "_"))
         if not path.exists() or path.read_text() != GET_PIP_STAND_IN:
             path.write_text(GET_PIP_STAND_IN)
+    wheel = pip_wheel()
+    if wheel is not None and not (cache / wheel.name).exists():
+        shutil.copy2(wheel, cache / wheel.name)
     return home
 
 
@@ -259,7 +302,8 @@ def ansible_test(command, venv=VENV, extra=(), timeout=1800):
     with tempfile.TemporaryDirectory(prefix="trustzone-ansible-test-") as top:
         dest = stage(top)
         env = tool_env(venv, home=ansible_test_home(venv))
-        cmd = [venv_bin("ansible-test", venv), command, "--python", PYTHON_VERSION, "--local",
+        cmd = [venv_bin("ansible-test", venv), command, "--python", venv_python_version(venv),
+               "--local",
                "--color", "no"] + list(extra)
         return run(cmd, cwd=dest, env=env, timeout=timeout,
                    what="ansible-test %s (ansible-core %s)" % (command, core_version(venv)))
@@ -594,28 +638,36 @@ def lab_available():
 def run_site_on_lab(collections_dir, workdir, venv=VENV, prefix=LAB_PREFIX, zone=LAB_ZONE):
     """Start a one-node lab fleet, run the INSTALLED playbooks/site.yml on it twice (the
     second run must change nothing), remove the fleet. Returns the two runs' seconds."""
-    installed = Path(collections_dir).resolve() / "ansible_collections" / NAMESPACE / NAME
     inventory = REPO / ".lab" / prefix / "hosts.yml"
-    env = installed_env(collections_dir, workdir, venv)
     lab("up", "--prefix", prefix, "--nodes", "1", "--zone", zone, "--inventory", inventory)
     try:
-        times = []
-        for attempt in ("first", "second"):
-            proc = run([venv_bin("ansible-playbook", venv), "-i", inventory,
-                        installed / "playbooks" / "site.yml"], cwd=workdir, env=env,
-                       timeout=900, what="installed site.yml (%s run)" % attempt)
-            stats = recap(proc.output)
-            if not stats or any(s.get("failed") or s.get("unreachable")
-                                for s in stats.values()):
-                raise EcoError("installed site.yml %s run: %s\n%s"
-                               % (attempt, stats, tail(proc.output)))
-            if attempt == "second" and any(s.get("changed") for s in stats.values()):
-                raise EcoError("installed site.yml is not idempotent: %s\n%s" % (
-                    stats, tail(proc.output)))
-            times.append(proc.seconds)
-        return times
+        return run_site_twice(collections_dir, workdir, inventory, venv)
     finally:
         lab("down", "--prefix", prefix, check=False)
+
+
+def run_site_twice(collections_dir, workdir, inventory, venv=VENV, outputs=None):
+    """Run the INSTALLED playbooks/site.yml on ``inventory`` twice: the first run succeeds
+    everywhere, the second changes nothing. Returns the two runs' seconds; their output is
+    appended to the list ``outputs`` when given."""
+    installed = Path(collections_dir).resolve() / "ansible_collections" / NAMESPACE / NAME
+    env = installed_env(collections_dir, workdir, venv)
+    times = []
+    for attempt in ("first", "second"):
+        proc = run([venv_bin("ansible-playbook", venv), "-i", inventory,
+                    installed / "playbooks" / "site.yml"], cwd=workdir, env=env,
+                   timeout=900, what="installed site.yml (%s run)" % attempt)
+        stats = recap(proc.output)
+        if not stats or any(s.get("failed") or s.get("unreachable") for s in stats.values()):
+            raise EcoError("installed site.yml %s run: %s\n%s"
+                           % (attempt, stats, tail(proc.output)))
+        if attempt == "second" and any(s.get("changed") for s in stats.values()):
+            raise EcoError("installed site.yml is not idempotent: %s\n%s" % (
+                stats, tail(proc.output)))
+        times.append(proc.seconds)
+        if outputs is not None:
+            outputs.append(proc.output)
+    return times
 
 
 # --------------------------------------------------------------------------- EE

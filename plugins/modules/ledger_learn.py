@@ -132,12 +132,16 @@ def _fleet(raw):
             if not isinstance(item, dict):
                 continue
             content = item.get("content")
-            if item.get("content_b64"):
-                try:
-                    content = base64.b64decode(item["content_b64"][:2 * MAX_FILE],
-                                               validate=True).decode("ascii")
-                except (binascii.Error, ValueError, TypeError):
-                    content = None
+            encoded = item.get("content_b64")
+            if encoded:
+                content = None
+                # only a string is sliced: on Python >= 3.12 a dict's [:n] is a KeyError
+                if isinstance(encoded, str):
+                    try:
+                        content = base64.b64decode(encoded[:2 * MAX_FILE],
+                                                   validate=True).decode("ascii")
+                    except (binascii.Error, ValueError):
+                        content = None
             if isinstance(content, str) and len(content) <= MAX_FILE:
                 files.append({"profile": str(item.get("profile") or ""), "content": content})
         names = node.get("names") if isinstance(node.get("names"), dict) else {}
