@@ -8,9 +8,11 @@
 
 Pure functions. Two halves:
 
-* node and CA side (``certificate_facts``, ``crl_facts``, ``mode_problems``): facts about
-  parsed certificates, keys and CRLs, used by the ``node_info`` and ``ledger_info`` modules
-  (so nothing here may need more than cryptography 38.0.4);
+* node and CA side (``crl_facts``, ``mode_problems``, the time helpers): facts about parsed
+  CRLs and file modes, used by the ``node_info`` and ``ledger_info`` modules and by the
+  identity backend (``_backend.py``, whose ``certificate_facts`` are the facts of one
+  certificate a report row is made of), so nothing here may need more than cryptography
+  38.0.4;
 * controller side (``fleet_report``): plain data in (what those modules returned, the
   ledger's rows, ``now``), plain JSON-ready data out. No file, network or Ansible I/O
   happens here.
@@ -116,35 +118,6 @@ def mode_text(mode):
 
 
 # --------------------------------------------------------------------------- node / CA side
-
-def certificate_facts(cert, chain, roots, key, now):
-    """Facts about one parsed certificate: names, validity, chain and key.
-
-    ``chain``: intermediates to try (the full-chain file's extra certificates and the zone's
-    intermediates); ``roots``: the zone's roots; ``key``: the private key found beside it, or
-    None. ``key_match`` is None when there is no key to compare with.
-    """
-    path = C.chain_to(cert, chain or [], roots or [])
-    facts = {
-        "subject": C.subject_text(cert),
-        "common_name": C.common_name(cert),
-        "sans": C.names_of(cert),
-        "issuer": cert.issuer.rfc4514_string(),
-        "serial": "%x" % cert.serial_number,
-        "fingerprint": C.fingerprint(cert),
-        "not_before": iso(C.not_before(cert)),
-        "not_after": iso(C.not_after(cert)),
-        "days_left": days_left(C.not_after(cert), now),
-        "key_type": C.key_spec_text(C.describe_key(cert.public_key())),
-        "extended_key_usage": C.extended_key_usages_of(cert),
-        "is_ca": bool((C.basic_constraints_of(cert) or (False, None))[0]),
-        "chain_valid": path is not None,
-        "chain_root": C.fingerprint(path[-1]) if path else None,
-        "chain_length": len(path) if path else None,
-        "key_match": None if key is None else C.same_public_key(key, cert),
-    }
-    return facts
-
 
 def mode_problems(facts, mode=None, key_mode=None):
     """What is wrong with the modes in ``facts`` (``mode``, ``key_mode``, ``chain_mode``,

@@ -75,58 +75,6 @@ def test_worst_and_mode_text():
 
 # --------------------------------------------------------------------------- node / CA side
 
-@pytest.fixture
-def leaf(keys, zone, server_profile):
-    key = keys.get("p256#report-leaf")
-    return key, zone.leaf(key.public_key(), server_profile)
-
-
-def test_certificate_facts_of_a_good_leaf(leaf, zone, server_profile):
-    key, cert = leaf
-    facts = R.certificate_facts(cert, [], [zone.cert], key, NOW)
-    assert facts == {
-        "subject": "CN=web1.prod.example,OU=prod,O=trustzone",
-        "common_name": "web1.prod.example",
-        "sans": {"dns": ["web1", "web1.prod.example"], "ip": ["10.0.0.11", "2001:db8::11"]},
-        "issuer": zone.cert.subject.rfc4514_string(),
-        "serial": "%x" % cert.serial_number,
-        "fingerprint": C.fingerprint(cert),
-        "not_before": "2025-05-31T12:00:00Z",
-        "not_after": "2026-03-28T12:00:00Z",
-        "days_left": 300,
-        "key_type": "EC secp256r1",
-        "extended_key_usage": ["server_auth"],
-        "is_ca": False,
-        "chain_valid": True,
-        "chain_root": C.fingerprint(zone.cert),
-        "chain_length": 2,
-        "key_match": True,
-    }
-
-
-def test_certificate_facts_other_zone_wrong_key_no_key(leaf, keys, other_zone, zone):
-    key, cert = leaf
-    facts = R.certificate_facts(cert, [], [other_zone.cert], keys.get("p256#other"), NOW)
-    assert (facts["chain_valid"], facts["chain_root"], facts["chain_length"]) == (False, None,
-                                                                                  None)
-    assert facts["key_match"] is False
-    assert R.certificate_facts(cert, [], [zone.cert], None, NOW)["key_match"] is None
-    assert R.certificate_facts(cert, [], [], key, NOW)["chain_valid"] is False
-
-
-def test_certificate_facts_chains_through_an_intermediate(keys, zone, server_profile):
-    ikey = keys.get("p256#report-intermediate")
-    inter = C.build_ca_certificate(ikey, C.zone_name_attributes("prod", "inter"), NOW - DAY,
-                                   NOW + 400 * DAY, path_length=0, issuer_cert=zone.cert,
-                                   issuer_key=zone.key)
-    key = keys.get("p256#report-leaf")
-    cert = zone.leaf(key.public_key(), server_profile, issuer_cert=inter, issuer_key=ikey)
-    assert R.certificate_facts(cert, [], [zone.cert], key, NOW)["chain_valid"] is False
-    facts = R.certificate_facts(cert, [inter], [zone.cert], key, NOW)
-    assert (facts["chain_valid"], facts["chain_length"]) == (True, 3)
-    assert R.certificate_facts(inter, [], [zone.cert], None, NOW)["is_ca"] is True
-
-
 @pytest.mark.parametrize("facts, mode, key_mode, problems", [
     ({"mode": "0644", "key_mode": "0600", "chain_mode": "0644"}, "0644", "0600", []),
     ({"mode": "0640", "key_mode": "0644", "chain_mode": "0644"}, "0644", "0600",
