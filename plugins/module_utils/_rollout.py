@@ -49,17 +49,26 @@ def _failed(result):
     return isinstance(result, dict) and bool(result.get("failed") or result.get("unreachable"))
 
 
+def _usable_or_failure(results):
+    """``(usable results, None)``, or ``([], the failure to report)``: a failure of the last
+    result wins; with nothing usable, the latest failure (None without one)."""
+    results = [r for r in results or [] if isinstance(r, dict)]
+    if results and _failed(results[-1]):
+        return [], results[-1]
+    usable = [r for r in results if _usable(r)]
+    if not usable:
+        return [], next((r for r in reversed(results) if _failed(r)), None)
+    return usable, None
+
+
 def merge_results(results):
     """One node (or trust role) result from the several a run registered in turn - a root
     rotation inspects a node once per phase. Requests per profile from the latest result
     that asks for it; files and anchor changes of all of them; a failure of the last one
     wins. None when there is nothing usable."""
-    results = [r for r in results or [] if isinstance(r, dict)]
-    if results and _failed(results[-1]):
-        return results[-1]
-    usable = [r for r in results if _usable(r)]
+    usable, failure = _usable_or_failure(results)
     if not usable:
-        return next((r for r in reversed(results) if _failed(r)), None)
+        return failure
     merged = dict(usable[-1])
     requests, files, added, removed, has_trust = {}, set(), set(), set(), False
     for result in usable:
@@ -81,12 +90,9 @@ def merge_ca_results(results):
     """The zone_root result that says most about a run that called it several times (a
     rotation does, once per phase): the last one whose rotation step changes something,
     else the last one; with the first reason to sign the CRLs again and the latest CRL."""
-    results = [r for r in results or [] if isinstance(r, dict)]
-    if results and _failed(results[-1]):
-        return results[-1]
-    usable = [r for r in results if _usable(r)]
+    usable, failure = _usable_or_failure(results)
     if not usable:
-        return next((r for r in reversed(results) if _failed(r)), None)
+        return failure
     stepping = [r for r in usable if (r.get("rotation") or {}).get("changed")]
     merged = dict(stepping[-1] if stepping else usable[-1])
     merged["created"] = any(r.get("created") for r in usable)
