@@ -69,9 +69,9 @@ def rollout_plan(hosts, hostvars, ca_host, crl_near="1d", now=None, zone=None,
                 "commands": _var(hostvars, host, "trustzone_certs_reload_commands") or [],
             }
         return RO.rollout_plan(_zone(hostvars, ca_host, zone), hosts, nodes,
-                              _var(hostvars, ca_host, ca_var), _now(now), signed=signed,
-                              trust_results=trust, reload=reload, crl_near=crl_near,
-                              history=history)
+                               _var(hostvars, ca_host, ca_var), _now(now), signed=signed,
+                               trust_results=trust, reload=reload, crl_near=crl_near,
+                               history=history)
     except TrustzoneError as exc:
         raise AnsibleFilterError("rollout_plan: %s" % exc) from None
 

@@ -76,7 +76,6 @@ def test_certificate_facts_chains_through_an_intermediate(keys, zone, server_pro
     assert B.certificate_facts(inter, [], [zone.cert], None, NOW)["is_ca"] is True
 
 
-
 # --------------------------------------------------------------------------- deciding
 
 def loaded(key=None, cert=None, chain=(), key_error=None, cert_error=None):
@@ -117,9 +116,9 @@ def test_identity_facts_are_the_certificates_facts(leaf, zone):
 
 # --------------------------------------------------------------------------- ACME
 
-def acme(keys, zone, domains=WWW, key_label="p256#acme", not_after=None, key=True, **kw):
+def acme(keys, zone, domains=tuple(WWW), key_label="p256#acme", not_after=None, key=True, **kw):
     private = keys.get(key_label)
-    cert = zone.leaf(private.public_key(), cn=domains[0], dns=domains, not_after=not_after)
+    cert = zone.leaf(private.public_key(), cn=domains[0], dns=list(domains), not_after=not_after)
     args = dict(domains=WWW, key_spec=B.acme_key_spec("ec", "secp256r1", 3072),
                 renew_before_days=30, directory=DIRECTORY, state={"directory": DIRECTORY},
                 now=NOW)

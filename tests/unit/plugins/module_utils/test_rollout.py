@@ -85,7 +85,7 @@ def known_plan(**kw):
                         "node2": {"services": [], "commands": ["touch /x"]}})
     args.update(kw)
     return RO.rollout_plan("prod", ["node1", "node2", "node3", "node4", "node5", "node6",
-                                   "node7"], nodes, CA, NOW, **args)
+                                    "node7"], nodes, CA, NOW, **args)
 
 
 def test_rollout_plan_counts_exactly():
@@ -132,7 +132,7 @@ def test_rollout_plan_merges_the_trust_roles_own_result():
                                                   "roots_bundle": True}}
     # a skipped trust result (site.yml defers the trust role) is ignored
     plan = RO.rollout_plan("prod", ["node1"], nodes, CA, NOW,
-                          trust_results={"node1": {"skipped": True, "changed": False}})
+                           trust_results={"node1": {"skipped": True, "changed": False}})
     assert plan["trust"] == {"hosts": [], "by_host": {}}
 
 
@@ -182,9 +182,9 @@ def test_plan_lines():
 
 def test_plan_lines_quiet_zone_and_ca_error():
     plan = RO.rollout_plan("prod", ["node1"], {"node1": node_result()},
-                          dict(CA, created=True, crl_signed=None,
-                               intermediate={"fingerprint": "c" * 64, "days_left": 1800}),
-                          NOW)
+                           dict(CA, created=True, crl_signed=None,
+                                intermediate={"fingerprint": "c" * 64, "days_left": 1800}),
+                           NOW)
     assert RO.plan_lines(plan) == [
         "Zone prod: what this run would do on 1 node(s) (1 inspected)",
         "Certificates: 0 (0 issued, 0 renewed)",
@@ -261,7 +261,7 @@ def test_rollout_plan_of_a_rotation_sees_every_phase():
     }
     final_ca = dict(CA, crl_signed=None)
     plan = RO.rollout_plan("prod", ["node1"], {"node1": node_result()}, final_ca, NOW,
-                          trust_results={"node1": node_result()}, history=history)
+                           trust_results={"node1": node_result()}, history=history)
     assert [(i["host"], i["profile"], i["reasons"]) for i in plan["certificates"]["items"]] \
         == [("node1", "server", ["issuer"])]
     assert plan["trust"]["by_host"] == {"node1": {"added": ["new.crt"], "removed": [],
