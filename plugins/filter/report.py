@@ -14,6 +14,7 @@ import datetime
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
+from ansible_collections.trustzone.pki.plugins.module_utils import _rollout as RO
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import plain
 
@@ -67,16 +68,16 @@ def rollout_plan(hosts, hostvars, ca_host, crl_near="1d", now=None, zone=None,
                 "services": _var(hostvars, host, "trustzone_certs_reload_services") or [],
                 "commands": _var(hostvars, host, "trustzone_certs_reload_commands") or [],
             }
-        return R.rollout_plan(_zone(hostvars, ca_host, zone), hosts, nodes,
-                              _var(hostvars, ca_host, ca_var), _now(now), signed=signed,
-                              trust_results=trust, reload=reload, crl_near=crl_near,
-                              history=history)
+        return RO.rollout_plan(_zone(hostvars, ca_host, zone), hosts, nodes,
+                               _var(hostvars, ca_host, ca_var), _now(now), signed=signed,
+                               trust_results=trust, reload=reload, crl_near=crl_near,
+                               history=history)
     except TrustzoneError as exc:
         raise AnsibleFilterError("rollout_plan: %s" % exc) from None
 
 
 def plan_summary(plan):
-    return R.plan_lines(plain(plan))
+    return RO.plan_lines(plain(plan))
 
 
 class FilterModule:

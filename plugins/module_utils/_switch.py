@@ -5,7 +5,7 @@
 # NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
 """A node's identity (key, certificate, full chain) switches as one unit: the pure decisions.
 
-How a switch runs (plugins/modules/node.py does the I/O through _fs):
+How a switch runs (module_utils/_backend.py, Identity, does the I/O through _fs):
 
 1. inspect makes the next key as ``<key>.next-<h>``, ``h`` the first 16 hex digits of the
    SHA-256 of its public key: two overlapping runs never overwrite each other's pending key,

@@ -29,6 +29,12 @@ description:
     symlinks wherever it reads or writes (a link is what a hostile service user would plant),
     and nginx reads key and certificate only when it is reloaded, which the role does after
     this task. The commit marker makes the five renames one unit across crashes.
+  - V(assessed) reads and changes nothing. It says why the certificate in O(dir) must be
+    requested again (RV(reasons), empty when it is fine) - no readable certificate, fewer
+    than O(renew_before_days) days left, other names than O(domains), no readable key, a key
+    that does not match or is not the type asked for, or another ACME directory than
+    O(directory) in C(state.json). It is the collection's renewal assessment, the one the
+    P(trustzone.pki.node#module) module applies to zone certificates.
 author: trustzone.pki maintainers (!UNKNOWN)
 extends_documentation_fragment: [trustzone.pki.attributes]
 options:
@@ -37,10 +43,38 @@ options:
     type: path
     required: true
   state:
-    description: V(installed) switches to the staged files; V(recovered) only finishes an interrupted switch.
+    description:
+      - V(installed) switches to the staged files; V(recovered) only finishes an interrupted
+        switch; V(assessed) only says why a certificate must be requested.
     type: str
-    choices: [installed, recovered]
+    choices: [installed, recovered, assessed]
     default: installed
+  domains:
+    description: With V(assessed), the names the certificate must hold.
+    type: list
+    elements: str
+    default: []
+  key_type:
+    description: With V(assessed), the key type the certificate's key must have.
+    type: str
+    choices: [ec, rsa]
+    default: ec
+  key_curve:
+    description: With V(assessed), the curve of an V(ec) key.
+    type: str
+    default: secp256r1
+  key_size:
+    description: With V(assessed), the size of an V(rsa) key.
+    type: int
+    default: 3072
+  renew_before_days:
+    description: With V(assessed), renew when fewer than this many days are left.
+    type: int
+    default: 30
+  directory:
+    description: With V(assessed), the ACME directory in use; a certificate another one issued is renewed.
+    type: str
+    default: ""
   key_group:
     description: Group of the key (owner root).
     type: str
@@ -61,6 +95,15 @@ EXAMPLES = r"""
 - name: Install the key and certificate together
   trustzone.pki.acme_install:
     dir: /etc/trustzone-acme/www
+
+- name: Say why the certificate must be requested again
+  trustzone.pki.acme_install:
+    dir: /etc/trustzone-acme/www
+    state: assessed
+    domains: [www.example.org]
+    renew_before_days: 30
+    directory: https://acme-v02.api.letsencrypt.org/directory
+  register: assessed
 """
 
 RETURN = r"""
@@ -69,14 +112,21 @@ files:
   returned: always
   type: list
   elements: str
+reasons:
+  description: Why the certificate must be requested again; empty when it is fine.
+  returned: when O(state=assessed)
+  type: list
+  elements: str
 """
 
+import datetime
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
+from ansible_collections.trustzone.pki.plugins.module_utils import _backend as B
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
@@ -129,11 +179,37 @@ def finish(directory, check):
     return moved
 
 
+def assess(directory, params, now):
+    """Why the certificate in ``directory`` must be requested again (``_backend``)."""
+    if _fs.refuse_symlink(directory) is None:
+        loaded = {"key": None, "key_error": None, "cert": None, "cert_error": None,
+                  "chain": []}
+    else:
+        loaded = B.load(os.path.join(directory, "cert.pem"),
+                        os.path.join(directory, "privkey.pem"), None)
+    state, _error = B.read(os.path.join(directory, "state.json"), _json)
+    spec = B.acme_key_spec(params["key_type"], params["key_curve"], params["key_size"])
+    return B.acme_reasons(loaded, params["domains"], spec, params["renew_before_days"],
+                          params["directory"], state or {}, now)
+
+
+def _json(data, path):
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise TrustzoneError("is not JSON", path) from None
+    return value if isinstance(value, dict) else {}
+
+
 def run(module):
     params = module.params
     directory = params["dir"].rstrip("/") or "/"
     check = module.check_mode
     marker = os.path.join(directory, MARKER)
+    if params["state"] == "assessed":
+        return {"changed": False, "files": [],
+                "reasons": assess(directory, params,
+                                  datetime.datetime.now(datetime.timezone.utc))}
     if _fs.refuse_symlink(directory) is None:
         if params["state"] == "recovered":
             return {"changed": False, "files": []}
@@ -165,9 +241,16 @@ def run(module):
 def main():
     module = AnsibleModule(**_args.module_args(
         dir=dict(type="path", required=True),
-        state=dict(type="str", choices=["installed", "recovered"], default="installed"),
+        state=dict(type="str", choices=["installed", "recovered", "assessed"],
+                   default="installed"),
         key_group=dict(type="str", default="root", no_log=False),
         key_mode=dict(type="str", default="0600", no_log=False),
+        domains=dict(type="list", elements="str", default=[]),
+        key_type=dict(type="str", choices=["ec", "rsa"], default="ec", no_log=False),
+        key_curve=dict(type="str", default="secp256r1", no_log=False),
+        key_size=dict(type="int", default=3072, no_log=False),
+        renew_before_days=dict(type="int", default=30),
+        directory=dict(type="str", default=""),
     ))
     run_module(module, run)
 

@@ -156,143 +156,16 @@ roots_source:
   type: str
 """
 
-import datetime
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
-from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _layout
-from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
-from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils import _node
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
-
-try:
-    import grp
-    import pwd
-except ImportError:  # pragma: no cover
-    grp = pwd = None
-
-
-def _owner(state):
-    if "uid" not in state:
-        return None
-    try:
-        user = pwd.getpwuid(state["uid"]).pw_name
-    except (KeyError, AttributeError):
-        user = str(state["uid"])
-    try:
-        group = grp.getgrgid(state["gid"]).gr_name
-    except (KeyError, AttributeError):
-        group = str(state["gid"])
-    return "%s:%s" % (user, group)
-
-
-def _state(path):
-    """``(file_state, error)``; a symlink or unreadable entry is an error, never followed."""
-    if not path:
-        return {"exists": False}, None
-    try:
-        return _fs.file_state(path), None
-    except (TrustzoneError, OSError) as exc:
-        return {"exists": True}, str(exc)
-
-
-def _read(path, loader):
-    """``(object, error)`` from a file; ``(None, None)`` when it does not exist."""
-    try:
-        data = _fs.read_file(path)
-        if data is None:
-            return None, None
-        return loader(data, path=path), None
-    except TrustzoneError as exc:
-        return None, str(exc)
-
-
-def describe(path, profile, key_path, chain_path, roots, intermediates, now, kind):
-    cert_state, cert_state_error = _state(path)
-    key_state, _e = _state(key_path)
-    chain_state, _e = _state(chain_path)
-    item = {"path": path, "profile": profile["name"] if profile else None, "kind": kind,
-            "exists": bool(cert_state.get("exists")), "error": cert_state_error,
-            "key_path": key_path if key_state.get("exists") else None,
-            "chain_path": chain_path if chain_state.get("exists") else None,
-            "mode": R.mode_text(cert_state.get("mode")), "owner": _owner(cert_state),
-            "key_mode": R.mode_text(key_state.get("mode")), "key_owner": _owner(key_state),
-            "chain_mode": R.mode_text(chain_state.get("mode")),
-            "expected_mode": profile["mode"] if profile else None,
-            "expected_key_mode": profile["key_mode"] if profile else None,
-            "key_error": None}
-    if not item["exists"] or item["error"]:
-        return item
-    cert, error = _read(path, C.load_certificate)
-    if cert is None:
-        item["error"] = error or "the file disappeared while it was read"
-        return item
-    chain = []
-    if chain_path and chain_state.get("exists"):
-        bundle, _error = _read(chain_path, C.load_certificates)
-        chain = list((bundle or [])[1:])
-    key = None
-    if key_state.get("exists"):
-        key, item["key_error"] = _read(key_path, C.load_private_key)
-    item.update(R.certificate_facts(cert, chain + list(intermediates), roots, key, now))
-    return item
 
 
 def run(module):
-    params = module.params
-    zone, zone_dir = _args.zone_and_node_dir(params)
-    zone_dir = zone_dir.rstrip("/")
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    roots, source = [], "none"
-    if params["roots"]:
-        for index, pem in enumerate(params["roots"]):
-            roots.extend(C.load_certificates(pem, path="roots[%d]" % index))
-        source = "parameter"
-    bundle_certs, _error = _read(os.path.join(zone_dir, "roots.pem"), C.load_certificates)
-    roots_bundle = None
-    if bundle_certs is not None:
-        roots_bundle = sorted(C.fingerprint(c) for c in bundle_certs)
-        if not roots:
-            roots, source = bundle_certs, "roots.pem"
-    intermediates = []
-    for index, pem in enumerate(params["intermediates"] or []):
-        intermediates.extend(C.load_certificates(pem, path="intermediates[%d]" % index))
-
-    certificates, seen = [], set()
-    for profile in params["profiles"] or []:
-        for key in ("name", "cert_path", "key_path", "chain_path", "mode", "key_mode"):
-            if key not in profile:
-                raise TrustzoneError("profile %r lacks %r" % (profile.get("name"), key),
-                                     fix="pass resolved profiles (trustzone.pki.profiles)")
-        certificates.append(describe(profile["cert_path"], profile, profile["key_path"],
-                                     profile["chain_path"], roots, intermediates, now,
-                                     "profile"))
-        seen.add(os.path.normpath(profile["cert_path"]))
-    if params["scan"]:
-        for name in _fs.list_dir(zone_dir):
-            path = os.path.join(zone_dir, name)
-            if not name.endswith(".crt") or os.path.normpath(path) in seen:
-                continue
-            stem = path[:-len(".crt")]
-            certificates.append(describe(path, None, stem + ".key", stem + "-fullchain.pem",
-                                         roots, intermediates, now, "extra"))
-
-    crl_path = os.path.join(zone_dir, _layout.CRL_FILE)
-    crl = {"path": crl_path, "exists": False, "error": None, "next_update": None,
-           "number": None, "crls": []}
-    crls, error = _read(crl_path, C.load_crls)
-    if error:
-        crl.update(exists=True, error=error)
-    elif crls is not None:
-        crl["exists"] = True
-        crl.update(R.crl_facts(crls, roots + intermediates, now))
-    return {"changed": False, "zone": zone, "dir": zone_dir, "certificates": certificates,
-            "crl": crl, "roots_bundle": roots_bundle, "roots_source": source}
+    """Everything is in module_utils/_node.py (describe_zone) and _backend.py (describe)."""
+    return _node.describe_zone(module.params)
 
 
 def main():

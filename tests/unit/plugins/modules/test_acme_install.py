@@ -128,3 +128,31 @@ def test_a_crash_between_any_two_steps_is_finished_by_the_next_run(tmp_path, ca)
         assert not [n for n in os.listdir(directory) if n.endswith(".tmp")]
         assert not os.path.exists(directory / A.MARKER)
     assert len(crashed_at) >= 6
+
+
+def assessed(directory, **kw):
+    params = dict(dir=str(directory), state="assessed", key_group="root", key_mode="0600",
+                  domains=["www.example.org"], key_type="ec", key_curve="secp256r1",
+                  key_size=3072, renew_before_days=30, directory="https://acme/dir")
+    params.update(kw)
+    return A.run(types.SimpleNamespace(params=params, check_mode=True))
+
+
+def test_assessed_reads_the_installed_certificate_and_changes_nothing(tmp_path, ca):
+    assert assessed(tmp_path / "absent") == {"changed": False, "files": [],
+                                             "reasons": ["no readable certificate"]}
+    key, cert = pair(ca, "www.example.org")
+    stage(str(tmp_path), ca, key, cert)
+    A.run(module(tmp_path))
+    before = sorted(os.listdir(str(tmp_path)))
+    assert assessed(tmp_path)["reasons"] == ["issued by another ACME directory (unknown)"]
+    with open(str(tmp_path / "state.json"), "w") as handle:
+        handle.write('{"directory": "https://acme/dir"}\n')
+    assert assessed(tmp_path) == {"changed": False, "files": [], "reasons": []}
+    assert assessed(tmp_path, domains=["other.example.org"], key_curve="secp384r1",
+                    renew_before_days=100)["reasons"] == [
+        "expires %s UTC, within 100 days" % C.not_after(cert).strftime("%Y-%m-%d %H:%M"),
+        "names differ: has DNS:www.example.org", "key type differs"]
+    os.remove(str(tmp_path / "privkey.pem"))
+    assert assessed(tmp_path)["reasons"] == ["no readable key"]
+    assert sorted(os.listdir(str(tmp_path))) == [n for n in before if n != "privkey.pem"]

@@ -11,6 +11,7 @@ import types
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _node
 from ansible_collections.trustzone.pki.plugins.modules import node as N
 
 UTC = datetime.timezone.utc
@@ -45,7 +46,7 @@ def run(tmp_path, ca):
                                        get_bin_path=lambda _name: None,
                                        run_command=lambda *a, **k: (0, "", ""))
         return N.run(module)
-    run.crl_path = os.path.join(str(directory), N.CRL_FILE)
+    run.crl_path = os.path.join(str(directory), _node.CRL_FILE)
     return run
 
 
@@ -99,7 +100,7 @@ def test_no_crl_given_leaves_crl_pem_and_reports_no_change(run, ca):
 def test_roots_change_alone_is_not_a_crl_change(run, ca):
     crl = _crl(ca, [11], 1)
     run(crl=crl)
-    os.remove(os.path.join(os.path.dirname(run.crl_path), N.ROOTS_BUNDLE))
+    os.remove(os.path.join(os.path.dirname(run.crl_path), _node.ROOTS_BUNDLE))
     result = run(crl=crl)
     assert result["changed"] is True and result["crl_changed"] is False
 
