@@ -86,14 +86,18 @@ def days_left(not_after, now):
     return int((parse_time(not_after) - parse_time(now)).total_seconds() // DAY)
 
 
+def _countdown(deadline, now, near_seconds, past, near):
+    """``past`` at or after ``deadline``, ``near`` with less than ``near_seconds`` left, else
+    ``ok``."""
+    left = (parse_time(deadline) - parse_time(now)).total_seconds()
+    if left <= 0:
+        return past
+    return near if left < near_seconds else "ok"
+
+
 def expiry_status(not_after, now, soon_seconds):
     """``expired`` (at or past notAfter), ``soon`` (less than ``soon_seconds`` left) or ``ok``."""
-    left = (parse_time(not_after) - parse_time(now)).total_seconds()
-    if left <= 0:
-        return "expired"
-    if left < soon_seconds:
-        return "soon"
-    return "ok"
+    return _countdown(not_after, now, soon_seconds, "expired", "soon")
 
 
 def crl_status(next_update, now, near_seconds):
@@ -101,12 +105,7 @@ def crl_status(next_update, now, near_seconds):
     ``near`` (less than ``near_seconds`` left), ``ok``, or ``missing`` without a CRL."""
     if next_update is None:
         return "missing"
-    left = (parse_time(next_update) - parse_time(now)).total_seconds()
-    if left <= 0:
-        return "past"
-    if left < near_seconds:
-        return "near"
-    return "ok"
+    return _countdown(next_update, now, near_seconds, "past", "near")
 
 
 def worst(values, order):
