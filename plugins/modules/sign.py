@@ -49,7 +49,14 @@ options:
     type: list
     elements: str
   result_var:
-    description: Name of the variable each host registered the node module's result in.
+    description:
+      - Name of the variable each host registered the M(trustzone.pki.node) result in (the
+        certs role registers C(__trustzone_certs_node)). This is the whole protocol between the
+        node task and this one - one variable per host, read from nowhere else.
+      - Of each result only C(requests) (per profile the C(csr) and the C(reasons) it is wanted)
+        and C(installed) (per profile the C(certificate) and its C(fingerprint), for the ledger)
+        are read, as untrusted data; a failed, skipped or absent result contributes nothing.
+        What may be signed for the host comes from the inventory, never from the result.
     type: str
     default: __trustzone_certs_node
   requests:
@@ -139,15 +146,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils._errors import Trust
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            zone=dict(type="str", required=True),
-            dir=dict(type="path"),
-            passphrase=dict(type="str", required=True, no_log=True),
-            hosts=dict(type="list", elements="str"),
-            result_var=dict(type="str", default="__trustzone_certs_node"),
-            requests=dict(type="list", elements="dict", default=[]),
-            installed=dict(type="dict", default={}),
-        ),
+        argument_spec=_issue.sign_argument_spec(module=True),
         supports_check_mode=True,
     )
     if not C.HAS_CRYPTOGRAPHY:
