@@ -6,8 +6,10 @@
 What each host may hold is re-derived here, once for the whole zone, by the identity resolver
 over inventory-only variables (every host of trustzone_nodes and trustzone_ca, whatever
 --limit says, plus the hosts being signed for), with every name checked unique zone-wide.
-From the node results registered by the play only the CSRs are taken (untrusted data); the
-profiles a result may carry are ignored."""
+The node results are the protocol with the node task, written down in module_utils/_issue.py:
+each host's result in the one variable ``result_var`` names (``__trustzone_certs_node``, what
+roles/certs registers), of which only ``requests`` (the CSRs) and ``installed`` (for the
+ledger) are read (untrusted data); the profiles a result may carry are ignored."""
 
 from __future__ import annotations
 
@@ -18,35 +20,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
-ARGUMENT_SPEC = dict(
-    zone=dict(type="str", required=True),
-    dir=dict(type="path"),
-    passphrase=dict(type="str", required=True, no_log=True),
-    hosts=dict(type="list", elements="str"),
-    result_var=dict(type="str", default="__trustzone_certs_node"),
-)
-
-
-def installed_certificates(hosts, node_results, wanted):
-    """``{host: {profile: {'certificate', 'fingerprint'}}}``: what each node reported as
-    installed (``installed`` of the node result, untrusted) for the profiles the inventory
-    gives it; the sign module reconciles the ledger with it. A result without ``installed``
-    (a node module before issue 14) contributes nothing."""
-    out = {}
-    for host in hosts:
-        result = node_results.get(host)
-        if not isinstance(result, dict) or result.get("failed") or result.get("skipped"):
-            continue
-        reported = result.get("installed")
-        if not isinstance(reported, dict):
-            continue
-        names = {p["name"] for p in wanted.get(host) or []}
-        for profile, item in reported.items():
-            if profile in names and isinstance(item, dict):
-                out.setdefault(host, {})[profile] = {
-                    "certificate": str(item.get("certificate") or ""),
-                    "fingerprint": str(item.get("fingerprint") or "")}
-    return out
+ARGUMENT_SPEC = _issue.sign_module_args()["argument_spec"]
 
 
 class ActionModule(InventoryActionMixin, ActionBase):
@@ -76,7 +50,7 @@ class ActionModule(InventoryActionMixin, ActionBase):
                 would.setdefault(req["host"], {})[req["profile"]["name"]] = req["reasons"]
             result.update(changed=bool(would), would_issue=would)
             return result
-        installed = installed_certificates(hosts, node_results, wanted)
+        installed = _issue.installed_certificates(hosts, node_results, wanted)
         if not requests and not installed:
             return result  # nothing to sign or to learn: the CA host is not contacted
         module_args = {k: args[k] for k in ("zone", "dir", "passphrase")}

@@ -11,10 +11,34 @@ does the I/O (reading the CA key, writing records).
 
 from __future__ import annotations
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+
+# The protocol between the node task and the sign task. Each host's node result (what
+# trustzone.pki.node returned, registered under NODE_RESULT_VAR unless the sign task's
+# result_var names another variable) is untrusted; the sign action reads exactly two keys of
+# it - ``requests`` ({profile: {'csr', 'reasons'}}, collect_requests) and ``installed``
+# ({profile: {'certificate', 'fingerprint'}}, installed_certificates) - and nothing else
+# (what may be signed comes from the inventory). A failed, skipped or absent result
+# contributes nothing.
+NODE_RESULT_VAR = "__trustzone_certs_node"
+
+
+def sign_module_args(module=False):
+    """The sign task's ``AnsibleModule`` keyword arguments: the action plugin's options on the
+    controller, plus (``module=True``) the two the action sets for the module on the CA host."""
+    own = dict(
+        hosts=dict(type="list", elements="str"),
+        result_var=dict(type="str", default=NODE_RESULT_VAR),
+    )
+    if module:
+        own.update(requests=dict(type="list", elements="dict", default=[]),
+                   installed=dict(type="dict", default={}))
+    return _args.module_args(_args.ZONE_CA_KEYS, **own)
 
 
 def collect_requests(hosts, node_results, wanted_profiles):
@@ -49,6 +73,28 @@ def collect_requests(hosts, node_results, wanted_profiles):
                              "reasons": [r.get("reason") for r in reasons
                                          if isinstance(r, dict)]})
     return requests, refused
+
+
+def installed_certificates(hosts, node_results, wanted):
+    """``{host: {profile: {'certificate', 'fingerprint'}}}``: what each node reported as
+    installed (``installed`` of the node result, untrusted) for the profiles the inventory
+    gives it; the sign module reconciles the ledger with it. A result without ``installed``
+    (a node module before issue 14) contributes nothing."""
+    out = {}
+    for host in hosts:
+        result = node_results.get(host)
+        if not isinstance(result, dict) or result.get("failed") or result.get("skipped"):
+            continue
+        reported = result.get("installed")
+        if not isinstance(reported, dict):
+            continue
+        names = {p["name"] for p in wanted.get(host) or []}
+        for profile, item in reported.items():
+            if profile in names and isinstance(item, dict):
+                out.setdefault(host, {})[profile] = {
+                    "certificate": str(item.get("certificate") or ""),
+                    "fingerprint": str(item.get("fingerprint") or "")}
+    return out
 
 
 def sign_requests(requests, issuer_cert, issuer_key, chain, now):

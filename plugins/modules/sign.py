@@ -39,7 +39,14 @@ options:
     type: list
     elements: str
   result_var:
-    description: Name of the variable each host registered the node module's result in.
+    description:
+      - Name of the variable each host registered the M(trustzone.pki.node) result in (the
+        certs role registers C(__trustzone_certs_node)). This is the whole protocol between the
+        node task and this one - one variable per host, read from nowhere else.
+      - Of each result only C(requests) (per profile the C(csr) and the C(reasons) it is wanted)
+        and C(installed) (per profile the C(certificate) and its C(fingerprint), for the ledger)
+        are read, as untrusted data; a failed, skipped or absent result contributes nothing.
+        What may be signed for the host comes from the inventory, never from the result.
     type: str
     default: __trustzone_certs_node
   requests:
@@ -156,13 +163,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(**_args.module_args(
-        _args.ZONE_CA_KEYS,
-        hosts=dict(type="list", elements="str"),
-        result_var=dict(type="str", default="__trustzone_certs_node"),
-        requests=dict(type="list", elements="dict", default=[]),
-        installed=dict(type="dict", default={}),
-    ))
+    module = AnsibleModule(**_issue.sign_module_args(module=True))
     run_module(module, run)
 
 
