@@ -15,7 +15,7 @@ import re
 import pytest
 import yaml
 
-from conftest import fleet_prefix, recap
+from conftest import assert_nothing_changed, fleet_prefix, recap
 
 PREFIX = fleet_prefix("tzrenw")
 ZONE = "ren"
@@ -55,13 +55,6 @@ def run(fleet, *args, playbook="site.yml", server=None, check=True):
 
 def changed(proc):
     return {host: s["changed"] for host, s in recap(proc.output).items()}
-
-
-def assert_nothing_changed(proc):
-    stats = recap(proc.output)
-    assert set(stats) == {"ca", *NODES}, proc.output[-3000:]
-    assert {h: s["changed"] for h, s in stats.items()} == dict.fromkeys(stats, 0), \
-        proc.output[-6000:]
 
 
 def requests(output):
