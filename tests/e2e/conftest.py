@@ -134,6 +134,20 @@ def run_and_kill(fleet, playbook, args, kill_here, deadline):
     return "".join(lines), killed
 
 
+def start_s_server(fleet, host, zone_dir, port=8443):
+    """(Re)start ``openssl s_server`` on ``host`` with the zone's server certificate, asking
+    for a client certificate that chains to the zone's roots: it reads roots.pem only when
+    it starts."""
+    fleet.sh(host, (
+        "pkill -x openssl; while pgrep -x openssl >/dev/null; do sleep 0.05; done; "
+        "rm -f /tmp/s_server.log; "
+        "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
+        "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
+        "> /tmp/s_server.log 2>&1 & "
+        "for i in $(seq 50); do grep -q ACCEPT /tmp/s_server.log && exit 0; sleep 0.1; done;"
+        " cat /tmp/s_server.log; exit 1").format(port=port, d=zone_dir))
+
+
 def nginx_conf(zone_dir, port=8444, verify_depth=None):
     """An nginx server on ``port`` with the zone's server certificate that lets in only
     clients whose certificate chains to the zone's roots and is not on its CRL."""

@@ -18,7 +18,7 @@ import re
 
 import pytest
 
-from conftest import assert_nothing_changed, fleet_prefix, recap, run_and_kill
+from conftest import assert_nothing_changed, fleet_prefix, recap, run_and_kill, start_s_server
 
 PREFIX = fleet_prefix("tzrotn")
 ZONE = "rot2"
@@ -112,14 +112,7 @@ def chains(view):
 def start_servers(fleet, port=8443):
     """(Re)start s_server on every node: it reads roots.pem only when it starts."""
     for host in NODES:
-        fleet.sh(host, (
-            "pkill -x openssl; while pgrep -x openssl >/dev/null; do sleep 0.05; done; "
-            "rm -f /tmp/s_server.log; "
-            "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
-            "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
-            "> /tmp/s_server.log 2>&1 & "
-            "for i in $(seq 50); do grep -q ACCEPT /tmp/s_server.log && exit 0; sleep 0.1; done;"
-            " cat /tmp/s_server.log; exit 1").format(port=port, d=DIR))
+        start_s_server(fleet, host, DIR, port)
 
 
 def probe_all_pairs(fleet, port=8443):

@@ -19,10 +19,8 @@ Needs Ansible (the modules' run()) and cryptography.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import shutil
-import stat
 
 import pytest
 
@@ -35,7 +33,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as 
 from ansible_collections.trustzone.pki.plugins.modules import ca_passphrase  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import zone_root  # noqa: E402
 from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (  # noqa: E402
-    counting_fs, crashed, module_runner)
+    counting_fs, crashed, module_runner, walk)
 
 PASS = "correct horse battery staple"
 NEW_PASS = "the new passphrase of the zone"
@@ -162,19 +160,10 @@ def fresh(templates, name, tmp_path, label):
 
 def tree(path):
     """{relative path: (type+mode, uid, gid, sha256)} of everything under ``path``."""
-    out = {}
     if not os.path.exists(path):
-        return out
-    for base, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(base, name)
-            st = os.lstat(full)
-            digest = None
-            if stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
-            out[os.path.relpath(full, path)] = (st.st_mode, st.st_uid, st.st_gid, digest)
-    return out
+        return {}
+    return {name: (st.st_mode, st.st_uid, st.st_gid, digest)
+            for name, (st, digest) in walk(path).items()}
 
 
 def passphrase_of(draft):

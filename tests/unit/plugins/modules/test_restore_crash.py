@@ -21,7 +21,6 @@ Needs Ansible (the modules' run()) and cryptography.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -37,7 +36,7 @@ from ansible_collections.trustzone.pki.plugins.modules import ca_backup  # noqa:
 from ansible_collections.trustzone.pki.plugins.modules import ca_restore  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import zone_root  # noqa: E402
 from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (  # noqa: E402
-    counting_fs, crashed, module_runner)
+    counting_fs, crashed, module_runner, walk)
 
 CA_PASS = "ca passphrase for units"
 BACKUP_PASS = "backup passphrase for units"
@@ -100,17 +99,7 @@ def listing(path):
     """{relative path: (mode, sha256)} of everything under ``path`` (or None: missing)."""
     if not os.path.lexists(path):
         return None
-    out = {}
-    for base, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(base, name)
-            st = os.lstat(full)
-            digest = None
-            if stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
-            out[os.path.relpath(full, path)] = (st.st_mode, digest)
-    return out
+    return {name: (st.st_mode, digest) for name, (st, digest) in walk(path).items()}
 
 
 def content(path):

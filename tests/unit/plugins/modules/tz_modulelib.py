@@ -9,7 +9,9 @@ Importing it needs only pytest; ``module_defaults`` and ``zone_root_runner`` nee
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 
 import pytest
 
@@ -124,3 +126,19 @@ def crashed(run, how, crash, what):
     code = os.waitstatus_to_exitcode(status)
     assert code in (0, EXIT_CRASHED), "%s failed in the child (exit %d)" % (what, code)
     return code == EXIT_CRASHED
+
+
+def walk(path):
+    """``{relative path: (lstat, sha256 of a regular file's bytes or None)}`` of everything
+    under ``path``."""
+    out = {}
+    for base, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = os.path.join(base, name)
+            st = os.lstat(full)
+            digest = None
+            if stat.S_ISREG(st.st_mode):
+                with open(full, "rb") as fh:
+                    digest = hashlib.sha256(fh.read()).hexdigest()
+            out[os.path.relpath(full, path)] = (st, digest)
+    return out
