@@ -282,7 +282,6 @@ def read_header(data):
         salt = base64.b64decode(kdf["salt"], validate=True)
         nonce = base64.b64decode(cipher["nonce"], validate=True)
         body_length = int(header["body_length"])
-        check = str(header["check"])
         valid = (kdf["name"] == "scrypt" and cipher["name"] == "AES-256-GCM"
                  and header.get("compression") == "zlib" and len(nonce) == 12
                  and len(salt) >= 16 and body_length >= TAG_LEN and params["n"] > 1

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,83 @@ def recap(output):
         stats[match.group(1)] = {k: int(v)
                                  for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
     return stats
+
+
+def assert_nothing_changed(proc, hosts=("ca", "node1", "node2", "node3")):
+    """The run went over exactly ``hosts`` (the default: a fleet of three nodes) and changed
+    nothing on any of them."""
+    stats = recap(proc.output)
+    assert set(stats) == set(hosts), proc.output[-3000:]
+    assert {h: s["changed"] for h, s in stats.items()} == dict.fromkeys(stats, 0), \
+        proc.output[-6000:]
+
+
+def run_and_kill(fleet, playbook, args, kill_here, deadline):
+    """Run ``playbook`` on ``fleet`` and SIGKILL its whole process group at the first output
+    line for which ``kill_here(line)`` is true (it may sleep first), or once ``deadline``
+    seconds have passed. Returns ``(the output so far, whether it was killed)``."""
+    env = ansible_env()
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.inventory),
+           str(REPO / "playbooks" / playbook), *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    lines, killed = [], False
+    started = time.monotonic()
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if kill_here(line):
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+            if time.monotonic() - started > deadline:
+                break
+    finally:
+        if not killed:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    return "".join(lines), killed
+
+
+def start_s_server(fleet, host, zone_dir, port=8443):
+    """(Re)start ``openssl s_server`` on ``host`` with the zone's server certificate, asking
+    for a client certificate that chains to the zone's roots: it reads roots.pem only when
+    it starts."""
+    fleet.sh(host, (
+        "pkill -x openssl; while pgrep -x openssl >/dev/null; do sleep 0.05; done; "
+        "rm -f /tmp/s_server.log; "
+        "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
+        "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
+        "> /tmp/s_server.log 2>&1 & "
+        "for i in $(seq 50); do grep -q ACCEPT /tmp/s_server.log && exit 0; sleep 0.1; done;"
+        " cat /tmp/s_server.log; exit 1").format(port=port, d=zone_dir))
+
+
+def nginx_conf(zone_dir, port=8444, verify_depth=None):
+    """An nginx server on ``port`` with the zone's server certificate that lets in only
+    clients whose certificate chains to the zone's roots and is not on its CRL."""
+    depth = "    ssl_verify_depth %d;\n" % verify_depth if verify_depth else ""
+    return ("\nserver {\n"
+            "    listen %(p)d ssl;\n"
+            "    ssl_certificate %(d)s/server-fullchain.pem;\n"
+            "    ssl_certificate_key %(d)s/server.key;\n"
+            "    ssl_client_certificate %(d)s/roots.pem;\n"
+            "    ssl_verify_client on;\n"
+            "%(depth)s"
+            "    ssl_crl %(d)s/crl.pem;\n"
+            "    location / { return 200 \"hello $ssl_client_s_dn\\n\"; }\n"
+            "}\n") % {"d": zone_dir, "p": port, "depth": depth}
+
+
+def curl_status(fleet, client, zone_dir, cert, key, port=8444):
+    """The HTTP status nginx on node1 answers ``client`` presenting ``cert`` and ``key``."""
+    return fleet.sh(client, (
+        "curl -s -o /dev/null -w '%%{http_code}' --cacert %s/roots.pem --cert %s --key %s "
+        "https://%s:%d/") % (zone_dir, cert, key, fleet.fqdn("node1"), port),
+        check=False).stdout.strip()
 
 
 def lab(*args, timeout=900):

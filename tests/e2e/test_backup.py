@@ -9,7 +9,6 @@ state the previous ones left, as an operator's runs would.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -39,12 +38,17 @@ STATE = {}  # what the first steps saw, for the later ones to compare with
 
 
 def _lablib():
+    """scripts/lablib.py and the lab_*.py beside it (they import each other by name)."""
     sys.dont_write_bytecode = True  # keep scripts/ free of __pycache__
-    spec = importlib.util.spec_from_file_location("tzbak_lablib", REPO / "scripts" / "lablib.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        # pylint: disable=import-outside-toplevel,import-error
+        import lab_plan
+        import lab_ssh
+        import lablib
+    finally:
+        sys.path.pop(0)
+    return lab_plan, lab_ssh, lablib
 
 
 @pytest.fixture(scope="module")
@@ -115,29 +119,29 @@ def root_fingerprint(fleet, host, path):
 def recreate_ca_container(fleet):
     """Replace the CA container by a new, empty one with the same name, address, SSH port
     and key (what an operator gets from a rebuilt VM), the way scripts/lab creates hosts."""
-    lab = _lablib()
+    plan_lib, ssh_lib, lab = _lablib()
     state = lab.load_state(PREFIX)
-    plan = lab.fleet_plan(PREFIX, state["zone"], state["nodes"], state["subnet"],
-                          state["port_base"])
+    plan = plan_lib.fleet_plan(PREFIX, state["zone"], state["nodes"], state["subnet"],
+                               state["port_base"])
     ca = plan[0]
     key = lab.state_dir(PREFIX) / "id_ed25519"
     subprocess.run(["podman", "rm", "-f", "-t", "0", ca.container], check=True,
                    capture_output=True)
     subprocess.run([
         "podman", "run", "-d", "--name", ca.container, "--hostname", ca.fqdn,
-        "--network", "%s-net" % PREFIX, "--ip", ca.ip, *lab.add_host_args(plan),
+        "--network", "%s-net" % PREFIX, "--ip", ca.ip, *plan_lib.add_host_args(plan),
         "--publish", "127.0.0.1:%d:22" % ca.port,
         "--mount", "type=bind,src=%s,dst=/root/.ssh/authorized_keys,ro=true"
                    % key.with_suffix(".pub"),
-        "--label", "%s=%s" % (lab.LABEL_PREFIX, PREFIX),
-        "--label", "%s=%s" % (lab.LABEL_HOST, ca.name),
-        "--label", "%s=%s" % (lab.LABEL_IP, ca.ip),
-        "--label", "%s=%s" % (lab.LABEL_PORT, ca.port),
+        "--label", "%s=%s" % (plan_lib.LABEL_PREFIX, PREFIX),
+        "--label", "%s=%s" % (plan_lib.LABEL_HOST, ca.name),
+        "--label", "%s=%s" % (plan_lib.LABEL_IP, ca.ip),
+        "--label", "%s=%s" % (plan_lib.LABEL_PORT, ca.port),
         "--label", "trustzone.lab.zone=%s" % state["zone"],
-        "--stop-timeout", "2", state["image"], "sh", "-c", lab.SSHD_CMD,
+        "--stop-timeout", "2", state["image"], "sh", "-c", plan_lib.SSHD_CMD,
     ], check=True, capture_output=True)
-    lab.clear_control_sockets(PREFIX)
-    lab.wait_for_ssh([ca], key)
+    ssh_lib.clear_control_sockets(PREFIX)
+    ssh_lib.wait_for_ssh([ca], key)
 
 
 # --------------------------------------------------------------------------- before the loss

@@ -14,7 +14,7 @@ import re
 import pytest
 import yaml
 
-from conftest import fleet_prefix
+from conftest import curl_status, fleet_prefix, nginx_conf
 
 PREFIX = fleet_prefix("tzcrl")
 ZONE = "crl"
@@ -22,17 +22,7 @@ DIR = "/etc/trustzone/%s" % ZONE
 RELOAD = "date >> /tmp/reloaded; nginx -s reload 2>/dev/null || nginx"
 OUTPUTS = []
 
-NGINX = """
-server {
-    listen 8444 ssl;
-    ssl_certificate %(d)s/server-fullchain.pem;
-    ssl_certificate_key %(d)s/server.key;
-    ssl_client_certificate %(d)s/roots.pem;
-    ssl_verify_client on;
-    ssl_crl %(d)s/crl.pem;
-    location / { return 200 "hello $ssl_client_s_dn\\n"; }
-}
-""" % {"d": DIR}
+NGINX = nginx_conf(DIR)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +51,7 @@ def counts(fleet):
 
 
 def status(fleet, client, cert, key):
-    return fleet.sh(client, (
-        "curl -s -o /dev/null -w '%%{http_code}' --cacert %s/roots.pem --cert %s --key %s "
-        "https://%s:8444/") % (DIR, cert, key, fleet.fqdn("node1")), check=False).stdout.strip()
+    return curl_status(fleet, client, DIR, cert, key)
 
 
 def test_the_first_run_reloaded_and_a_noop_run_reloads_nothing(fleet):

@@ -15,7 +15,7 @@ import re
 import pytest
 import yaml
 
-from conftest import fleet_prefix, recap
+from conftest import assert_nothing_changed, fleet_prefix, recap, start_s_server
 
 PREFIX = fleet_prefix("tzrenw")
 ZONE = "ren"
@@ -55,13 +55,6 @@ def run(fleet, *args, playbook="site.yml", server=None, check=True):
 
 def changed(proc):
     return {host: s["changed"] for host, s in recap(proc.output).items()}
-
-
-def assert_nothing_changed(proc):
-    stats = recap(proc.output)
-    assert set(stats) == {"ca", *NODES}, proc.output[-3000:]
-    assert {h: s["changed"] for h, s in stats.items()} == dict.fromkeys(stats, 0), \
-        proc.output[-6000:]
 
 
 def requests(output):
@@ -133,14 +126,7 @@ def renewed(before, after):
 
 def start_server(fleet, host, port=8443):
     """(Re)start s_server: it reads roots.pem only when it starts."""
-    fleet.sh(host, (
-        "pkill -x openssl; while pgrep -x openssl >/dev/null; do sleep 0.05; done; "
-        "rm -f /tmp/s_server.log; "
-        "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
-        "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
-        "> /tmp/s_server.log 2>&1 & "
-        "for i in $(seq 50); do grep -q ACCEPT /tmp/s_server.log && exit 0; sleep 0.1; done;"
-        " cat /tmp/s_server.log; exit 1").format(port=port, d=DIR))
+    start_s_server(fleet, host, DIR, port)
 
 
 def handshakes(fleet, client, servers, hostname=None, port=8443):

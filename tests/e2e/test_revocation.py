@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
+from conftest import curl_status, fleet_prefix, nginx_conf, REPO, VENV_BIN, ansible_env, recap
 
 PREFIX = fleet_prefix("tzrev")
 ZONE = "rev"
@@ -116,24 +116,11 @@ def test_concurrent_runs_against_one_ca_neither_corrupt_nor_duplicate(fleet):
         assert serial_of(fleet, host, "%s/%s.crt" % (DIR, profile)) == serial.lstrip("0")
 
 
-NGINX = """
-server {
-    listen 8444 ssl;
-    ssl_certificate %(d)s/server-fullchain.pem;
-    ssl_certificate_key %(d)s/server.key;
-    ssl_client_certificate %(d)s/roots.pem;
-    ssl_verify_client on;
-    ssl_crl %(d)s/crl.pem;
-    location / { return 200 "hello $ssl_client_s_dn\\n"; }
-}
-""" % {"d": DIR}
+NGINX = nginx_conf(DIR)
 
 
-def curl_status(fleet, client, cert_path):
-    return fleet.sh(client, (
-        "curl -s -o /dev/null -w '%%{http_code}' --cacert %s/roots.pem --cert %s "
-        "--key %s/client.key https://%s:8444/") % (DIR, cert_path, DIR, fleet.fqdn("node1")),
-        check=False).stdout.strip()
+def client_status(fleet, client, cert_path):
+    return curl_status(fleet, client, DIR, cert_path, "%s/client.key" % DIR)
 
 
 def test_revoked_client_certificate_is_refused_by_nginx(fleet):
@@ -141,7 +128,7 @@ def test_revoked_client_certificate_is_refused_by_nginx(fleet):
                       "(nginx -s reload 2>/dev/null || nginx)", input=NGINX)
     fleet.sh("node2", "cp %s/client.crt /tmp/old-client.crt && cp %s/client.key /tmp/old-client.key"
              % (DIR, DIR))
-    assert curl_status(fleet, "node2", "/tmp/old-client.crt") == "200"
+    assert client_status(fleet, "node2", "/tmp/old-client.crt") == "200"
     proc = fleet.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
                           "-e", "trustzone_revoke_reason=key_compromise")
     OUTPUTS.append(proc.output)
@@ -157,15 +144,15 @@ def test_revoked_client_certificate_is_refused_by_nginx(fleet):
     crl = fleet.sh("node1", "openssl crl -in %s/crl.pem -noout -text" % DIR).stdout.lower()
     assert serial in crl.replace(":", "")
     fleet.sh("node1", "nginx -s reload")
-    assert curl_status(fleet, "node2", "/tmp/old-client.crt") == "400"
+    assert client_status(fleet, "node2", "/tmp/old-client.crt") == "400"
     # node3 was not revoked and is still let in
-    assert curl_status(fleet, "node3", "%s/client.crt" % DIR) == "200"
+    assert client_status(fleet, "node3", "%s/client.crt" % DIR) == "200"
     # node2 is still in the inventory: site.yml gives it fresh certificates
     proc = fleet.playbook("site.yml", "--diff")
     OUTPUTS.append(proc.output)
     assert "request client: revoked" in proc.output
     fleet.sh("node1", "nginx -s reload")
-    assert curl_status(fleet, "node2", "%s/client.crt" % DIR) == "200"
+    assert client_status(fleet, "node2", "%s/client.crt" % DIR) == "200"
 
 
 def test_unknown_serial_is_a_clear_error_and_revokes_nothing(fleet):
@@ -229,18 +216,7 @@ def test_unparsable_crl_on_the_ca_is_signed_again(fleet):
 
 # --------------------------------------------------------------------------- every cert held
 
-NGINX_DEPTH2 = """
-server {
-    listen 8445 ssl;
-    ssl_certificate %(d)s/server-fullchain.pem;
-    ssl_certificate_key %(d)s/server.key;
-    ssl_client_certificate %(d)s/roots.pem;
-    ssl_verify_client on;
-    ssl_verify_depth 2;
-    ssl_crl %(d)s/crl.pem;
-    location / { return 200 "hello $ssl_client_s_dn\\n"; }
-}
-""" % {"d": DIR}
+NGINX_DEPTH2 = nginx_conf(DIR, port=8445, verify_depth=2)
 
 
 def held(fleet, host):

@@ -14,15 +14,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import signal
-import subprocess
-import time
 
 import pytest
 
-from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
+from conftest import assert_nothing_changed, fleet_prefix, recap, run_and_kill, start_s_server
 
 PREFIX = fleet_prefix("tzrotn")
 ZONE = "rot2"
@@ -44,13 +40,6 @@ def fleet(make_fleet):
 
 def rotate(fleet, *args, check=True):
     return fleet.playbook("rotate_root.yml", *args, check=check)
-
-
-def assert_nothing_changed(proc):
-    stats = recap(proc.output)
-    assert set(stats) == {"ca", *NODES}, proc.output[-3000:]
-    assert {h: s["changed"] for h, s in stats.items()} == dict.fromkeys(stats, 0), \
-        proc.output[-6000:]
 
 
 def fp(pem):
@@ -123,14 +112,7 @@ def chains(view):
 def start_servers(fleet, port=8443):
     """(Re)start s_server on every node: it reads roots.pem only when it starts."""
     for host in NODES:
-        fleet.sh(host, (
-            "pkill -x openssl; while pgrep -x openssl >/dev/null; do sleep 0.05; done; "
-            "rm -f /tmp/s_server.log; "
-            "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
-            "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
-            "> /tmp/s_server.log 2>&1 & "
-            "for i in $(seq 50); do grep -q ACCEPT /tmp/s_server.log && exit 0; sleep 0.1; done;"
-            " cat /tmp/s_server.log; exit 1").format(port=port, d=DIR))
+        start_s_server(fleet, host, DIR, port)
 
 
 def probe_all_pairs(fleet, port=8443):
@@ -296,35 +278,19 @@ def test_a_finished_rotation_run_again_changes_nothing(fleet):
 def run_and_kill_in_use_phase(fleet, *args, deadline=300):
     """Run rotate_root.yml and SIGKILL its whole process group as soon as the use phase
     reports its first installed certificate. Returns the output read so far."""
-    env = ansible_env()
-    env["PYTHONUNBUFFERED"] = "1"
-    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.inventory),
-           str(REPO / "playbooks" / "rotate_root.yml"), *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
-    lines, in_use, installing, killed = [], False, False, False
-    started = time.monotonic()
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "PLAY [Rotate, phase use: every leaf moves to the next root]" in line:
-                in_use = True
-            elif (in_use and line.startswith(("TASK [", "RUNNING HANDLER ["))
-                  and "Install the new certificates" in line):  # a handler since issue 9
-                installing = True
-            elif installing and re.match(r"^(changed|ok): \[node\d\]", line):
-                os.killpg(proc.pid, signal.SIGKILL)
-                killed = True
-                break
-            if time.monotonic() - started > deadline:
-                break
-    finally:
-        if not killed:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        proc.stdout.close()
-    output = "".join(lines)
+    seen = {"in_use": False, "installing": False}
+
+    def kill_here(line):
+        if "PLAY [Rotate, phase use: every leaf moves to the next root]" in line:
+            seen["in_use"] = True
+        elif (seen["in_use"] and line.startswith(("TASK [", "RUNNING HANDLER ["))
+              and "Install the new certificates" in line):  # a handler since issue 9
+            seen["installing"] = True
+        elif seen["installing"] and re.match(r"^(changed|ok): \[node\d\]", line):
+            return True
+        return False
+
+    output, killed = run_and_kill(fleet, "rotate_root.yml", args, kill_here, deadline)
     assert killed, "the use phase never installed a certificate:\n" + output[-6000:]
     return output
 

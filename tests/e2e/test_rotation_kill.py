@@ -12,15 +12,12 @@ node part of the trust and use phases.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import time
 
 import pytest
 
-from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
+from conftest import fleet_prefix, recap, run_and_kill
 from test_rotation import anchor_name, ca_state, fp, probe_all_pairs
 
 PREFIX = fleet_prefix("tzrkill")
@@ -60,37 +57,21 @@ def fleet(make_fleet):
     return make_fleet(PREFIX, nodes=3, zone=ZONE)
 
 
-def run_and_kill(fleet, play, trigger, delay, *args, deadline=600):
+def run_and_kill_at(fleet, play, trigger, delay, *args, deadline=600):
     """Run rotate_root.yml and SIGKILL its process group ``delay`` seconds after a line
     matching ``trigger`` appears once ``play`` has started. Returns the output so far."""
-    env = ansible_env()
-    env["PYTHONUNBUFFERED"] = "1"
-    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.inventory),
-           str(REPO / "playbooks" / "rotate_root.yml"), *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
-    lines, in_play, killed = [], False, False
-    started = time.monotonic()
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("PLAY ["):
-                in_play = ("PLAY [%s]" % play) in line
-            elif in_play and re.match(trigger, line):
-                if delay:
-                    time.sleep(delay)
-                os.killpg(proc.pid, signal.SIGKILL)
-                killed = True
-                break
-            if time.monotonic() - started > deadline:
-                break
-    finally:
-        if not killed:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        proc.stdout.close()
-    output = "".join(lines)
+    seen = {"in_play": False}
+
+    def kill_here(line):
+        if line.startswith("PLAY ["):
+            seen["in_play"] = ("PLAY [%s]" % play) in line
+        elif seen["in_play"] and re.match(trigger, line):
+            if delay:
+                time.sleep(delay)
+            return True
+        return False
+
+    output, killed = run_and_kill(fleet, "rotate_root.yml", args, kill_here, deadline)
     assert killed, "never reached %r / %r:\n%s" % (play, trigger, output[-6000:])
     return output
 
@@ -122,7 +103,7 @@ def test_killed_rotation_keeps_the_zone_talking_and_a_rerun_finishes_it(fleet, p
     _name, play, trigger, delay = point
     old = ca_state(fleet)
     assert old["phase"] == "stable"
-    output = run_and_kill(fleet, play, trigger, delay, *FORCE)
+    output = run_and_kill_at(fleet, play, trigger, delay, *FORCE)
     assert "PLAY RECAP" not in output
     # half-way: the CA state is whole (one of the phases, its files readable), the zone talks
     half = ca_state(fleet)

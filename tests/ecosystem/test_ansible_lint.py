@@ -30,21 +30,22 @@ def quickstart_inventory():
     """The inventory `scripts/quickstart` leaves in the tree (git ignores it, ansible-lint
     does not): the lint runs as it would after the README's first command. An inventory the
     quick start already wrote is linted as it is; otherwise one is rendered the same way
-    (scripts/lablib.py, the longest prefix) and removed afterwards."""
+    (scripts/lab_inventory.py, the longest prefix) and removed afterwards."""
     path = REPO / "inventories" / "lab" / "hosts.yml"
     if path.exists():
         yield path
         return
     sys.path.insert(0, str(REPO / "scripts"))
     try:
-        import lablib  # pylint: disable=import-outside-toplevel
+        import lab_inventory  # pylint: disable=import-outside-toplevel
+        import lab_plan  # pylint: disable=import-outside-toplevel
     finally:
         sys.path.pop(0)
     prefix = "tzlab" + "q" * 15
-    plan = lablib.fleet_plan(prefix, "lab", 3, "10.89.9.0/24", 26000)
+    plan = lab_plan.fleet_plan(prefix, "lab", 3, "10.89.9.0/24", 26000)
     lab_dir = REPO / ".lab" / prefix
-    path.write_text(lablib.render_inventory(prefix, "lab", plan, lab_dir / "id_ed25519",
-                                            lab_dir / "ca-passphrase"))
+    path.write_text(lab_inventory.render_inventory(prefix, "lab", plan, lab_dir / "id_ed25519",
+                                                   lab_dir / "ca-passphrase"))
     try:
         yield path
     finally:

@@ -22,6 +22,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir, Fs
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW)
+from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (
+    zone_root_runner)
 
 PASS = "correct horse battery staple"
 UID, GID = os.getuid(), os.getgid()
@@ -728,43 +730,12 @@ def test_a_key_matching_no_certificate_is_an_error_never_guessed(ca, old, new):
 
 # --------------------------------------------------------------------------- zone_root re-runs
 
-class _Captured(Exception):
-    pass
-
-
 @pytest.fixture
-def zone_root(monkeypatch):
-    """``run(dir, **params)`` -> zone_root.run's result, with the module's own defaults."""
-    pytest.importorskip("ansible.module_utils.basic")
-    from ansible_collections.trustzone.pki.plugins.modules import zone_root as Z
-
-    spec = {}
-
-    class Capture:
-        def __init__(self, argument_spec, **_kwargs):
-            spec.update(argument_spec)
-            raise _Captured()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Z, "AnsibleModule", Capture)
-        with pytest.raises(_Captured):
-            Z.main()
-
-    class Module:
-        check_mode = False
-        _diff = False
-
-        def __init__(self, params):
-            self.params = params
-
-    def run(path, **params):
-        merged = {name: option.get("default") for name, option in spec.items()}
-        merged.update(zone="prod", dir=path, passphrase=PASS, owner=str(UID), group=str(GID),
-                      key_curve="secp256r1")
-        merged.update(params)
-        return Z.run(Module(merged))
-
-    return run
+def zone_root():
+    """``run(dir, check=False, **params)`` -> zone_root.run's result, with the module's own
+    defaults."""
+    return zone_root_runner(passphrase=PASS, owner=str(UID), group=str(GID),
+                            key_curve="secp256r1")
 
 
 def pairs(ca):

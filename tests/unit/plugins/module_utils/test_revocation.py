@@ -28,6 +28,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW)
+from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (
+    crashed as crashed_at, zone_root_runner)
 
 PASS = "correct horse battery staple"
 UID, GID = os.getuid(), os.getgid()
@@ -132,44 +134,12 @@ def test_crl_signers_keep_retired_cas_only_while_their_leaves_live(keys):
 
 # --------------------------------------------------------------------------- zone_root runs
 
-class _Captured(Exception):
-    pass
-
-
 @pytest.fixture
-def zone_root(monkeypatch):
-    """``run(dir, **params)`` -> zone_root.run's result, with the module's own defaults."""
-    pytest.importorskip("ansible.module_utils.basic")
-    from ansible_collections.trustzone.pki.plugins.modules import zone_root as Z
-    spec = {}
-
-    class Capture:
-        def __init__(self, argument_spec, **_kwargs):
-            spec.update(argument_spec)
-            raise _Captured()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Z, "AnsibleModule", Capture)
-        with pytest.raises(_Captured):
-            Z.main()
-
-    class Module:
-        check_mode = False
-        _diff = False
-
-        def __init__(self, params):
-            self.params = params
-
-    def run(path, check=False, **params):
-        merged = {name: option.get("default") for name, option in spec.items()}
-        merged.update(zone="prod", dir=path, passphrase=PASS, owner=str(UID), group=str(GID),
-                      key_curve="secp256r1")
-        merged.update(params)
-        module = Module(merged)
-        module.check_mode = check
-        return Z.run(module)
-
-    return run
+def zone_root():
+    """``run(dir, check=False, **params)`` -> zone_root.run's result, with the module's own
+    defaults."""
+    return zone_root_runner(passphrase=PASS, owner=str(UID), group=str(GID),
+                            key_curve="secp256r1")
 
 
 @pytest.fixture
@@ -660,27 +630,8 @@ def test_a_crash_at_every_step_of_learning_and_the_crl_after_it(zone_root, tmp_p
         seen = {fleet_number: fleet_crl.encode("ascii")}
         snapshot_number(target, seen)
         with monkeypatch.context() as patch:
-            if how == "raise":
-                count = crash_learning_at(patch, k, how)
-                try:
-                    learn_and_publish(target)
-                    crashed = False
-                except Crash:
-                    crashed = True
-            else:
-                pid = os.fork()
-                if pid == 0:  # the child: killed at step k, or runs to its end
-                    try:
-                        crash_learning_at(patch, k, how)
-                        learn_and_publish(target)
-                        code = 0
-                    except BaseException:  # noqa: BLE001 - any failure is a test failure
-                        code = 3
-                    os._exit(code)
-                _pid, status = os.waitpid(pid, 0)
-                code = os.waitstatus_to_exitcode(status)
-                assert code in (0, 17), "learning failed in the child (exit %d)" % code
-                crashed = code == 17
+            count = crash_learning_at(patch, k, how)  # armed here, for the child too
+            crashed = crashed_at(lambda: learn_and_publish(target), how, Crash, "learning")
         if not crashed:
             if how == "raise":
                 assert count["n"] < k

@@ -24,53 +24,18 @@ from ansible_collections.trustzone.pki.plugins.modules import ca_backup  # noqa:
 from ansible_collections.trustzone.pki.plugins.modules import ca_passphrase  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import ca_restore  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import zone_root  # noqa: E402
+from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (  # noqa: E402
+    module_runner)
 
 CA_PASS = "ca passphrase for units"
 BACKUP_PASS = "backup passphrase for units"
 UID, GID = str(os.getuid()), str(os.getgid())
 
 
-class _Captured(Exception):
-    pass
-
-
-def defaults_of(module, monkeypatch):
-    spec = {}
-
-    class Capture:
-        def __init__(self, argument_spec, **_kwargs):
-            spec.update(argument_spec)
-            raise _Captured()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(module, "AnsibleModule", Capture)
-        with pytest.raises(_Captured):
-            module.main()
-    return {name: option.get("default") for name, option in spec.items()}
-
-
-class Module:
-    _diff = True
-
-    def __init__(self, params, check_mode=False):
-        self.params, self.check_mode, self.warnings = params, check_mode, []
-
-    def warn(self, text):
-        self.warnings.append(text)
-
-
 @pytest.fixture
-def call(monkeypatch):
+def call():
     """``call(module, check_mode=False, **params)`` -> run()'s result, module defaults applied."""
-    cache = {}
-
-    def run(module, check_mode=False, **params):
-        if module not in cache:
-            cache[module] = defaults_of(module, monkeypatch)
-        merged = dict(cache[module], **params)
-        return module.run(Module(merged, check_mode))
-
-    return run
+    return module_runner(diff=True)
 
 
 @pytest.fixture

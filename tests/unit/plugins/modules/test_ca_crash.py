@@ -19,10 +19,8 @@ Needs Ansible (the modules' run()) and cryptography.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import shutil
-import stat
 
 import pytest
 
@@ -34,61 +32,32 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _fs  # noqa: 
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import ca_passphrase  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import zone_root  # noqa: E402
+from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (  # noqa: E402
+    counting_fs, crashed, module_runner, walk)
 
 PASS = "correct horse battery staple"
 NEW_PASS = "the new passphrase of the zone"
 UID, GID = os.getuid(), os.getgid()
 NOW = datetime.datetime.now(datetime.timezone.utc)
-
-
-class _Captured(Exception):
-    pass
+STEPS = ("mkdir", "write", "fsync_dir", "rename", "unlink", "rmdir")  # _ca.Fs
 
 
 class Crash(Exception):
     pass
 
 
-def defaults_of(module):
-    spec = {}
-
-    class Capture:
-        def __init__(self, argument_spec, **_kwargs):
-            spec.update(argument_spec)
-            raise _Captured()
-
-    real = module.AnsibleModule
-    module.AnsibleModule = Capture
-    try:
-        with pytest.raises(_Captured):
-            module.main()
-    finally:
-        module.AnsibleModule = real
-    return {name: option.get("default") for name, option in spec.items()}
-
-
-ZONE_DEFAULTS = defaults_of(zone_root)
-PASS_DEFAULTS = defaults_of(ca_passphrase)
-
-
-class Module:
-    _diff = False
-
-    def __init__(self, params, check_mode=False):
-        self.params, self.check_mode = params, check_mode
+CALL = module_runner()
 
 
 def zr(path, check=False, **params):
-    merged = dict(ZONE_DEFAULTS, zone="prod", dir=path, passphrase=PASS, owner=str(UID),
-                  group=str(GID), key_curve="secp256r1", intermediate_lifetime="300d",
-                  lifetime="400d")
+    merged = dict(zone="prod", dir=path, passphrase=PASS, owner=str(UID), group=str(GID),
+                  key_curve="secp256r1", intermediate_lifetime="300d", lifetime="400d")
     merged.update(params)
-    return zone_root.run(Module(merged, check))
+    return CALL(zone_root, check, **merged)
 
 
 def rekey(path, check=False, old=PASS, new=NEW_PASS):
-    merged = dict(PASS_DEFAULTS, zone="prod", dir=path, passphrase=old, new_passphrase=new)
-    return ca_passphrase.run(Module(merged, check))
+    return CALL(ca_passphrase, check, zone="prod", dir=path, passphrase=old, new_passphrase=new)
 
 
 # --------------------------------------------------------------------------- starting states
@@ -191,19 +160,10 @@ def fresh(templates, name, tmp_path, label):
 
 def tree(path):
     """{relative path: (type+mode, uid, gid, sha256)} of everything under ``path``."""
-    out = {}
     if not os.path.exists(path):
-        return out
-    for base, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(base, name)
-            st = os.lstat(full)
-            digest = None
-            if stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
-            out[os.path.relpath(full, path)] = (st.st_mode, st.st_uid, st.st_gid, digest)
-    return out
+        return {}
+    return {name: (st.st_mode, st.st_uid, st.st_gid, digest)
+            for name, (st, digest) in walk(path).items()}
 
 
 def passphrase_of(draft):
@@ -259,33 +219,8 @@ def ca_files(draft):
 
 # --------------------------------------------------------------------------- crashing
 
-class Counter:
-    def __init__(self, at, how):
-        self.at, self.how, self.steps = at, how, 0
-
-
-def counting(counter):
-    class CountingFs(_ca.Fs):
-        pass
-
-    for name in ("mkdir", "write", "fsync_dir", "rename", "unlink", "rmdir"):
-        real = getattr(_ca.Fs, name)
-
-        def step(self, *args, _real=real, _name=name):
-            counter.steps += 1
-            if counter.steps == counter.at:
-                if counter.how == "exit":
-                    os._exit(17)
-                raise Crash("crashed before step %d (%s %s)" % (counter.at, _name, args[0]))
-            return _real(self, *args)
-
-        setattr(CountingFs, name, step)
-    return CountingFs
-
-
 def run_crashing(monkeypatch, change, path, at, how, attempted):
     """Run ``change`` with a crash before filesystem step ``at``; True if it crashed."""
-    counter = Counter(at, how)
     real_commit = _ca.CaDir.commit
 
     def commit(self, draft, *args, **kwargs):
@@ -293,30 +228,11 @@ def run_crashing(monkeypatch, change, path, at, how, attempted):
         return real_commit(self, draft, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(_ca, "Fs", counting(counter))
+        patch.setattr(_ca, "Fs", counting_fs(_ca.Fs, STEPS, at, how, Crash, {"steps": 0}))
         patch.setattr(_ca.CaDir, "commit", commit)
-        if how == "raise":
-            try:
-                change(path)
-            except Crash:
-                return True
-            return False
-        pid = os.fork()
-        if pid == 0:  # the child: the change, killed at step ``at`` or run to its end
-            try:
-                change(path)
-                code = 0
-            except BaseException:  # noqa: BLE001 - any failure is a test failure
-                code = 3
-            os._exit(code)
-        _pid, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        assert code in (0, 17), "the change failed in the child (exit %d)" % code
-        if code == 17:
-            # the child's commit() call is not visible here: what it tried to write is the
-            # newest generation directory, complete or not
-            return True
-        return False
+        # exit: the child's commit() call is not visible here; what it tried to write is
+        # the newest generation directory, complete or not
+        return crashed(lambda: change(path), how, Crash, "the change")
 
 
 def newest_generation_files(path):

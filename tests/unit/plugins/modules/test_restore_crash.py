@@ -21,7 +21,6 @@ Needs Ansible (the modules' run()) and cryptography.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -36,6 +35,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir  # 
 from ansible_collections.trustzone.pki.plugins.modules import ca_backup  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import ca_restore  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import zone_root  # noqa: E402
+from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (  # noqa: E402
+    counting_fs, crashed, module_runner, walk)
 
 CA_PASS = "ca passphrase for units"
 BACKUP_PASS = "backup passphrase for units"
@@ -43,49 +44,11 @@ UID, GID = str(os.getuid()), str(os.getgid())
 STEPS = ("mkdir", "write", "fsync_dir", "rename", "exchange", "unlink", "rmdir")
 
 
-class _Captured(Exception):
-    pass
-
-
 class Crash(Exception):
     pass
 
 
-def defaults_of(module):
-    spec = {}
-
-    class Capture:
-        def __init__(self, argument_spec, **_kwargs):
-            spec.update(argument_spec)
-            raise _Captured()
-
-    real = module.AnsibleModule
-    module.AnsibleModule = Capture
-    try:
-        with pytest.raises(_Captured):
-            module.main()
-    finally:
-        module.AnsibleModule = real
-    return {name: option.get("default") for name, option in spec.items()}
-
-
-DEFAULTS = {m: defaults_of(m) for m in (zone_root, ca_backup, ca_restore)}
-
-
-class Module:
-    _diff = False
-
-    def __init__(self, params, check_mode=False):
-        self.params, self.check_mode, self.warnings = params, check_mode, []
-
-    def warn(self, text):
-        self.warnings.append(text)
-
-
-def call(module, check_mode=False, **params):
-    if module not in DEFAULTS:
-        DEFAULTS[module] = defaults_of(module)
-    return module.run(Module(dict(DEFAULTS[module], **params), check_mode))
+call = module_runner()
 
 
 def make_ca(path, unique):
@@ -136,17 +99,7 @@ def listing(path):
     """{relative path: (mode, sha256)} of everything under ``path`` (or None: missing)."""
     if not os.path.lexists(path):
         return None
-    out = {}
-    for base, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(base, name)
-            st = os.lstat(full)
-            digest = None
-            if stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
-            out[os.path.relpath(full, path)] = (st.st_mode, digest)
-    return out
+    return {name: (st.st_mode, digest) for name, (st, digest) in walk(path).items()}
 
 
 def content(path):
@@ -184,52 +137,17 @@ STARTS = {"missing": (start_missing, False), "empty": (start_empty, False),
 
 # --------------------------------------------------------------------------- crashing
 
-def counting(at, how, swap):
-    counter = {"steps": 0}
-
-    class CountingFs(T.Fs):
-        pass
-
-    for name in STEPS:
-        real = getattr(T.Fs, name)
-        if name == "exchange" and swap == "no-exchange":
-            def real(self, one, _other):  # a filesystem without RENAME_EXCHANGE
-                raise OSError(errno.EINVAL, "Invalid argument", one)
-
-        def step(self, *args, _real=real, _name=name):
-            counter["steps"] += 1
-            if counter["steps"] == at:
-                if how == "exit":
-                    os._exit(17)
-                raise Crash("crashed before step %d (%s %s)" % (at, _name, args[0]))
-            return _real(self, *args)
-
-        setattr(CountingFs, name, step)
-    return CountingFs
+def no_exchange(_self, one, _other):
+    """``Fs.exchange`` on a filesystem without RENAME_EXCHANGE."""
+    raise OSError(errno.EINVAL, "Invalid argument", one)
 
 
 def run_crashing(monkeypatch, world, target, force, at, how, swap):
     """Run the restore with a crash before filesystem step ``at``; True if it crashed."""
+    replace = {"exchange": no_exchange} if swap == "no-exchange" else None
     with monkeypatch.context() as patch:
-        patch.setattr(T, "Fs", counting(at, how, swap))
-        if how == "raise":
-            try:
-                restore(world, target, force=force)
-            except Crash:
-                return True
-            return False
-        pid = os.fork()
-        if pid == 0:  # the child: the restore, killed at step ``at`` or run to its end
-            try:
-                restore(world, target, force=force)
-                code = 0
-            except BaseException:  # noqa: BLE001 - any failure is a test failure
-                code = 3
-            os._exit(code)
-        _pid, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        assert code in (0, 17), "the restore failed in the child (exit %d)" % code
-        return code == 17
+        patch.setattr(T, "Fs", counting_fs(T.Fs, STEPS, at, how, Crash, {"steps": 0}, replace))
+        return crashed(lambda: restore(world, target, force=force), how, Crash, "the restore")
 
 
 CASES = [(start, swap) for start in sorted(STARTS)
