@@ -12,7 +12,7 @@ does the I/O (reading the CA key, writing records).
 from __future__ import annotations
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _signing
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 
@@ -78,14 +78,14 @@ def sign_batch(requests, issuer_cert, issuer_key, chain, now, zone=None):
         except TrustzoneError as exc:
             refused.setdefault(host, []).append("profile %s: %s" % (profile["name"], exc))
             continue
-        problems = P.csr_violations(csr, profile, facts)
+        problems = _signing.csr_violations(csr, profile, facts)
         if problems:
             refused.setdefault(host, []).extend(
                 "profile %s: %s" % (profile["name"], p) for p in problems)
             continue
         lifetime = profile["lifetime"]
         if lifetime not in windows:
-            start, end = P.validity_window(now, lifetime, issuer_cert)
+            start, end = _signing.validity_window(now, lifetime, issuer_cert)
             windows[lifetime] = (start, end, start.strftime("%Y-%m-%dT%H:%M:%SZ"),
                                  end.strftime("%Y-%m-%dT%H:%M:%SZ"))
         start, end, not_before, not_after = windows[lifetime]

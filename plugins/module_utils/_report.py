@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 UTC = datetime.timezone.utc
@@ -409,7 +409,7 @@ def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d"):
     """
     now = parse_time(now)
     soon_seconds = int(soon_days) * DAY
-    near_seconds = P.parse_duration(crl_near, "CRL warning window")
+    near_seconds = _parse.parse_duration(crl_near, "CRL warning window")
     ledger = ledger or {}
     ledger_rows = [r for r in ledger.get("rows") or [] if r.get("zone") in (None, zone)]
     host_list = list(hosts or [])
@@ -603,7 +603,7 @@ def rollout_plan(zone, hosts, nodes, ca, now, signed=None, trust_results=None, r
                                       + [(trust_results or {}).get(h)]) for h in hosts or []}
     ca = merge_ca_results([s.get("ca") for steps in history.values() for s in steps or []]
                           + [ca])
-    near_seconds = P.parse_duration(crl_near, "CRL warning window")
+    near_seconds = _parse.parse_duration(crl_near, "CRL warning window")
     items, by_reason, failed, inspected, not_inspected = [], {}, {}, [], []
     trust, crl_hosts, reloading = {}, [], {}
     for host in hosts or []:

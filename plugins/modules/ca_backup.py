@@ -128,14 +128,14 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     path = params["dir"] or "/var/lib/trustzone/%s" % zone
     A.check_passphrase(params["passphrase"])
     if _fs.refuse_symlink(path) is None or not os.path.isdir(path):

@@ -88,7 +88,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _rekey as K
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
@@ -96,7 +96,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_m
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     path = params["dir"] or "/var/lib/trustzone/%s" % zone
     if _fs.refuse_symlink(path) is None or not os.path.isdir(path):
         raise TrustzoneError("the CA directory does not exist", path,

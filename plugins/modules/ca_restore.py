@@ -133,7 +133,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _archive as A
 from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -179,7 +179,7 @@ def _has_entries(path):
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     path = (params["dir"] or "/var/lib/trustzone/%s" % zone).rstrip("/")
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
     name = params["src_name"] or params["src"]

@@ -110,7 +110,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as ROT
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
@@ -149,7 +149,7 @@ def read_phase(ca_dir):
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
     now = datetime.datetime.now(datetime.timezone.utc)
     exists, rows = read_ledger(ca_dir, zone, params["host"], params["status"])

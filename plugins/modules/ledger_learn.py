@@ -125,7 +125,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _catree as T
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -177,7 +177,7 @@ def _learn(ca, zone, certs, fleet, now, check):
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     ca = CaDir(params["dir"] or "/var/lib/trustzone/%s" % zone)
     if not ca.has_root():
         raise TrustzoneError("the zone has no CA here", ca.path,

@@ -254,7 +254,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _anchors
+from ansible_collections.trustzone.pki.plugins.module_utils import _assess
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _trust as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
@@ -272,7 +274,7 @@ class Node:
         self.module = module
         self.check = module.check_mode
         params = module.params
-        self.zone = P.validate_name(params["zone"], "zone name")
+        self.zone = _parse.validate_name(params["zone"], "zone name")
         self.dir = params["dir"] or "/etc/trustzone/%s" % self.zone
         self.roots = []
         for index, pem in enumerate(params["roots"]):
@@ -282,7 +284,7 @@ class Node:
             self.issuers.extend(C.load_certificates(pem, path="issuers[%d]" % index))
         self.issuers = self.issuers or self.roots
         self.crl = params["crl"]
-        self.revoked = P.revoked_set(C.load_crls(self.crl, path="crl")) if self.crl else set()
+        self.revoked = _assess.revoked_set(C.load_crls(self.crl, path="crl")) if self.crl else set()
         self.profiles = params["profiles"] or []
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self.files = []
@@ -317,14 +319,14 @@ class Node:
             have = None
         else:
             have = _fs.read_file(path)
-        if have is None or not P.same_pem(have, bundle):
+        if have is None or not _anchors.same_pem(have, bundle):
             self.write(path, bundle, 0o644, 0, 0)
         else:
             self.ensure_meta(path, 0o644, 0, 0)
         if self.crl is not None:
             path = os.path.join(self.dir, CRL_FILE)
             have = None if (self.check and not os.path.isdir(self.dir)) else _fs.read_file(path)
-            if have is None or not P.same_pem(have, self.crl):
+            if have is None or not _anchors.same_pem(have, self.crl):
                 self.crl_changed = True
                 self.write(path, self.crl, 0o644, 0, 0)
             else:
@@ -355,11 +357,11 @@ class Node:
             raise TrustzoneError("the trust anchor directory does not exist", anchor_dir,
                                  fix="install the ca-certificates package, or set the trust "
                                      "role's anchor directory for this OS")
-        prefix = P.anchor_prefix(self.zone)
+        prefix = _anchors.anchor_prefix(self.zone)
         existing = {}
         for name in _fs.list_dir(anchor_dir, prefix):
             existing[name] = _fs.read_file(os.path.join(anchor_dir, name)) or b""
-        plan = P.plan_anchors(existing, self.roots, self.zone, trust["suffix"])
+        plan = _anchors.plan_anchors(existing, self.roots, self.zone, trust["suffix"])
         for name in plan["keep"]:
             self.ensure_meta(os.path.join(anchor_dir, name), 0o644, 0, 0)
         for name, pem in plan["write"].items():
@@ -478,8 +480,8 @@ class Node:
             if cert is not None:
                 installed[profile["name"]] = {"certificate": C.certificate_pem(cert),
                                               "fingerprint": C.fingerprint(cert)}
-            reasons = P.assess(profile, key, key_error, cert, cert_error, chain, self.issuers,
-                               self.now, revoked=self.revoked)
+            reasons = _assess.assess(profile, key, key_error, cert, cert_error, chain,
+                                     self.issuers, self.now, revoked=self.revoked)
             identities[profile["name"]] = identity_facts(cert, chain, reasons, self.roots,
                                                          self.now)
             if reasons:
@@ -614,7 +616,7 @@ class Node:
             return self.revoked
         path = os.path.join(self.dir, CRL_FILE)
         data = _fs.read_file(path)
-        return P.revoked_set(C.load_crls(data, path=path)) if data else set()
+        return _assess.revoked_set(C.load_crls(data, path=path)) if data else set()
 
     def rollback(self, names):
         """Swap each profile's certificate, chain and (if it changed) key with the previous

@@ -175,7 +175,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
@@ -255,7 +255,7 @@ def describe(path, profile, key_path, chain_path, roots, intermediates, now, kin
 
 def run(module):
     params = module.params
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     zone_dir = (params["dir"] or "/etc/trustzone/%s" % zone).rstrip("/")
     now = datetime.datetime.now(datetime.timezone.utc)
 

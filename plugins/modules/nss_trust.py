@@ -152,7 +152,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -257,7 +257,7 @@ def run(module):
         if not params["zone"]:
             raise TrustzoneError("neither zone nor nickname_prefix is set",
                                  fix="pass the zone name")
-        prefix = T.alias_prefix(P.validate_name(params["zone"], "zone name"))
+        prefix = T.alias_prefix(_parse.validate_name(params["zone"], "zone name"))
     roots = _sources.roots(params["roots"], params["roots_path"])
     crls = wanted_crls(params)
     crl_by_root = T.crls_for_roots(crls or [], roots)
@@ -274,7 +274,7 @@ def run(module):
     owner = None
     if params["owner"] is not None or params["group"] is not None:
         owner = _fs.resolve_owner(params["owner"] or "root", params["group"] or "root")
-    mode = P.parse_mode(params["mode"]) if params["mode"] is not None else None
+    mode = _parse.parse_mode(params["mode"]) if params["mode"] is not None else None
 
     result = {"changed": False, "created": False, "added": [], "removed": [], "retrusted": [],
               "crls_imported": [], "crls_deleted": [], "db": directory}

@@ -91,7 +91,7 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -111,7 +111,7 @@ def main():
     )
     params = module.params
     try:
-        zone = P.validate_name(params["zone"], "zone name")
+        zone = _parse.validate_name(params["zone"], "zone name")
         ca_dir = params["dir"] or "/var/lib/trustzone/%s" % zone
         if not CaDir(ca_dir).has_root():
             raise TrustzoneError("the zone has no CA here", ca_dir,

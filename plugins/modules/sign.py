@@ -132,7 +132,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -154,7 +154,7 @@ def main():
         module.fail_json(msg=missing_required_lib("cryptography"),
                          exception=str(C.CRYPTOGRAPHY_IMPORT_ERROR))
     try:
-        zone = P.validate_name(module.params["zone"], "zone name")
+        zone = _parse.validate_name(module.params["zone"], "zone name")
         ca_dir = module.params["dir"] or "/var/lib/trustzone/%s" % zone
         requests = module.params["requests"]
         if module.check_mode:

@@ -257,7 +257,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
+from ansible_collections.trustzone.pki.plugins.module_utils import _signing
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._revocation import ensure_crl
@@ -280,7 +281,7 @@ def new_root(params, zone, now):
     key = C.generate_key(spec)
     cn = params["common_name"] or "trustzone %s root CA" % zone
     subject = C.zone_name_attributes(zone, cn, unique=secrets.token_hex(8))
-    lifetime = P.parse_duration(params["lifetime"], "lifetime")
+    lifetime = _parse.parse_duration(params["lifetime"], "lifetime")
     cert = C.build_ca_certificate(key, subject, now - datetime.timedelta(minutes=5),
                                   now + datetime.timedelta(seconds=lifetime))
     return key, cert
@@ -291,8 +292,8 @@ def new_intermediate(params, zone, root_key, root_cert, now):
     key = C.generate_key(spec)
     subject = C.zone_name_attributes(zone, "trustzone %s intermediate CA" % zone,
                                      unique=secrets.token_hex(8))
-    lifetime = P.parse_duration(params["intermediate_lifetime"], "intermediate_lifetime")
-    start, end = P.validity_window(now, lifetime, root_cert)
+    lifetime = _parse.parse_duration(params["intermediate_lifetime"], "intermediate_lifetime")
+    start, end = _signing.validity_window(now, lifetime, root_cert)
     cert = C.build_ca_certificate(key, subject, start, end, path_length=0,
                                   issuer_cert=root_cert, issuer_key=root_key)
     return key, cert
@@ -301,7 +302,7 @@ def new_intermediate(params, zone, root_key, root_cert, now):
 def extended_root(params, key, cert, now):
     """The same root - same key, same subject - with a new validity, so every leaf it signed
     keeps validating against it."""
-    lifetime = P.parse_duration(params["lifetime"], "lifetime")
+    lifetime = _parse.parse_duration(params["lifetime"], "lifetime")
     return C.build_ca_certificate(key, cert.subject, now - datetime.timedelta(minutes=5),
                                   now + datetime.timedelta(seconds=lifetime))
 
@@ -313,7 +314,7 @@ def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now):
     ikey, icert = ca.load_pair(stem, params["passphrase"])
     if icert is not None and C.is_signed_by(icert, root_cert):
         left = (C.not_after(icert) - now).total_seconds()
-        due = params["intermediate_force"] or left < P.parse_duration(
+        due = params["intermediate_force"] or left < _parse.parse_duration(
             params["intermediate_rotate_before"], "intermediate_rotate_before")
         if not due:
             return ikey, icert, False
@@ -348,12 +349,12 @@ def plan(current, params, zone, now):
         ca.write_pair("root", key, cert, passphrase)
 
     left = C.not_after(cert) - now
-    due = params["rotate_force"] or left.total_seconds() < P.parse_duration(
+    due = params["rotate_force"] or left.total_seconds() < _parse.parse_duration(
         params["rotate_before"], "rotate_before")
     step = R.plan(state, params["rotate"], due=due)
     extended = False
-    if params["extend"] and P.parse_duration(params["rotate_before"], "rotate_before") >= \
-            P.parse_duration(params["lifetime"], "lifetime"):
+    if params["extend"] and _parse.parse_duration(params["rotate_before"], "rotate_before") >= \
+            _parse.parse_duration(params["lifetime"], "lifetime"):
         raise TrustzoneError("rotate_before (%s) must be shorter than lifetime (%s) when "
                              "extending: the extended root would be due again at once"
                              % (params["rotate_before"], params["lifetime"]),
@@ -417,7 +418,7 @@ def run(module):
     """load -> plan -> apply (unless check mode) -> result."""
     params = module.params
     check = module.check_mode
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
     ca = CaDir(params["dir"] or "/var/lib/trustzone/%s" % zone, uid, gid)
     now = datetime.datetime.now(datetime.timezone.utc)
