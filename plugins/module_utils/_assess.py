@@ -109,18 +109,20 @@ def cert_key_type_reason(cert, chain, profile, roots, now):
 
 
 def key_usage_reason(cert, chain, profile, roots, now):
-    have = C.key_usages_of(cert)
-    if have != sorted(profile["key_usage"]):
-        return ("key_usage", "key usage %s, profile wants %s" % (
-            ",".join(have) or "none", ",".join(profile["key_usage"])))
-    return None
+    return _usage_reason("key_usage", "key usage", C.key_usages_of(cert), profile)
 
 
 def eku_reason(cert, chain, profile, roots, now):
-    have = C.extended_key_usages_of(cert)
-    if have != sorted(profile["extended_key_usage"]):
-        return ("extended_key_usage", "extended key usage %s, profile wants %s" % (
-            ",".join(have) or "none", ",".join(profile["extended_key_usage"])))
+    return _usage_reason("extended_key_usage", "extended key usage",
+                         C.extended_key_usages_of(cert), profile)
+
+
+def _usage_reason(reason, what, have, profile):
+    """``(reason, detail)`` when the certificate's usages ``have`` (sorted) are not exactly the
+    profile's ``profile[reason]``."""
+    if have != sorted(profile[reason]):
+        return (reason, "%s %s, profile wants %s" % (
+            what, ",".join(have) or "none", ",".join(profile[reason])))
     return None
 
 
