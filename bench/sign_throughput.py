@@ -9,7 +9,7 @@ default root is P-384, `--issuer-curve secp384r1` measures that). Both produce P
 certificates.
 
   ours:  _issue.sign_requests(): per request load the CSR, the policy check
-         (_policy.csr_violations: CSR self-signature, CN, SANs, CA flag, usages, key type),
+         (_signing.csr_violations: CSR self-signature, CN, SANs, CA flag, usages, key type),
          validity window, build (BasicConstraints, KeyUsage, SKI, AKI, EKU, SAN), sign,
          PEM + serial + notAfter + SHA-256 fingerprint of the result.
   bare:  load the CSR, CertificateBuilder with the same extensions, sign, PEM.

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 
 ZONE = {"options": {"zone": {"type": "str", "required": True}}}
 NODE_DIR = {"options": {"dir": {"type": "path"}}}
@@ -83,11 +83,11 @@ def module_args(*fragments, **options):
 def zone_and_ca_dir(params):
     """``(zone, CA directory)`` of a module built with ``ZONE_CA``: the zone name checked,
     the directory given or the default."""
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     return zone, _layout.ca_dir(zone, params["dir"])
 
 
 def zone_and_node_dir(params):
     """``(zone, node directory)`` of a module built with ``ZONE_NODE``."""
-    zone = P.validate_name(params["zone"], "zone name")
+    zone = _parse.validate_name(params["zone"], "zone name")
     return zone, _layout.node_dir(zone, params["dir"])

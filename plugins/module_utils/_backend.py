@@ -10,7 +10,7 @@ shared by the ``node`` module (through ``_node.py``), ``node_info`` and the flee
 
 * ``load`` (and ``read``/``read_state``): what is there - the parsed key, certificate and
   the chain file's intermediates, with why a file could not be read (I/O through ``_fs``);
-* ``needs_regeneration``: why the identity must be (re)issued - ``_policy.assess`` of what is
+* ``needs_regeneration``: why the identity must be (re)issued - ``_assess.assess`` of what is
   there, what the profile wants and now (pure);
 * ``certificate_facts`` / ``identity_facts`` / ``describe``: the facts ``node_info``, the
   node's inspect result and the fleet report print (``certificate_facts`` and
@@ -29,7 +29,7 @@ import os
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _assess
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._report import (
@@ -97,9 +97,9 @@ def load(cert_path, key_path, chain_path):
 # --------------------------------------------------------------------------- deciding (pure)
 
 def needs_regeneration(profile, loaded, issuers, now, revoked=None):
-    """Why the identity must be (re)issued (``_policy.assess`` of what ``load`` found, the
+    """Why the identity must be (re)issued (``_assess.assess`` of what ``load`` found, the
     profile, the roots that sign now, now and the revoked serials); ``[]`` when it is fine."""
-    return P.assess(profile, loaded["key"], loaded["key_error"], loaded["cert"],
+    return _assess.assess(profile, loaded["key"], loaded["key_error"], loaded["cert"],
                     loaded["cert_error"], loaded["chain"], issuers, now, revoked=revoked)
 
 

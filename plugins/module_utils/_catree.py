@@ -125,19 +125,6 @@ def sqlite_snapshot(path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class Fs(_ca.Fs):
     """Every filesystem step of ``write_tree`` and ``recover``, one call each (tests wrap it
     to crash at any step). ``_ca.Fs`` plus an atomic swap of two directories."""
@@ -439,7 +426,7 @@ def replace_files(updates):
         for tmp, path in staged:
             os.replace(tmp, path)
         for directory in sorted({os.path.dirname(p) or "." for _t, p in staged}):
-            _fsync_dir(directory)
+            _fs.fsync_dir(directory)
         staged = []
     except OSError as exc:
         raise TrustzoneError("cannot write (%s)" % exc.strerror, exc.filename,

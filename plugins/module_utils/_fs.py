@@ -239,6 +239,19 @@ def fsync_file(path):
         os.close(fd)
 
 
+def fsync_dir(directory):
+    """Flush a directory's entries (a rename, a new name) to disk; best effort: a directory
+    that cannot be opened or flushed is passed over."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def ensure_dir(path, mode, uid, gid, check_mode=False):
     """Create ``path`` (one level; its parent must exist) or fix its mode/owner.
 

@@ -21,7 +21,7 @@ import re
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._policy import (
+from ansible_collections.trustzone.pki.plugins.module_utils._parse import (
     _as_list, _human, _ip_sort_key, is_dns_name, parse_duration, parse_mode, validate_name)
 
 # The variables a host's identity comes from (besides inventory_hostname). Nothing else.

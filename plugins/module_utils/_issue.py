@@ -14,7 +14,7 @@ from __future__ import annotations
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _signing
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 
@@ -125,14 +125,14 @@ def sign_batch(requests, issuer_cert, issuer_key, chain, now, zone=None):
         except TrustzoneError as exc:
             refused.setdefault(host, []).append("profile %s: %s" % (profile["name"], exc))
             continue
-        problems = P.csr_violations(csr, profile, facts)
+        problems = _signing.csr_violations(csr, profile, facts)
         if problems:
             refused.setdefault(host, []).extend(
                 "profile %s: %s" % (profile["name"], p) for p in problems)
             continue
         lifetime = profile["lifetime"]
         if lifetime not in windows:
-            start, end = P.validity_window(now, lifetime, issuer_cert)
+            start, end = _signing.validity_window(now, lifetime, issuer_cert)
             windows[lifetime] = (start, end, _layout.iso(start), _layout.iso(end))
         start, end, not_before, not_after = windows[lifetime]
         subject = C.zone_name_attributes(profile["zone"], profile["common_name"])

@@ -24,7 +24,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _backend as B
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _anchors
+from ansible_collections.trustzone.pki.plugins.module_utils import _assess
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _trust as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -50,7 +51,7 @@ class Node:
             self.issuers.extend(C.load_certificates(pem, path="issuers[%d]" % index))
         self.issuers = self.issuers or self.roots
         self.crl = params["crl"]
-        self.revoked = P.revoked_set(C.load_crls(self.crl, path="crl")) if self.crl else set()
+        self.revoked = _assess.revoked_set(C.load_crls(self.crl, path="crl")) if self.crl else set()
         self.profiles = params["profiles"] or []
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self.changes = B.Changes(check)
@@ -71,7 +72,7 @@ class Node:
         """Write ``<dir>/<name>`` (0644 root) unless it holds the same PEM; True if written."""
         path = os.path.join(self.dir, name)
         have = None if (self.check and not os.path.isdir(self.dir)) else _fs.read_file(path)
-        if have is None or not P.same_pem(have, content):
+        if have is None or not _anchors.same_pem(have, content):
             self.changes.write(path, content, 0o644, 0, 0)
             return True
         self.changes.ensure_meta(path, 0o644, 0, 0)
@@ -108,11 +109,11 @@ class Node:
             raise TrustzoneError("the trust anchor directory does not exist", anchor_dir,
                                  fix="install the ca-certificates package, or set the trust "
                                      "role's anchor directory for this OS")
-        prefix = P.anchor_prefix(self.zone)
+        prefix = _anchors.anchor_prefix(self.zone)
         existing = {}
         for name in _fs.list_dir(anchor_dir, prefix):
             existing[name] = _fs.read_file(os.path.join(anchor_dir, name)) or b""
-        plan = P.plan_anchors(existing, self.roots, self.zone, trust["suffix"])
+        plan = _anchors.plan_anchors(existing, self.roots, self.zone, trust["suffix"])
         for name in plan["keep"]:
             self.changes.ensure_meta(os.path.join(anchor_dir, name), 0o644, 0, 0)
         for name, pem in plan["write"].items():
@@ -175,7 +176,7 @@ class Node:
             return self.revoked
         path = os.path.join(self.dir, CRL_FILE)
         data = _fs.read_file(path)
-        return P.revoked_set(C.load_crls(data, path=path)) if data else set()
+        return _assess.revoked_set(C.load_crls(data, path=path)) if data else set()
 
     def rollback(self, names):
         by_name = self.by_name()

@@ -13,7 +13,7 @@ names the host, the variable and the fix. No Ansible I/O here.
 from __future__ import annotations
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 ZONE_RE_TEXT = "1-32 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
@@ -27,7 +27,7 @@ def check_zone(host, zone):
                              fix="set trustzone_name (%s) in the inventory's group_vars"
                                  % ZONE_RE_TEXT)
     try:
-        return P.validate_name(zone, "zone name")
+        return _parse.validate_name(zone, "zone name")
     except TrustzoneError:
         raise TrustzoneError("%s: trustzone_name %r is not a valid zone name" % (host, zone),
                              fix="use %s" % ZONE_RE_TEXT) from None

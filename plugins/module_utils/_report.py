@@ -26,7 +26,7 @@ import datetime
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 UTC = datetime.timezone.utc
@@ -381,7 +381,7 @@ def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d"):
     """
     now = parse_time(now)
     soon_seconds = int(soon_days) * DAY
-    near_seconds = P.parse_duration(crl_near, "CRL warning window")
+    near_seconds = _parse.parse_duration(crl_near, "CRL warning window")
     ledger = ledger or {}
     ledger_rows = [r for r in ledger.get("rows") or [] if r.get("zone") in (None, zone)]
     host_list = list(hosts or [])

@@ -33,8 +33,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.module_utils._parse import parse_duration
 
 CRL_FILE = _layout.CRL_FILE
 LIVE = ("valid", "superseded")
@@ -141,8 +141,41 @@ def highest_number(crls):
     return max(numbers) if numbers else 0
 
 
+def crl_due(crls, ca_certs, now, refresh_seconds, generation, written_generation,
+            committed_number=None):
+    """Why the CA must sign its CRLs again, or None.
+
+    ``crls`` are the CRLs on disk, ``ca_certs`` every CA of the zone that needs a CRL (roots
+    and intermediates, in use or retired with live leaves: ``crl_signers``),
+    ``generation`` the ledger's revocation counter, ``written_generation`` the counter the
+    CRLs on disk were made from and ``committed_number`` the highest CRL number the ledger
+    committed (CRLs on disk below it were never completed: a crash, or a restore that learned
+    a higher number from the fleet).
+    """
+    if not crls:
+        return "no CRL yet"
+    if str(generation) != str(written_generation):
+        return "revocations changed"
+    if committed_number is not None and max(
+            (C.crl_number(crl) or 0) for crl in crls) < int(committed_number):
+        return "CRL number %s was committed but is not on disk" % committed_number
+    # the same set: every CA has exactly one CRL it signed, and every CRL belongs to a CA
+    matched = set()
+    for ca in ca_certs:
+        mine = [i for i, crl in enumerate(crls) if C.crl_signed_by(crl, ca)]
+        if len(mine) != 1 or mine[0] in matched:
+            return "the zone's CAs changed"
+        matched.add(mine[0])
+    if len(matched) != len(crls):
+        return "the zone's CAs changed"
+    soonest = min(C.crl_next_update(crl) for crl in crls)
+    if soonest - now < datetime.timedelta(seconds=refresh_seconds):
+        return "next update %s is near" % iso(soonest)
+    return None
+
+
 def plan_crl(disk_crls, reason, signers, rows, meta):
-    """What to publish (pure), once ``reason`` (``_policy.crl_due``) says the CRLs on disk do
+    """What to publish (pure), once ``reason`` (``crl_due``) says the CRLs on disk do
     not stand: ``{"reason", "number", "generation", "crls": [(key, cert, entries)]}``.
 
     ``meta`` holds the ledger's ``crl_generation`` (revocation counter) and ``crl_number``
@@ -180,8 +213,8 @@ def ensure_crl(ca, cas, params, now, check, passphrase=None):
     than the committed one, so the next run signs again with a higher number.
     """
     passphrase = passphrase if passphrase is not None else params.get("passphrase")
-    refresh = P.parse_duration(params["crl_refresh_before"], "crl_refresh_before")
-    lifetime = P.parse_duration(params["crl_lifetime"], "crl_lifetime")
+    refresh = parse_duration(params["crl_refresh_before"], "crl_refresh_before")
+    lifetime = parse_duration(params["crl_lifetime"], "crl_lifetime")
     if refresh >= lifetime:
         raise TrustzoneError("crl_refresh_before must be shorter than crl_lifetime",
                              fix="e.g. crl_lifetime 7d with crl_refresh_before 2d")
@@ -214,7 +247,7 @@ def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
                if key is not None] if needs_retired(cas, issuers) else []
     signers = crl_signers(cas, retired, issuers)
     meta = _meta(conn)
-    reason = damaged or P.crl_due(
+    reason = damaged or crl_due(
         disk, [cert for _k, cert, _f in signers], now, refresh,
         str(meta.get("crl_generation") or "0"), str(meta.get("crl_written_generation") or "0"),
         committed_number=int(meta.get("crl_number") or 0))

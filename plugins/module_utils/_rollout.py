@@ -14,7 +14,7 @@ Ansible I/O happens here. Times are ISO 8601 UTC strings, as in the fleet report
 
 from __future__ import annotations
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._report import (
     crl_status, iso, parse_time)
 
@@ -122,7 +122,7 @@ def rollout_plan(zone, hosts, nodes, ca, now, signed=None, trust_results=None, r
                                       + [(trust_results or {}).get(h)]) for h in hosts or []}
     ca = merge_ca_results([s.get("ca") for steps in history.values() for s in steps or []]
                           + [ca])
-    near_seconds = P.parse_duration(crl_near, "CRL warning window")
+    near_seconds = _parse.parse_duration(crl_near, "CRL warning window")
     items, by_reason, failed, inspected, not_inspected = [], {}, {}, [], []
     trust, crl_hosts, reloading = {}, [], {}
     for host in hosts or []:

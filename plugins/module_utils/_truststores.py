@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 _NSS_FLAG_CHARS = "pPcCTuw"  # NSS trust letters (certutil -t); 'u' and 'w' are set by NSS
@@ -42,7 +42,7 @@ def entry_prefix(prefix, zone, option):
         return prefix
     if not zone:
         raise TrustzoneError("neither zone nor %s is set" % option, fix="pass the zone name")
-    return alias_prefix(P.validate_name(zone, "zone name"))
+    return alias_prefix(_parse.validate_name(zone, "zone name"))
 
 
 def alias_for(prefix, cert, suffix=""):

@@ -130,7 +130,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _backend as B
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -221,7 +221,7 @@ def run(module):
         return {"changed": True, "files": moved + [marker], "msg": "finished an interrupted "
                 "install"}
     cert = validate(directory)
-    key_mode = P.parse_mode(params["key_mode"], "key_mode")
+    key_mode = _parse.parse_mode(params["key_mode"], "key_mode")
     _uid, key_gid = _fs.resolve_owner("root", params["key_group"])
     if not check:
         for final, staged in FILES:

@@ -158,7 +158,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _export as E
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs12 as PK
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
@@ -175,7 +175,7 @@ class Exporter:
         self.uid, self.gid = _fs.resolve_owner(self.params["owner"], self.params["group"])
 
     def private_mode(self, value, what):
-        mode = P.parse_mode(value, what)
+        mode = _parse.parse_mode(value, what)
         if mode & 0o007:
             raise TrustzoneError("%s %s would let every user read a private key" % (what, value),
                                  fix="use a mode without permissions for others, e.g. 0600 "
@@ -237,7 +237,7 @@ class Exporter:
         params = self.params
         directory = params["dir"]
         files = params["files"] or {}
-        mode = P.parse_mode(params["mode"] or "0644", "mode")
+        mode = _parse.parse_mode(params["mode"] or "0644", "mode")
         key_mode = self.private_mode(params["key_mode"], "key_mode")
         passphrase = params["key_passphrase"]
         texts = E.pem_set(files, key, cert, intermediates, root, roots, passphrase)

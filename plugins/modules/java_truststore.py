@@ -110,7 +110,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -185,7 +185,7 @@ def run(module):
         uid, gid = _fs.resolve_owner(params["owner"] or "root", params["group"] or "root")
     mode = state.get("mode", 0o644)
     if params["mode"] is not None:
-        mode = P.parse_mode(params["mode"])
+        mode = _parse.parse_mode(params["mode"])
 
     changed = bool(plan["add"] or plan["remove"])
     if changed and not check:

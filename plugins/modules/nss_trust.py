@@ -147,7 +147,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _sources
 from ansible_collections.trustzone.pki.plugins.module_utils import _truststores as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -264,7 +264,7 @@ def run(module):
     owner = None
     if params["owner"] is not None or params["group"] is not None:
         owner = _fs.resolve_owner(params["owner"] or "root", params["group"] or "root")
-    mode = P.parse_mode(params["mode"]) if params["mode"] is not None else None
+    mode = _parse.parse_mode(params["mode"]) if params["mode"] is not None else None
 
     result = {"changed": False, "created": False, "added": [], "removed": [], "retrusted": [],
               "crls_imported": [], "crls_deleted": [], "db": directory}

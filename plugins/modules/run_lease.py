@@ -114,7 +114,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _lease as L
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -145,7 +145,7 @@ def run(module):
     params = module.params
     path = params["path"]
     me = L.check_holder(params["holder"])
-    ttl = P.parse_duration(params["ttl"], "ttl")
+    ttl = _parse.parse_duration(params["ttl"], "ttl")
     parent = os.path.dirname(path) or "."
     if module.check_mode:
         lease = L.parse(_fs.read_file(path)) if os.path.isdir(parent) else None

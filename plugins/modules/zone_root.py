@@ -225,7 +225,6 @@ created:
 
 import contextlib
 import datetime
-import secrets
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -233,169 +232,20 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
-from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils import _rootplan
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._revocation import ensure_crl
-from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
-
-
-def root_facts(cert, now):
-    end = C.not_after(cert)
-    return {
-        "fingerprint": C.fingerprint(cert),
-        "subject": C.subject_text(cert),
-        "not_after": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "days_left": int((end - now).total_seconds() // 86400),
-    }
-
-
-def new_root(params, zone, now):
-    spec = C.normalize_key_spec(params["key_type"], params["key_size"], params["key_curve"])
-    key = C.generate_key(spec)
-    cn = params["common_name"] or "trustzone %s root CA" % zone
-    subject = C.zone_name_attributes(zone, cn, unique=secrets.token_hex(8))
-    lifetime = P.parse_duration(params["lifetime"], "lifetime")
-    cert = C.build_ca_certificate(key, subject, now - datetime.timedelta(minutes=5),
-                                  now + datetime.timedelta(seconds=lifetime))
-    return key, cert
-
-
-def new_intermediate(params, zone, root_key, root_cert, now):
-    spec = C.normalize_key_spec(params["key_type"], params["key_size"], params["key_curve"])
-    key = C.generate_key(spec)
-    subject = C.zone_name_attributes(zone, "trustzone %s intermediate CA" % zone,
-                                     unique=secrets.token_hex(8))
-    lifetime = P.parse_duration(params["intermediate_lifetime"], "intermediate_lifetime")
-    start, end = P.validity_window(now, lifetime, root_cert)
-    cert = C.build_ca_certificate(key, subject, start, end, path_length=0,
-                                  issuer_cert=root_cert, issuer_key=root_key)
-    return key, cert
-
-
-def extended_root(params, key, cert, now):
-    """The same root - same key, same subject - with a new validity, so every leaf it signed
-    keeps validating against it."""
-    lifetime = P.parse_duration(params["lifetime"], "lifetime")
-    return C.build_ca_certificate(key, cert.subject, now - datetime.timedelta(minutes=5),
-                                  now + datetime.timedelta(seconds=lifetime))
-
-
-def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now):
-    """The intermediate of ``root_cert`` (stem ``intermediate`` or ``next-intermediate``) in
-    the planned state ``ca``: made when missing, not signed by that root, or due; the one it
-    replaces is archived."""
-    ikey, icert = ca.load_pair(stem, params["passphrase"])
-    if icert is not None and C.is_signed_by(icert, root_cert):
-        left = (C.not_after(icert) - now).total_seconds()
-        due = params["intermediate_force"] or left < P.parse_duration(
-            params["intermediate_rotate_before"], "intermediate_rotate_before")
-        if not due:
-            return ikey, icert, False
-    ca.archive(stem)
-    ikey, icert = new_intermediate(params, zone, root_key, root_cert, now)
-    ca.write_pair(stem, ikey, icert, params["passphrase"])
-    return ikey, icert, True
-
-
-def plan(current, params, zone, now):
-    """The CA state this run wants, from the state in force (``current``, a ``_ca.Draft``),
-    the task's parameters and ``now``: ``(wanted, facts)``. ``wanted`` is a changed copy
-    (or an equal one: nothing to do); nothing is written here. New keys are generated here
-    (randomness, not I/O)."""
-    passphrase = params["passphrase"]
-    ca = current.copy()
-    if current.source == "legacy":
-        ca.validate(passphrase)  # migrated once: whatever does not fit is reported, not guessed
-        if ca.promotion_started():  # a confirmed retire of the old code stopped half-way
-            ca.promote_next()
-            ca.write_state(None)
-    key, cert = ca.load_pair("root", passphrase)
-    state = ca.load_state()
-    created = False
-    if cert is None:
-        if state is not None:
-            raise TrustzoneError("a rotation is recorded but the root is missing",
-                                 ca.file("root.crt"),
-                                 fix="restore the CA directory from a backup")
-        key, cert = new_root(params, zone, now)
-        created = True
-        ca.write_pair("root", key, cert, passphrase)
-
-    left = C.not_after(cert) - now
-    due = params["rotate_force"] or left.total_seconds() < P.parse_duration(
-        params["rotate_before"], "rotate_before")
-    step = R.plan(state, params["rotate"], due=due)
-    extended = False
-    if params["extend"] and P.parse_duration(params["rotate_before"], "rotate_before") >= \
-            P.parse_duration(params["lifetime"], "lifetime"):
-        raise TrustzoneError("rotate_before (%s) must be shorter than lifetime (%s) when "
-                             "extending: the extended root would be due again at once"
-                             % (params["rotate_before"], params["lifetime"]),
-                             fix="set trustzone_ca_rotate_before below trustzone_ca_lifetime")
-    if params["extend"] and due and R.phase_of(state) == "stable" and params["rotate"] == "none":
-        cert = extended_root(params, key, cert, now)
-        extended = True
-        ca.archive("root")
-        ca.write_pair("root", key, cert, passphrase)
-    nkey, ncert = ca.load_pair("next", passphrase)
-    if step["create_next"]:
-        if ncert is None:
-            nkey, ncert = new_root(params, zone, now)
-            ca.write_pair("next", nkey, ncert, passphrase)
-        state = {"phase": "trust", "old": C.fingerprint(cert), "new": C.fingerprint(ncert),
-                 "started": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    elif step["changed"] and step["phase_after"] == "use":
-        state = dict(state, phase="use")
-    elif step["promote"]:
-        if not params["retire_confirmed"]:
-            raise TrustzoneError("refusing to retire the old root without proof that no leaf "
-                                 "still chains to it", ca.file("root.crt"),
-                                 fix="run playbooks/rotate_root.yml, which inspects every node "
-                                     "first")
-        if ncert is not None:
-            key, cert = nkey, ncert
-        elif C.fingerprint(cert) != state.get("new"):
-            raise TrustzoneError("the next root is missing", ca.file("next.crt"),
-                                 fix="restore the CA directory from a backup")
-        nkey = ncert = None
-        ca.promote_next()
-        state = None
-    if step["changed"]:
-        ca.write_state(state)
-
-    phase = R.phase_of(state)
-    trusted, issuer = R.roots_for(phase, cert, ncert)
-    intermediates = {}
-    cas = [(key, cert)] + ([(nkey, ncert)] if ncert is not None else [])
-    made_any = False
-    if params["intermediate"]:
-        for stem, rkey, rcert in (("intermediate", key, cert), ("next-intermediate", nkey, ncert)):
-            if rcert is None:
-                continue
-            ikey, icert, made = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now)
-            intermediates[C.fingerprint(rcert)] = icert
-            cas.append((ikey, icert))
-            made_any |= made
-    if C.not_after(issuer) <= now:
-        raise TrustzoneError("the zone's issuing root expired on %s" % C.not_after(issuer).date(),
-                             ca.file("root.crt"),
-                             fix="rotate the root with playbooks/rotate_root.yml")
-    facts = {"created": created, "extended": extended, "step": step, "phase": phase,
-             "cert": cert, "ncert": ncert, "trusted": trusted, "issuer": issuer,
-             "intermediates": intermediates, "cas": cas,
-             "changed": created or extended or step["changed"] or made_any}
-    return ca, facts
 
 
 def run(module):
     """load -> plan -> apply (unless check mode) -> result."""
     params = module.params
     check = module.check_mode
-    zone = P.validate_name(params["zone"], "zone name")
+    zone, ca_dir = _args.zone_and_ca_dir(params)
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
-    ca = CaDir(params["dir"] or "/var/lib/trustzone/%s" % zone, uid, gid)
+    ca = CaDir(ca_dir, uid, gid)
     now = datetime.datetime.now(datetime.timezone.utc)
     changed = _fs.ensure_dir(ca.path, 0o700, uid, gid, check_mode=check)
 
@@ -403,7 +253,7 @@ def run(module):
     # killed on the controller may leave its module running here); readers need no lock.
     with (contextlib.nullcontext() if check else _ledger.locked(ca.path)):
         current = ca.load(params["passphrase"])
-        wanted, facts = plan(current, params, zone, now)
+        wanted, facts = _rootplan.plan(current, params, zone, now)
         commit = ca.needs_commit(current, wanted)
         changed |= commit or facts["changed"]
         if check:
@@ -426,15 +276,14 @@ def run(module):
         "rotation": step,
         "roots": [C.certificate_pem(c) for c in trusted],
         "issuer": C.certificate_pem(intermediates.get(C.fingerprint(issuer), issuer)),
-        "intermediate": (root_facts(intermediates[C.fingerprint(issuer)], now)
+        "intermediate": (_rootplan.root_facts(intermediates[C.fingerprint(issuer)], now)
                          if C.fingerprint(issuer) in intermediates else None),
         "extended": facts["extended"],
         "crl": crl,
         "crl_signed": crl_reason,
-        "crl_next_update": min(C.crl_next_update(c) for c in C.load_crls(crl)).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"),
-        "root": root_facts(cert, now),
-        "next": root_facts(ncert, now) if ncert is not None else None,
+        "crl_next_update": _layout.iso(min(C.crl_next_update(c) for c in C.load_crls(crl))),
+        "root": _rootplan.root_facts(cert, now),
+        "next": _rootplan.root_facts(ncert, now) if ncert is not None else None,
     }
     if module._diff:
         before = "" if facts["created"] else "root %s\nphase %s\n" % (

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _signing as S
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW, Zone, make_root)
@@ -236,13 +236,13 @@ def test_leaf_under_rsa_and_ed25519_roots(keys, leaf_key, issuer_label):
 
 def test_leaf_validity_from_validity_window(zone, leaf_key):
     """Backdated 5 minutes, lifetime from the profile, capped at the issuer's not_after."""
-    start, end = P.validity_window(NOW, 90 * 86400, zone.cert)
+    start, end = S.validity_window(NOW, 90 * 86400, zone.cert)
     cert = zone.leaf(leaf_key.public_key(), not_before=start, not_after=end)
     assert C.not_before(cert) == NOW - datetime.timedelta(minutes=5)
     assert C.not_after(cert) == NOW + 90 * DAY
     # an issuer that ends in 10 days caps the leaf at its own end
     short_root = make_root(zone.key, not_after=NOW + 10 * DAY)
-    start, end = P.validity_window(NOW, 90 * 86400, short_root)
+    start, end = S.validity_window(NOW, 90 * 86400, short_root)
     capped = zone.leaf(leaf_key.public_key(), not_before=start, not_after=end,
                        issuer_cert=short_root)
     assert C.not_after(capped) == C.not_after(short_root) == NOW + 10 * DAY

@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity as ID
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _assess as A
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NAMES, NOW, OTHER_NAMES, make_root)
@@ -144,7 +144,7 @@ def test_sign_requests_batch(batch, zone):
     assert C.key_usages_of(rsa_cert) == ["digital_signature", "key_encipherment"]
     assert C.not_after(rsa_cert) == NOW + 90 * DAY
     # every issued certificate satisfies its own profile: the next run finds nothing to do
-    assert P.assess(batch["web2"], batch["keys"]["web2"], None, rsa_cert, None, [], [zone.cert],
+    assert A.assess(batch["web2"], batch["keys"]["web2"], None, rsa_cert, None, [], [zone.cert],
                     NOW) == []
 
 

@@ -22,7 +22,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _catree
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _assess as A
 from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -98,7 +98,7 @@ def test_crl_due_compares_the_set_of_cas(keys):
     crl2 = C.build_crl(c2, k2, [], NOW - DAY, NOW + 7 * DAY, 3)
 
     def due(crls, cas, committed=None):
-        return P.crl_due(crls, cas, NOW, 2 * 86400, "1", "1", committed_number=committed)
+        return R.crl_due(crls, cas, NOW, 2 * 86400, "1", "1", committed_number=committed)
 
     assert due([crl1, crl2], [c2, c1]) is None
     assert due([crl1, crl2], [c1]) == "the zone's CAs changed"          # a CA left
@@ -243,7 +243,7 @@ def test_old_intermediate_keeps_a_crl_while_its_leaves_live(zone_root, ca, keys,
         code, out = openssl_verify(tmp_path, root, [inter], result["crl"], leaf)
         assert code != 0 and "revoked" in out, out
     # nodes see both as revoked (what node.py decides with)
-    revoked = P.revoked_set(C.load_crls(result["crl"]))
+    revoked = A.revoked_set(C.load_crls(result["crl"]))
     assert (before.issuer.rfc4514_string(), before.serial_number) in revoked
 
 

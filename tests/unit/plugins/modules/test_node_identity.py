@@ -17,7 +17,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _switch as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity as ID
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _anchors as A
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.modules import node as N
 
@@ -125,7 +125,7 @@ def test_inspect_reports_installed_certificates(zone):
     for profile in zone.profiles:
         pem = open(profile["cert_path"]).read()
         item = result["installed"][profile["name"]]
-        assert P.same_pem(item["certificate"], pem)
+        assert A.same_pem(item["certificate"], pem)
         assert item["fingerprint"] == C.fingerprint(C.load_certificate(pem))
         assert item["fingerprint"] == item["fingerprint"].lower() and len(item["fingerprint"]) == 64
 

@@ -1,4 +1,4 @@
-"""_policy.csr_violations (what the CA refuses) and validity_window."""
+"""_signing.csr_violations (what the CA refuses) and validity_window."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _signing as S
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW, make_root)
 
@@ -42,33 +42,33 @@ def good_csr(key, server_profile):
 
 
 def test_valid_csr(good_csr, server_profile):
-    assert P.csr_violations(good_csr, server_profile) == []
+    assert S.csr_violations(good_csr, server_profile) == []
 
 
 def test_subset_of_names_is_valid(key, server_profile):
-    assert P.csr_violations(custom_csr(key, dns=["web1"], ip=[]), server_profile) == []
-    assert P.csr_violations(custom_csr(key, dns=[]), server_profile) == []
+    assert S.csr_violations(custom_csr(key, dns=["web1"], ip=[]), server_profile) == []
+    assert S.csr_violations(custom_csr(key, dns=[]), server_profile) == []
 
 
 def test_names_are_compared_case_insensitively(key, server_profile):
     csr = custom_csr(key, dns=["WEB1.Prod.Example"], ip=["2001:db8:0::11"])
-    assert P.csr_violations(csr, server_profile) == []
+    assert S.csr_violations(csr, server_profile) == []
 
 
 def test_another_hosts_name(key, server_profile):
     csr = custom_csr(key, dns=["web1.prod.example", "web2.prod.example"])
-    assert P.csr_violations(csr, server_profile) == [
+    assert S.csr_violations(csr, server_profile) == [
         "subjectAltName: web2.prod.example not allowed for this host"]
 
 
 def test_extra_ip(key, server_profile):
     csr = custom_csr(key, ip=["10.0.0.11", "10.0.0.12", "2001:db8::12"])
-    assert P.csr_violations(csr, server_profile) == [
+    assert S.csr_violations(csr, server_profile) == [
         "subjectAltName: 10.0.0.12, 2001:db8::12 not allowed for this host"]
 
 
 def test_wrong_common_name(key, server_profile):
-    out = P.csr_violations(custom_csr(key, cn="web2.prod.example"), server_profile)
+    out = S.csr_violations(custom_csr(key, cn="web2.prod.example"), server_profile)
     assert out == ["subject: common name 'web2.prod.example', this host may only be "
                    "'web1.prod.example'"]
 
@@ -77,7 +77,7 @@ def test_missing_common_name(key, server_profile):
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "x")]))
            .sign(key, C.signature_hash(key)))
-    assert P.csr_violations(csr, server_profile) == [
+    assert S.csr_violations(csr, server_profile) == [
         "subject: common name None, this host may only be 'web1.prod.example'"]
 
 
@@ -85,13 +85,13 @@ def test_missing_common_name(key, server_profile):
 def test_csr_asking_to_be_a_ca(key, server_profile, path_length):
     csr = custom_csr(key, extensions=[(x509.BasicConstraints(ca=True, path_length=path_length),
                                        True)])
-    assert P.csr_violations(csr, server_profile) == [
+    assert S.csr_violations(csr, server_profile) == [
         "basicConstraints: the CSR asks to be a CA"]
 
 
 def test_csr_with_ca_false_is_fine(key, server_profile):
     csr = custom_csr(key, extensions=[(x509.BasicConstraints(ca=False, path_length=None), True)])
-    assert P.csr_violations(csr, server_profile) == []
+    assert S.csr_violations(csr, server_profile) == []
 
 
 def ku(**flags):
@@ -103,13 +103,13 @@ def ku(**flags):
 def test_key_usage_outside_profile(key, server_profile):
     csr = custom_csr(key, extensions=[(ku(digital_signature=True, key_cert_sign=True,
                                           crl_sign=True), True)])
-    assert P.csr_violations(csr, server_profile) == [
+    assert S.csr_violations(csr, server_profile) == [
         "keyUsage: crl_sign, key_cert_sign outside the profile"]
 
 
 def test_key_usage_inside_profile(key, server_profile):
     csr = custom_csr(key, extensions=[(ku(digital_signature=True), True)])
-    assert P.csr_violations(csr, server_profile) == []
+    assert S.csr_violations(csr, server_profile) == []
 
 
 @pytest.mark.parametrize("oids, words", [
@@ -119,7 +119,7 @@ def test_key_usage_inside_profile(key, server_profile):
 ])
 def test_eku_outside_profile(key, server_profile, oids, words):
     csr = custom_csr(key, extensions=[(x509.ExtendedKeyUsage(oids), False)])
-    assert P.csr_violations(csr, server_profile) == [
+    assert S.csr_violations(csr, server_profile) == [
         "extendedKeyUsage: %s outside the profile" % words]
 
 
@@ -128,14 +128,14 @@ def test_eku_outside_profile(key, server_profile, oids, words):
 def test_wrong_key_type(keys, server_profile, label, text):
     p = server_profile
     csr = C.build_csr(keys.get(label), p["common_name"], p["dns"], p["ip"])
-    assert P.csr_violations(csr, p) == ["key: %s, the profile wants EC secp256r1" % text]
+    assert S.csr_violations(csr, p) == ["key: %s, the profile wants EC secp256r1" % text]
 
 
 def test_rsa_key_of_the_wrong_size(keys, names):
     profile = I.resolve_profile({"name": "s", "key_type": "rsa", "key_size": 3072}, "prod", "/x",
                                 names)
     csr = C.build_csr(keys.get("rsa"), profile["common_name"], profile["dns"], profile["ip"])
-    assert P.csr_violations(csr, profile) == ["key: RSA 2048, the profile wants RSA 3072"]
+    assert S.csr_violations(csr, profile) == ["key: RSA 2048, the profile wants RSA 3072"]
 
 
 @pytest.mark.parametrize("other, name", [
@@ -146,7 +146,7 @@ def test_rsa_key_of_the_wrong_size(keys, names):
 ])
 def test_other_san_types_are_never_signed(key, server_profile, other, name):
     csr = custom_csr(key, others=[other])
-    assert P.csr_violations(csr, server_profile) == [
+    assert S.csr_violations(csr, server_profile) == [
         "subjectAltName: entry types %s are never signed" % name]
 
 
@@ -154,7 +154,7 @@ def test_broken_signature(good_csr, server_profile):
     der = bytearray(good_csr.public_bytes(serialization.Encoding.DER))
     der[-1] ^= 0x01  # flip a bit of the signature
     broken = x509.load_der_x509_csr(bytes(der))
-    assert P.csr_violations(broken, server_profile) == [
+    assert S.csr_violations(broken, server_profile) == [
         "signature: the CSR is not signed by its own key"]
 
 
@@ -165,7 +165,7 @@ def test_everything_wrong_reports_everything(keys, server_profile):
                                  (ku(key_cert_sign=True), True),
                                  (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                                   False)])
-    out = P.csr_violations(csr, server_profile)
+    out = S.csr_violations(csr, server_profile)
     assert [p.split(":")[0] for p in out] == [
         "subject", "subjectAltName", "subjectAltName", "basicConstraints", "keyUsage",
         "extendedKeyUsage", "key"]
@@ -174,20 +174,20 @@ def test_everything_wrong_reports_everything(keys, server_profile):
 # --------------------------------------------------------------------------- validity_window
 
 def test_validity_window_backdates_five_minutes(zone):
-    start, end = P.validity_window(NOW, 365 * 86400, zone.cert)
+    start, end = S.validity_window(NOW, 365 * 86400, zone.cert)
     assert start == NOW - datetime.timedelta(minutes=5)
     assert end == NOW + 365 * DAY
 
 
 def test_validity_window_custom_backdate(zone):
-    start, _end = P.validity_window(NOW, 3600, zone.cert, backdate_seconds=0)
+    start, _end = S.validity_window(NOW, 3600, zone.cert, backdate_seconds=0)
     assert start == NOW
 
 
 def test_validity_window_capped_by_issuer(zone):
     root = make_root(zone.key, not_before=NOW - datetime.timedelta(seconds=60),
                      not_after=NOW + 10 * DAY)
-    start, end = P.validity_window(NOW, 365 * 86400, root)
+    start, end = S.validity_window(NOW, 365 * 86400, root)
     assert start == NOW - datetime.timedelta(seconds=60)  # never before the issuer
     assert end == NOW + 10 * DAY                           # never after the issuer
 

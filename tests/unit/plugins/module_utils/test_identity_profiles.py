@@ -1,4 +1,4 @@
-"""_policy.resolve_profile(s): defaults, derived usages, and what a profile may not ask for."""
+"""_identity.resolve_profile(s): defaults, derived usages, and what a profile may not ask for."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""_policy: durations, names, modes, DNS names, node names and duplicate names."""
+"""_parse: durations, names, modes, DNS names; _identity: node names and duplicate names."""
 
 from __future__ import annotations
 
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 

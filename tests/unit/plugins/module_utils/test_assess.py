@@ -1,4 +1,4 @@
-"""_policy.assess: every renewal reason on its own, their order, and the clock as a parameter."""
+"""_assess.assess: every renewal reason on its own, their order, and the clock as a parameter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
-from ansible_collections.trustzone.pki.plugins.module_utils import _policy as P
+from ansible_collections.trustzone.pki.plugins.module_utils import _assess as A
+from ansible_collections.trustzone.pki.plugins.module_utils import _parse as P
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
     DAY, NOW)
 
@@ -31,7 +32,7 @@ def ident(keys, zone, server_profile):
         args = dict(profile=i.profile, key=i.key, key_error=None, cert=i.cert, cert_error=None,
                     chain=[], roots=i.roots, now=NOW)
         args.update(kw)
-        return P.assess(**args)
+        return A.assess(**args)
 
     def leaf(**kw):
         return zone.leaf(kw.pop("public_key", key.public_key()), i.profile, **kw)
@@ -204,7 +205,7 @@ def test_reasons_come_out_in_reasons_order(ident, keys, other_zone):
     out = ident.run(cert=cert, roots=[other_zone.cert])
     assert reasons(out) == ["key_mismatch", "key_type", "expired", "names", "subject",
                             "key_usage", "extended_key_usage", "issuer"]
-    assert reasons(out) == sorted(reasons(out), key=P.REASONS.index)
+    assert reasons(out) == sorted(reasons(out), key=A.REASONS.index)
 
 
 def test_unreadable_and_missing_together(ident):
@@ -215,7 +216,7 @@ def test_unreadable_and_missing_together(ident):
 
 def test_every_reason_is_covered():
     """The tests above trigger each reason of REASONS; this pins the list itself."""
-    assert P.REASONS == (
+    assert A.REASONS == (
         "missing_key", "unreadable_key", "missing_certificate", "unreadable_certificate",
         "key_mismatch", "key_type", "not_yet_valid", "expired", "expiring", "names", "subject",
         "key_usage", "extended_key_usage", "issuer", "revoked")
@@ -224,7 +225,7 @@ def test_every_reason_is_covered():
 def test_revoked_certificate_is_reissued(ident, zone):
     crl = C.build_crl(zone.cert, zone.key, [(ident.cert.serial_number, NOW, "key_compromise")],
                       NOW, NOW + DAY, 1)
-    revoked = P.revoked_set([crl])
+    revoked = A.revoked_set([crl])
     out = ident.run(revoked=revoked)
     assert reasons(out) == ["revoked"]
     assert out[0]["detail"] == "serial %x is on the zone's CRL" % ident.cert.serial_number
@@ -234,8 +235,8 @@ def test_revoked_certificate_is_reissued(ident, zone):
 
 
 def test_certificate_reasons_directly(ident, other_zone):
-    assert P.certificate_reasons(ident.cert, [], ident.profile, ident.roots, NOW) == []
-    found = P.certificate_reasons(ident.cert, [], ident.profile, [other_zone.cert],
+    assert A.certificate_reasons(ident.cert, [], ident.profile, ident.roots, NOW) == []
+    found = A.certificate_reasons(ident.cert, [], ident.profile, [other_zone.cert],
                                   NOW + 400 * DAY)
     assert [r for r, _detail in found] == ["expired", "issuer"]
 
