@@ -9,8 +9,8 @@ PFX_PASSPHRASE = "molecule-pfx-passphrase"
 
 
 @pytest.fixture
-def node(host):
-    return host.get_host("podman://tzd13-node")
+def node(container):
+    return container("node")
 
 
 def root_alias(node):
