@@ -1,4 +1,4 @@
-"""Verify the trust and certs roles on the converged node and CA host (testinfra)."""
+"""Verify the certs role (and the trust role) on the converged node and CA host (testinfra)."""
 
 import pytest
 
@@ -6,13 +6,13 @@ ZONE_DIR = "/etc/trustzone/mol"
 
 
 @pytest.fixture
-def node(host):
-    return host.get_host("podman://tzmol-node")
+def node(container):
+    return container("node")
 
 
 @pytest.fixture
-def ca(host):
-    return host.get_host("podman://tzmol-ca")
+def ca(container):
+    return container("ca")
 
 
 def test_identities_verify_against_the_os_trust_store(node):
@@ -61,3 +61,23 @@ def test_ca_key_is_encrypted_and_locked_away(ca):
 
 def test_the_root_key_never_reached_the_node(node):
     assert node.run("grep -rl 'ENCRYPTED PRIVATE KEY' /etc /root /tmp 2>/dev/null").stdout == ""
+
+
+MTLS = ("openssl s_server -quiet -naccept 1 -accept 127.0.0.1:8443 -cert {d}/server.crt"
+        " -key {d}/server.key -CAfile {d}/roots.pem -Verify 1 -verify_return_error"
+        " >/dev/null 2>&1 & sleep 1; echo | timeout 10 openssl s_client -brief"
+        " -connect 127.0.0.1:8443 -CAfile {d}/roots.pem -verify_return_error"
+        " -verify_hostname node.mol.trustzone.test {client}; rc=$?; wait; exit $rc")
+
+
+def test_mutual_tls_handshake_between_the_two_identities(node):
+    client = "-cert %s/client.crt -key %s/client.key" % (ZONE_DIR, ZONE_DIR)
+    result = node.run(MTLS.format(d=ZONE_DIR, client=client))
+    assert result.rc == 0, result.stdout + result.stderr
+    assert "Verification: OK" in result.stdout + result.stderr
+
+
+def test_no_handshake_without_a_zone_client_certificate(node):
+    result = node.run(MTLS.format(d=ZONE_DIR, client=""))
+    assert "Verification: OK" in result.stdout + result.stderr  # the server is fine
+    assert result.rc != 0  # but it demands a client certificate
