@@ -8,20 +8,12 @@ import pytest
 
 ACME = "/etc/trustzone-acme"
 CERTS = {"www": ["www.molacme.test", "molacme.test"], "wild": ["*.apps.molacme.test"]}
-PEBBLE_ROOT = "/root/pebble-root.pem"
+PEBBLE_HOST = "node"  # where pebble runs (the pebble_root fixture, ../../conftest.py)
 
 
 @pytest.fixture
 def node(container):
     return container("node")
-
-
-@pytest.fixture
-def pebble_root(node):
-    """pebble's issuing root (new on every pebble start: fetched from the running server)."""
-    node.check_output("curl -fsS --cacert /etc/pebble/listener-ca.pem -o %s"
-                      " https://127.0.0.1:15000/roots/0" % PEBBLE_ROOT)
-    return PEBBLE_ROOT
 
 
 def test_account_key_is_private(node):

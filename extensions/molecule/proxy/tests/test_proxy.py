@@ -7,25 +7,7 @@ ZONE_DIR = "/etc/trustzone/molproxy"
 ACME = "/etc/trustzone-acme"
 PUBLIC = "web.molproxy.test"
 BACKEND = "backend.molproxy.trustzone.test"
-PEBBLE_ROOT = "/root/pebble-root.pem"
-
-
-@pytest.fixture
-def proxy(container):
-    return container("proxy")
-
-
-@pytest.fixture
-def backend(container):
-    return container("backend")
-
-
-@pytest.fixture
-def pebble_root(proxy):
-    """pebble's issuing root, the only root the user trusts (fetched from the running server)."""
-    proxy.check_output("curl -fsS --cacert /etc/pebble/listener-ca.pem -o %s"
-                       " https://127.0.0.1:15000/roots/0" % PEBBLE_ROOT)
-    return PEBBLE_ROOT
+PEBBLE_HOST = "proxy"  # where pebble runs; its root is the only one the user trusts
 
 
 def user_get(host, url, *args):
@@ -34,6 +16,11 @@ def user_get(host, url, *args):
                    " -w '\\n%%{http_code}' %s %s" % (PUBLIC, PUBLIC, " ".join(args), url))
     body, _, code = out.stdout.rpartition("\n")
     return out, body.strip(), code
+
+
+@pytest.fixture
+def proxy(container):
+    return container("proxy")
 
 
 def test_the_user_reaches_the_zone_backend_through_the_proxy(proxy, pebble_root):
@@ -105,6 +92,6 @@ def test_the_ca_issued_one_certificate(proxy):
     assert log.count("Issued certificate serial") == 1
 
 
-def test_the_backend_logged_the_proxied_request(backend):
-    log = backend.file("/var/log/nginx/access.log").content_string
+def test_the_backend_logged_the_proxied_request(container):
+    log = container("backend").file("/var/log/nginx/access.log").content_string
     assert "GET / HTTP/1.1" in log
