@@ -14,7 +14,7 @@ def user_get(host, url, *args):
     """curl as the user on the proxy node: the public name pinned to 127.0.0.1."""
     out = host.run("curl -sS --max-time 20 --resolve %s:443:127.0.0.1 --resolve %s:80:127.0.0.1"
                    " -w '\\n%%{http_code}' %s %s" % (PUBLIC, PUBLIC, " ".join(args), url))
-    body, _, code = out.stdout.rpartition("\n")
+    body, code = out.stdout.rsplit("\n", 1) if "\n" in out.stdout else ("", out.stdout)
     return out, body.strip(), code
 
 
@@ -50,7 +50,7 @@ def test_the_proxy_shows_pebbles_certificate_for_the_public_name(proxy, pebble_r
 
 
 def test_the_zone_root_is_not_what_users_see(proxy):
-    out, _, _ = user_get(proxy, "https://%s/" % PUBLIC, "--cacert", ZONE_DIR + "/roots.pem")
+    out = user_get(proxy, "https://%s/" % PUBLIC, "--cacert", ZONE_DIR + "/roots.pem")[0]
     assert out.rc != 0  # the public side is pebble's, not the zone's
 
 
