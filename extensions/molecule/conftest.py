@@ -16,3 +16,15 @@ def container(host):
     def get(name):
         return host.get_host("podman://%s-%s-%s" % (PREFIX, scenario, name))
     return get
+
+
+@pytest.fixture
+def pebble_root(request, container):
+    """Path, inside the platform the test module names in PEBBLE_HOST, of pebble's issuing root
+    (the acme and proxy scenarios run pebble there; acme/tasks/pebble.yml). Fetched from the
+    running server: pebble makes a new root on every start."""
+    path = "/root/pebble-root.pem"
+    container(request.module.PEBBLE_HOST).check_output(
+        "curl -fsS --cacert /etc/pebble/listener-ca.pem -o %s https://127.0.0.1:15000/roots/0"
+        % path)
+    return path
