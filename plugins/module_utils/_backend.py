@@ -100,7 +100,8 @@ def needs_regeneration(profile, loaded, issuers, now, revoked=None):
     """Why the identity must be (re)issued (``_assess.assess`` of what ``load`` found, the
     profile, the roots that sign now, now and the revoked serials); ``[]`` when it is fine."""
     return _assess.assess(profile, loaded["key"], loaded["key_error"], loaded["cert"],
-                    loaded["cert_error"], loaded["chain"], issuers, now, revoked=revoked)
+                          loaded["cert_error"], loaded["chain"], issuers, now,
+                          revoked=revoked)
 
 
 def _validity_facts(cert, chain, roots, now):
