@@ -164,12 +164,21 @@ def nginx_conf(zone_dir, port=8444, verify_depth=None):
             "}\n") % {"d": zone_dir, "p": port, "depth": depth}
 
 
-def curl_status(fleet, client, zone_dir, cert, key, port=8444):
-    """The HTTP status nginx on node1 answers ``client`` presenting ``cert`` and ``key``."""
-    return fleet.sh(client, (
-        "curl -s -o /dev/null -w '%%{http_code}' --cacert %s/roots.pem --cert %s --key %s "
-        "https://%s:%d/") % (zone_dir, cert, key, fleet.fqdn("node1"), port),
-        check=False).stdout.strip()
+def curl_status(fleet, client, zone_dir, cert, key, port=8444, expect=None, within=20):
+    """The HTTP status nginx on node1 answers ``client`` presenting ``cert`` and ``key``.
+
+    With ``expect``, asked again until the answer is ``expect`` or ``within`` seconds have
+    passed (the last answer is returned): ``nginx -s reload`` only signals the master, and
+    until its new workers run, the old ones answer with the old configuration and CRL."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = fleet.sh(client, (
+            "curl -s -o /dev/null -w '%%{http_code}' --cacert %s/roots.pem --cert %s --key %s "
+            "https://%s:%d/") % (zone_dir, cert, key, fleet.fqdn("node1"), port),
+            check=False).stdout.strip()
+        if expect is None or answer == expect or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.5)
 
 
 def lab(*args, timeout=900):

@@ -50,8 +50,8 @@ def counts(fleet):
     return {h: reloads(fleet, h) for h in ("node1", "node2")}
 
 
-def status(fleet, client, cert, key):
-    return curl_status(fleet, client, DIR, cert, key)
+def status(fleet, client, cert, key, expect):
+    return curl_status(fleet, client, DIR, cert, key, expect=expect)
 
 
 def test_the_first_run_reloaded_and_a_noop_run_reloads_nothing(fleet):
@@ -67,16 +67,16 @@ def test_revocation_reloads_nginx_which_refuses_the_revoked_client_at_once(fleet
     fleet.sh("node1", "cp %s/crl.pem /tmp/crl.before" % DIR)
     fleet.sh("node2", "cp %s/client.crt /tmp/old-client.crt && "
                       "cp %s/client.key /tmp/old-client.key" % (DIR, DIR))
-    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key") == "200"
+    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key", "200") == "200"
     before = counts(fleet)
     proc = fleet.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
                           "-e", "trustzone_revoke_reason=key_compromise")
     OUTPUTS.append(proc.output)
     # every node's crl.pem changed: each reloaded once, and nothing reloaded nginx by hand
     assert counts(fleet) == {h: n + 1 for h, n in before.items()}
-    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key") == "400"
+    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key", "400") == "400"
     # node1's own client certificate, not revoked, is still let in
-    assert status(fleet, "node1", DIR + "/client.crt", DIR + "/client.key") == "200"
+    assert status(fleet, "node1", DIR + "/client.crt", DIR + "/client.key", "200") == "200"
 
 
 def test_renewing_the_revoked_host_does_not_reload_the_others_and_a_rerun_nothing(fleet):
@@ -85,7 +85,7 @@ def test_renewing_the_revoked_host_does_not_reload_the_others_and_a_rerun_nothin
     after = counts(fleet)
     assert after["node1"] == before["node1"]  # its crl.pem and certificates did not change
     assert after["node2"] == before["node2"] + 1  # its certificates did
-    assert status(fleet, "node2", DIR + "/client.crt", DIR + "/client.key") == "200"
+    assert status(fleet, "node2", DIR + "/client.crt", DIR + "/client.key", "200") == "200"
     proc = fleet.playbook("site.yml")
     OUTPUTS.append(proc.output)
     assert counts(fleet) == after
@@ -95,7 +95,7 @@ def test_site_puts_back_a_stale_crl_and_reloads_only_that_node(fleet):
     # node1 serves with an old CRL again (a lost update): nginx lets the revoked client in
     fleet.sh("node1", "cp %s/crl.pem /tmp/crl.current && cp /tmp/crl.before %s/crl.pem && "
                       "nginx -s reload" % (DIR, DIR))
-    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key") == "200"
+    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key", "200") == "200"
     before = counts(fleet)
     check = fleet.playbook("site.yml", "--check", "-v")
     OUTPUTS.append(check.output)
@@ -112,7 +112,7 @@ def test_site_puts_back_a_stale_crl_and_reloads_only_that_node(fleet):
     OUTPUTS.append(proc.output)
     assert fleet.read("node1", DIR + "/crl.pem") == fleet.read("node1", "/tmp/crl.current")
     assert counts(fleet) == {"node1": before["node1"] + 1, "node2": before["node2"]}
-    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key") == "400"
+    assert status(fleet, "node2", "/tmp/old-client.crt", "/tmp/old-client.key", "400") == "400"
 
 
 def test_no_secret_in_any_output(fleet):

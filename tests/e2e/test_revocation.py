@@ -119,8 +119,8 @@ def test_concurrent_runs_against_one_ca_neither_corrupt_nor_duplicate(fleet):
 NGINX = nginx_conf(DIR)
 
 
-def client_status(fleet, client, cert_path):
-    return curl_status(fleet, client, DIR, cert_path, "%s/client.key" % DIR)
+def client_status(fleet, client, cert_path, expect):
+    return curl_status(fleet, client, DIR, cert_path, "%s/client.key" % DIR, expect=expect)
 
 
 def test_revoked_client_certificate_is_refused_by_nginx(fleet):
@@ -128,7 +128,7 @@ def test_revoked_client_certificate_is_refused_by_nginx(fleet):
                       "(nginx -s reload 2>/dev/null || nginx)", input=NGINX)
     fleet.sh("node2", "cp %s/client.crt /tmp/old-client.crt && cp %s/client.key /tmp/old-client.key"
              % (DIR, DIR))
-    assert client_status(fleet, "node2", "/tmp/old-client.crt") == "200"
+    assert client_status(fleet, "node2", "/tmp/old-client.crt", "200") == "200"
     proc = fleet.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
                           "-e", "trustzone_revoke_reason=key_compromise")
     OUTPUTS.append(proc.output)
@@ -144,15 +144,15 @@ def test_revoked_client_certificate_is_refused_by_nginx(fleet):
     crl = fleet.sh("node1", "openssl crl -in %s/crl.pem -noout -text" % DIR).stdout.lower()
     assert serial in crl.replace(":", "")
     fleet.sh("node1", "nginx -s reload")
-    assert client_status(fleet, "node2", "/tmp/old-client.crt") == "400"
+    assert client_status(fleet, "node2", "/tmp/old-client.crt", "400") == "400"
     # node3 was not revoked and is still let in
-    assert client_status(fleet, "node3", "%s/client.crt" % DIR) == "200"
+    assert client_status(fleet, "node3", "%s/client.crt" % DIR, "200") == "200"
     # node2 is still in the inventory: site.yml gives it fresh certificates
     proc = fleet.playbook("site.yml", "--diff")
     OUTPUTS.append(proc.output)
     assert "request client: revoked" in proc.output
     fleet.sh("node1", "nginx -s reload")
-    assert client_status(fleet, "node2", "%s/client.crt" % DIR) == "200"
+    assert client_status(fleet, "node2", "%s/client.crt" % DIR, "200") == "200"
 
 
 def test_unknown_serial_is_a_clear_error_and_revokes_nothing(fleet):
