@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils._parse import _human, _iso
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils._parse import _human
 
 # Renewal reasons, in the order they are checked and reported.
 REASONS = (
@@ -75,9 +76,9 @@ def certificate_reasons(cert, chain, profile, roots, now):
 def lifetime_reason(cert, chain, profile, roots, now):
     start, end = C.not_before(cert), C.not_after(cert)
     if now < start:
-        return ("not_yet_valid", "valid only from %s" % _iso(start))
+        return ("not_yet_valid", "valid only from %s" % _layout.iso(start))
     if now >= end:
-        return ("expired", "expired %s" % _iso(end))
+        return ("expired", "expired %s" % _layout.iso(end))
     left = end - now
     if left < datetime.timedelta(seconds=profile["renew_before"]):
         return ("expiring", "%s left, renew within %s" % (

@@ -36,6 +36,7 @@ import stat
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -454,7 +455,7 @@ class CaDir:
         of an interrupted first write (generation 1, nothing signed yet: no ledger). Anything
         more means the pointer was lost: never read as "no CA" (a new root) nor cleaned."""
         done, _staging = self._numbers()
-        if not done or (done == [1] and _fs.refuse_symlink(self.file("ledger.db")) is None):
+        if not done or (done == [1] and _fs.refuse_symlink(self.file(_layout.LEDGER_FILE)) is None):
             return
         raise TrustzoneError("the CA state pointer is missing but %d generation(s) exist "
                              "under gen/" % len(done), self.file(POINTER),

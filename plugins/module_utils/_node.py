@@ -242,7 +242,7 @@ def describe_zone(params, now=None):
     if bundle_certs is not None:
         roots_bundle = sorted(C.fingerprint(c) for c in bundle_certs)
         if not roots:
-            roots, source = bundle_certs, "roots.pem"
+            roots, source = bundle_certs, ROOTS_BUNDLE
     intermediates = []
     for index, pem in enumerate(params["intermediates"] or []):
         intermediates.extend(C.load_certificates(pem, path="intermediates[%d]" % index))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -91,10 +90,6 @@ def _as_list(value):
 def _ip_sort_key(value):
     ip = ipaddress.ip_address(value)
     return (ip.version, int(ip))
-
-
-def _iso(value):
-    return _layout.iso(value)
 
 
 def _human(seconds):

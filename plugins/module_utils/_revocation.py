@@ -42,10 +42,6 @@ _ISO = _layout.ISO_TIME
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def iso(when):
-    return when.strftime(_ISO)
-
-
 def parse_iso(text):
     return datetime.datetime.strptime(text, _ISO).replace(tzinfo=datetime.timezone.utc)
 
@@ -170,7 +166,7 @@ def crl_due(crls, ca_certs, now, refresh_seconds, generation, written_generation
         return "the zone's CAs changed"
     soonest = min(C.crl_next_update(crl) for crl in crls)
     if soonest - now < datetime.timedelta(seconds=refresh_seconds):
-        return "next update %s is near" % iso(soonest)
+        return "next update %s is near" % _layout.iso(soonest)
     return None
 
 
@@ -241,7 +237,7 @@ def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
         disk = C.load_crls(data or b"", path=path)
     except TrustzoneError as exc:
         disk, damaged = [], "the CRL on disk does not parse (%s)" % exc  # derived: sign again
-    issuers = _ledger.live_issuers(conn, iso(now)) if conn else set()
+    issuers = _ledger.live_issuers(conn, _layout.iso(now)) if conn else set()
     # a retired CA whose key was not kept cannot sign a CRL any more
     retired = [(key, cert) for key, cert in ca.retired_pairs(passphrase)
                if key is not None] if needs_retired(cas, issuers) else []
@@ -357,9 +353,9 @@ def plan_learn(rows, zone, ca_certs, fleet, committed_number, now):
                     "serial": serial, "zone": zone, "host": host,
                     "profile": profile if _PROFILE_RE.match(profile) else "unknown",
                     "subject": C.subject_text(cert), "sans": C.names_of(cert),
-                    "not_before": iso(C.not_before(cert)), "not_after": iso(C.not_after(cert)),
+                    "not_before": _layout.iso(C.not_before(cert)), "not_after": _layout.iso(C.not_after(cert)),
                     "fingerprint": fp, "issuer": C.subject_text(issuer),
-                    "issuer_fingerprint": C.fingerprint(issuer), "issued_at": iso(now),
+                    "issuer_fingerprint": C.fingerprint(issuer), "issued_at": _layout.iso(now),
                     "status": "valid", "revocation_reason": None, "revoked_at": None,
                 }
     new_rows = sorted(learned.values(), key=lambda r: (r["host"], r["profile"], r["not_before"]))
@@ -389,12 +385,12 @@ def plan_learn(rows, zone, ca_certs, fleet, committed_number, now):
             if serial in revoke:
                 continue
             revoke[serial] = {"serial": serial, "reason": _reason_of(entry),
-                              "revoked_at": iso(_revocation_date(entry)),
+                              "revoked_at": _layout.iso(_revocation_date(entry)),
                               "known": row is not None,
                               # an entry for a certificate nobody shows us: kept on the CRL
                               # until the CA that signed it expires
                               "issuer": C.subject_text(signer), "issuer_fingerprint": signer_fp,
-                              "not_after": iso(C.not_after(signer)), "zone": zone}
+                              "not_after": _layout.iso(C.not_after(signer)), "zone": zone}
     return {"rows": new_rows, "supersede": supersede,
             "revoke": [revoke[s] for s in sorted(revoke)],
             "seen_number": seen, "crl_number": max(int(committed_number or 0), seen),

@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
-from ansible_collections.trustzone.pki.plugins.module_utils._parse import _iso
 
 
 def csr_violations(csr, profile, facts=None):
@@ -58,7 +58,7 @@ def validity_window(now, lifetime_seconds, issuer_cert, backdate_seconds=300):
     """``(not_before, not_after)`` for a new leaf, never outside the issuer's validity."""
     if C.not_after(issuer_cert) <= now:
         raise TrustzoneError("the issuing CA %r expired on %s" % (
-            issuer_cert.subject.rfc4514_string(), _iso(C.not_after(issuer_cert))),
+            issuer_cert.subject.rfc4514_string(), _layout.iso(C.not_after(issuer_cert))),
             fix="rotate the zone root (playbooks/rotate_root.yml) before issuing more")
     start = max(now - datetime.timedelta(seconds=backdate_seconds), C.not_before(issuer_cert))
     end = min(now + datetime.timedelta(seconds=lifetime_seconds), C.not_after(issuer_cert))

@@ -83,6 +83,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -104,7 +105,7 @@ def run(module):
                           params["hosts"], params["keep_hosts"], now)
         if chosen and not module.check_mode:
             _ledger.revoke(conn, [row["serial"] for row in chosen], params["reason"],
-                           R.iso(now))
+                           _layout.iso(now))
         conn.close()
     return {"changed": bool(chosen),
             "revoked": [{k: row[k] for k in ROW_KEYS} for row in chosen]}

@@ -23,6 +23,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _assess as A
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _revocation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -40,11 +41,11 @@ def row(serial, host, status="valid", days_left=100, profile="server", issuer_fp
         now=NOW):
     return {"serial": serial, "zone": "prod", "host": host, "profile": profile,
             "subject": "CN=%s" % host, "sans": {"dns": [host], "ip": []},
-            "not_before": R.iso(now - 10 * DAY), "not_after": R.iso(now + days_left * DAY),
+            "not_before": _layout.iso(now - 10 * DAY), "not_after": _layout.iso(now + days_left * DAY),
             "fingerprint": "fp-" + serial, "issuer": "CN=ca", "issuer_fingerprint": issuer_fp,
-            "issued_at": R.iso(now - 10 * DAY), "status": status,
+            "issued_at": _layout.iso(now - 10 * DAY), "status": status,
             "revocation_reason": "unspecified" if status == "revoked" else None,
-            "revoked_at": R.iso(now - DAY) if status == "revoked" else None}
+            "revoked_at": _layout.iso(now - DAY) if status == "revoked" else None}
 
 
 # --------------------------------------------------------------------------- selection
@@ -171,9 +172,9 @@ def issue(ca, keys, host, profile="server", issuer=None, days=300, dns=None):
     _ledger.record(conn, [{
         "serial": "%x" % leaf.serial_number, "zone": "prod", "host": host, "profile": profile,
         "subject": C.subject_text(leaf), "sans": C.names_of(leaf),
-        "not_before": R.iso(C.not_before(leaf)), "not_after": R.iso(C.not_after(leaf)),
+        "not_before": _layout.iso(C.not_before(leaf)), "not_after": _layout.iso(C.not_after(leaf)),
         "fingerprint": C.fingerprint(leaf), "issuer": C.subject_text(icert),
-        "issuer_fingerprint": C.fingerprint(icert)}], R.iso(now))
+        "issuer_fingerprint": C.fingerprint(icert)}], _layout.iso(now))
     conn.close()
     return leaf
 
@@ -181,7 +182,7 @@ def issue(ca, keys, host, profile="server", issuer=None, days=300, dns=None):
 def revoke_host(ca, host, reason="key_compromise"):
     conn = _ledger.connect(ca.path)
     chosen = R.select(_ledger.rows(conn), [], [host], None, now_utc())
-    _ledger.revoke(conn, [r["serial"] for r in chosen], reason, R.iso(now_utc()))
+    _ledger.revoke(conn, [r["serial"] for r in chosen], reason, _layout.iso(now_utc()))
     conn.close()
     return chosen
 
@@ -265,7 +266,7 @@ def test_retired_root_keeps_a_crl_until_its_leaves_expire(zone_root, ca, keys, t
     number = C.crl_number(crls[0])
     # once every leaf of the old root expired, its CRL goes (and the number still grows)
     db = sqlite3.connect(ca.file("ledger.db"))
-    db.execute("UPDATE issuance SET not_after = ?", (R.iso(now_utc() - DAY),))
+    db.execute("UPDATE issuance SET not_after = ?", (_layout.iso(now_utc() - DAY),))
     db.commit()
     db.close()
     gone = zone_root(ca.path)
