@@ -7,12 +7,16 @@ task. The module shares its documentation.
 
 It also resolves every host of the zone (group trustzone_nodes and trustzone_ca, whatever
 --limit says) with the identity resolver over inventory-only variables: a bad host name, a
-name two hosts claim or a bad common name fails the CA play, before anything is written."""
+name two hosts claim or a bad common name fails the CA play, before anything is written.
+The same resolution gives the module every host's names (``zone_names``), from which the
+intermediate's name constraints are computed (``_constraints``): never from a node's word."""
 
 from __future__ import annotations
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _constraints
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
@@ -30,7 +34,12 @@ class ActionModule(InventoryActionMixin, ActionBase):
             if own.get("ca_hosts") is not None:
                 F.check_ca_hosts(host, zone, own["ca_hosts"])
             F.check_passphrase(host, args.get("passphrase"))
-            self._resolve_zone(zone)
+            names = _constraints.zone_names(self._resolve_zone(zone))
+            if boolean(args.get("name_constraints", False), strict=False):
+                _constraints.plan(names, args.get("name_constraints_permitted"),
+                                  boolean(args.get("name_constraints_pinned", False),
+                                          strict=False))
+            args["zone_names"] = names
         except TrustzoneError as exc:
             return self._failed(result, exc)
         return self._run_remote(result, "trustzone.pki.zone_root", args, task_vars)

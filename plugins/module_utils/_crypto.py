@@ -488,8 +488,9 @@ def random_serial():
 
 
 def build_ca_certificate(key, subject, not_before_value, not_after_value, path_length=None,
-                         issuer_cert=None, issuer_key=None):
-    """A CA certificate: self-signed root when no issuer is given, otherwise an intermediate."""
+                         issuer_cert=None, issuer_key=None, name_constraints=None):
+    """A CA certificate: self-signed root when no issuer is given, otherwise an intermediate;
+    ``name_constraints`` (an ``x509.NameConstraints``) is added as a critical extension."""
     signer_key = issuer_key or key
     issuer_name = issuer_cert.subject if issuer_cert is not None else subject
     builder = (x509.CertificateBuilder()
@@ -508,6 +509,8 @@ def build_ca_certificate(key, subject, not_before_value, not_after_value, path_l
     builder = builder.add_extension(
         _aki(issuer_cert, signer_key) if issuer_cert is not None else
         x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+    if name_constraints is not None:
+        builder = builder.add_extension(name_constraints, critical=True)
     return builder.sign(signer_key, signature_hash(signer_key))
 
 

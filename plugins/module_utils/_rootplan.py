@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import secrets
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _constraints
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
@@ -47,15 +48,34 @@ def new_root(params, zone, now):
     return key, cert
 
 
-def new_intermediate(params, zone, root_key, root_cert, now):
+def wanted_constraints(params):
+    """The name constraints the zone's intermediates must carry (``_constraints.plan``), or
+    None when the zone signs without them."""
+    if not params.get("name_constraints"):
+        return None
+    if not params["intermediate"]:
+        raise TrustzoneError("name constraints sit on the intermediate CA, but "
+                             "trustzone_ca_intermediate is false",
+                             fix="set trustzone_ca_intermediate: true, or "
+                                 "trustzone_ca_name_constraints: false to sign with the root")
+    if params.get("zone_names") is None:
+        raise TrustzoneError("zone_names is missing: it is filled from the inventory by the "
+                             "zone_root action plugin",
+                             fix="run the module through its action (the trustzone.pki.ca role)")
+    return _constraints.plan(params["zone_names"], params.get("name_constraints_permitted"),
+                             params.get("name_constraints_pinned", False))
+
+
+def new_intermediate(params, zone, root_key, root_cert, now, constraints=None):
     spec = C.normalize_key_spec(params["key_type"], params["key_size"], params["key_curve"])
     key = C.generate_key(spec)
     subject = C.zone_name_attributes(zone, "trustzone %s intermediate CA" % zone,
                                      unique=secrets.token_hex(8))
     lifetime = _parse.parse_duration(params["intermediate_lifetime"], "intermediate_lifetime")
     start, end = _signing.validity_window(now, lifetime, root_cert)
-    cert = C.build_ca_certificate(key, subject, start, end, path_length=0,
-                                  issuer_cert=root_cert, issuer_key=root_key)
+    cert = C.build_ca_certificate(
+        key, subject, start, end, path_length=0, issuer_cert=root_cert, issuer_key=root_key,
+        name_constraints=_constraints.extension(constraints) if constraints else None)
     return key, cert
 
 
@@ -67,21 +87,30 @@ def extended_root(params, key, cert, now):
                                   now + datetime.timedelta(seconds=lifetime))
 
 
-def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now):
+def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, constraints=None):
     """The intermediate of ``root_cert`` (stem ``intermediate`` or ``next-intermediate``) in
-    the planned state ``ca``: made when missing, not signed by that root, or due; the one it
-    replaces is archived."""
+    the planned state ``ca``: made when missing, not signed by that root, due, or carrying
+    other name constraints than ``constraints``; the one it replaces is archived. Returns
+    ``(key, cert, why)``: why it was made, or None."""
     ikey, icert = ca.load_pair(stem, params["passphrase"])
-    if icert is not None and C.is_signed_by(icert, root_cert):
+    why = "missing" if icert is None else None
+    if icert is not None and not C.is_signed_by(icert, root_cert):
+        why = "not signed by its root"
+    elif icert is not None:
         left = (C.not_after(icert) - now).total_seconds()
-        due = params["intermediate_force"] or left < _parse.parse_duration(
-            params["intermediate_rotate_before"], "intermediate_rotate_before")
-        if not due:
-            return ikey, icert, False
+        if params["intermediate_force"]:
+            why = "forced"
+        elif left < _parse.parse_duration(params["intermediate_rotate_before"],
+                                          "intermediate_rotate_before"):
+            why = "due"
+        else:
+            why = _constraints.difference(_constraints.of_certificate(icert), constraints)
+    if why is None:
+        return ikey, icert, None
     ca.archive(stem)
-    ikey, icert = new_intermediate(params, zone, root_key, root_cert, now)
+    ikey, icert = new_intermediate(params, zone, root_key, root_cert, now, constraints)
     ca.write_pair(stem, ikey, icert, params["passphrase"])
-    return ikey, icert, True
+    return ikey, icert, why
 
 
 def plan(current, params, zone, now):
@@ -90,6 +119,7 @@ def plan(current, params, zone, now):
     (or an equal one: nothing to do); nothing is written here. New keys are generated here
     (randomness, not I/O)."""
     passphrase = params["passphrase"]
+    constraints = wanted_constraints(params)
     ca = current.copy()
     if current.source == "legacy":
         ca.validate(passphrase)  # migrated once: whatever does not fit is reported, not guessed
@@ -154,21 +184,24 @@ def plan(current, params, zone, now):
     trusted, issuer = R.roots_for(phase, cert, ncert)
     intermediates = {}
     cas = [(key, cert)] + ([(nkey, ncert)] if ncert is not None else [])
-    made_any = False
+    reissued = {}
     if params["intermediate"]:
         for stem, rkey, rcert in (("intermediate", key, cert), ("next-intermediate", nkey, ncert)):
             if rcert is None:
                 continue
-            ikey, icert, made = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now)
+            ikey, icert, why = ensure_intermediate(ca, stem, params, zone, rkey, rcert, now,
+                                                   constraints)
             intermediates[C.fingerprint(rcert)] = icert
             cas.append((ikey, icert))
-            made_any |= made
+            if why is not None:
+                reissued[stem] = why
     if C.not_after(issuer) <= now:
         raise TrustzoneError("the zone's issuing root expired on %s" % C.not_after(issuer).date(),
                              ca.file("root.crt"),
                              fix="rotate the root with playbooks/rotate_root.yml")
     facts = {"created": created, "extended": extended, "step": step, "phase": phase,
              "cert": cert, "ncert": ncert, "trusted": trusted, "issuer": issuer,
-             "intermediates": intermediates, "cas": cas,
-             "changed": created or extended or step["changed"] or made_any}
+             "intermediates": intermediates, "cas": cas, "reissued": reissued,
+             "name_constraints": constraints,
+             "changed": created or extended or step["changed"] or bool(reissued)}
     return ca, facts

@@ -103,6 +103,34 @@ options:
         given.
     type: bool
     default: false
+  name_constraints:
+    description:
+      - Put critical name constraints (RFC 5280 4.2.1.10) on the intermediates, so that the
+        key that signs leaves can vouch for the zone's names only. Needs O(intermediate).
+      - The permitted subtrees are computed from the inventory's names of every host of the
+        zone (O(zone_names)) and O(name_constraints_permitted); an intermediate whose
+        constraints differ from them is re-issued in the same run (leaves follow; no trust
+        store changes). See C(docs/name-constraints.md).
+    type: bool
+    default: false
+  name_constraints_permitted:
+    description:
+      - Subtrees the constraints permit besides those derived from the zone's names - DNS
+        domains, single-label machine names, addresses or networks such as V(10.20.0.0/16).
+    type: list
+    elements: str
+    default: []
+  name_constraints_pinned:
+    description:
+      - Permit exactly O(name_constraints_permitted) and derive nothing. A name of the zone
+        outside them fails the run, naming the host, before anything is written.
+    type: bool
+    default: false
+  zone_names:
+    description:
+      - Every host's names, as the identity resolver derives them from the inventory. Set by
+        the action plugin on the controller; a value given in the task is replaced.
+    type: dict
   crl_lifetime:
     description: Validity (nextUpdate) of the CRLs the CA signs; one CRL per CA of the zone.
     type: str
@@ -179,6 +207,17 @@ crl_next_update:
   description: The earliest nextUpdate of the zone's CRLs (ISO 8601 UTC).
   returned: success
   type: str
+name_constraints:
+  description: The permitted DNS subtrees (RV(name_constraints.dns)) and networks
+    (RV(name_constraints.ip)) and the excluded networks (RV(name_constraints.excluded_ip))
+    the intermediates carry, or null without O(name_constraints).
+  returned: success
+  type: dict
+reissued:
+  description: Intermediates made in this run and why (for example V(name constraints
+    changed +lab2.example.com)), by stem (V(intermediate), V(next-intermediate)).
+  returned: success
+  type: dict
 extended:
   description: Whether the root was re-issued with the same key (O(extend)).
   returned: success
@@ -229,6 +268,7 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
+from ansible_collections.trustzone.pki.plugins.module_utils import _constraints
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
@@ -279,6 +319,8 @@ def run(module):
         "intermediate": (_rootplan.root_facts(intermediates[C.fingerprint(issuer)], now)
                          if C.fingerprint(issuer) in intermediates else None),
         "extended": facts["extended"],
+        "name_constraints": facts["name_constraints"],
+        "reissued": facts["reissued"],
         "crl": crl,
         "crl_signed": crl_reason,
         "crl_next_update": _layout.iso(min(C.crl_next_update(c) for c in C.load_crls(crl))),
@@ -290,6 +332,11 @@ def run(module):
             C.fingerprint(current.cert("root")), step["phase_before"])
         after = "".join("trust %s\n" % C.fingerprint(c) for c in trusted)
         after += "issue with %s\nphase %s\n" % (C.fingerprint(issuer), facts["phase"])
+        before += "".join("%s %s\n" % (stem, C.fingerprint(current.cert(stem)))
+                          for stem in facts["reissued"] if current.cert(stem) is not None)
+        after += "".join("%s re-issued: %s\n" % item for item in sorted(facts["reissued"].items()))
+        if facts["name_constraints"]:
+            after += "permit %s\n" % _constraints.describe(facts["name_constraints"])
         result["diff"] = {"before": before, "after": after}
     return result
 
@@ -311,6 +358,10 @@ def main():
         intermediate_lifetime=dict(type="str", default="1825d"),
         intermediate_rotate_before=dict(type="str", default="180d"),
         intermediate_force=dict(type="bool", default=False),
+        name_constraints=dict(type="bool", default=False),
+        name_constraints_permitted=dict(type="list", elements="str", default=[]),
+        name_constraints_pinned=dict(type="bool", default=False),
+        zone_names=dict(type="dict"),
         crl_lifetime=dict(type="str", default="7d"),
         crl_refresh_before=dict(type="str", default="2d"),
         # Consumed by the action plugin on the controller; listed so that the module's

@@ -101,3 +101,32 @@ def test_a_bad_zone_inventory_stops_the_ca_play_before_the_ca_host(zone, text):
     action._execute_module.assert_not_called()
     assert result["failed"] is True
     assert text in result["msg"] and "Fix:" in result["msg"]
+
+
+def test_the_module_gets_every_hosts_inventory_names_and_a_task_value_is_replaced():
+    action = make_action({"zone_names": {"node1": ["www.google.com"]}})
+    action.run(task_vars={"inventory_hostname": "ca",
+                          "ansible_facts": {"trustzone_node_fqdn": "evil.example.com"}})
+    args = action._execute_module.call_args.kwargs["module_args"]
+    assert args["zone_names"] == {"ca": ["ca", "ca.lab.test"], "node1": ["node1", "node1.lab.test"],
+                                  "node2": ["node2", "node2.lab.test"]}
+
+
+@pytest.mark.parametrize("args, text", [
+    ({"name_constraints": "true", "name_constraints_pinned": True,
+      "name_constraints_permitted": ["lab.test", "node1", "node2"]},
+     "ca: ca is outside the pinned name constraints (lab.test, node1, node2)"),
+    ({"name_constraints": True, "name_constraints_permitted": ["10.0.0.1/8"]},
+     "trustzone_ca_name_constraints_permitted: '10.0.0.1/8' is not an address or a network"),
+])
+def test_name_constraints_that_cannot_hold_stop_before_the_ca_host(args, text):
+    action = make_action(args)
+    result = action.run(task_vars={"inventory_hostname": "ca"})
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True and text in result["msg"]
+
+
+def test_pinned_constraints_are_not_checked_when_constraints_are_off():
+    action = make_action({"name_constraints": "false", "name_constraints_pinned": True})
+    action.run(task_vars={"inventory_hostname": "ca"})
+    action._execute_module.assert_called_once()

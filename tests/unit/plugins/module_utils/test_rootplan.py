@@ -7,10 +7,13 @@ plan alone, with a fixed clock, and check that it never touches the disk.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import pytest
+from cryptography import x509
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _constraints as N
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _rootplan
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import Draft
@@ -98,3 +101,62 @@ def test_root_facts(empty):
     assert out["fingerprint"] == C.fingerprint(facts["cert"])
     assert out["days_left"] == 3649  # 3650 days from NOW, asked one day later
     assert out["not_after"] == (NOW + 3650 * DAY).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- name constraints
+
+ZONE_NAMES = {"node1": ["node1.lab.example.com"], "node2": ["node2.lab.example.com", "10.0.0.2"]}
+
+
+def constrained(draft, now=NOW, names=None, **params):
+    return plan(draft, now=now, intermediate=True, name_constraints=True,
+                zone_names=ZONE_NAMES if names is None else names, **params)
+
+
+def test_the_intermediate_carries_the_zones_name_constraints(empty):
+    _wanted, facts = constrained(empty)
+    inter = facts["intermediates"][C.fingerprint(facts["cert"])]
+    ext = inter.extensions.get_extension_for_class(x509.NameConstraints)
+    assert ext.critical is True
+    assert [n.value for n in ext.value.permitted_subtrees] == [
+        "lab.example.com", ipaddress.ip_network("10.0.0.2/32")]
+    assert facts["name_constraints"]["excluded_ip"] == ["::/0"]
+    with pytest.raises(x509.ExtensionNotFound):  # the root stays unconstrained (anchors)
+        facts["cert"].extensions.get_extension_for_class(x509.NameConstraints)
+
+
+def test_unchanged_names_change_nothing_and_a_new_domain_reissues_the_intermediate(empty):
+    wanted, facts = constrained(empty)
+    first = facts["intermediates"][C.fingerprint(facts["cert"])]
+    again, facts = constrained(wanted, now=NOW + DAY, names=dict(ZONE_NAMES, node3=[
+        "node3.lab.example.com"]))  # same domain: nothing to do
+    assert facts["changed"] is False and again.files == wanted.files and facts["reissued"] == {}
+    grown, facts = constrained(wanted, now=NOW + DAY, names=dict(ZONE_NAMES, node3=[
+        "node3.lab2.example.com"]))
+    assert facts["reissued"] == {"intermediate": "name constraints changed: +lab2.example.com"}
+    new = facts["intermediates"][C.fingerprint(facts["cert"])]
+    assert C.fingerprint(new) != C.fingerprint(first) and C.is_signed_by(new, facts["cert"])
+    assert facts["trusted"] == [facts["cert"]]  # the root, hence every trust store, unchanged
+    assert any(name.startswith("retired/intermediate-") for name in grown.files)
+
+
+def test_turning_constraints_on_reissues_an_unconstrained_intermediate(empty):
+    wanted, _facts = plan(empty, intermediate=True)
+    _again, facts = constrained(wanted, now=NOW + DAY)
+    assert facts["reissued"]["intermediate"].startswith("name constraints added: ")
+    _off, facts = plan(_again, now=NOW + 2 * DAY, intermediate=True)
+    assert facts["reissued"] == {"intermediate": "name constraints removed"}
+
+
+def test_constraints_without_an_intermediate_or_zone_names_are_refused(empty):
+    with pytest.raises(TrustzoneError, match="trustzone_ca_intermediate is false"):
+        plan(empty, name_constraints=True, zone_names=ZONE_NAMES)
+    with pytest.raises(TrustzoneError, match="zone_names is missing"):
+        plan(empty, intermediate=True, name_constraints=True)
+
+
+def test_a_rotations_next_intermediate_is_constrained_too(empty):
+    wanted, _facts = constrained(empty)
+    _trust, facts = constrained(wanted, now=NOW + DAY, rotate="trust", rotate_force=True)
+    nfp = C.fingerprint(facts["ncert"])
+    assert N.of_certificate(facts["intermediates"][nfp]) == facts["name_constraints"]
