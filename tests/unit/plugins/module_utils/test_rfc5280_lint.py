@@ -66,6 +66,7 @@ ZONE = "prod"
 # one known only by its address.
 NODE = {"hostname": "web1", "fqdn": "web1.prod.example", "addresses": ["10.0.0.11", "2001:db8::11"]}
 IP_NODE = {"hostname": "10.0.0.12"}
+ISSUERS = ("intermediate", "root")  # a zone with an intermediate, and one without
 REVOKED_REASONS = sorted(C.CRL_REASONS)  # every reason the CA records, "unspecified" included
 
 # The zone_root parameters new_root / new_intermediate / extended_root read, per key type
@@ -182,23 +183,23 @@ class _Kit:
                                                      NOW + 3000 * DAY)
         self.int_key, self.intermediate = _rootplan.new_intermediate(
             params, ZONE, self.root_key, self.root, NOW)
-        self.leaves = {}
-        for via, (issuer, issuer_key) in (("intermediate", (self.intermediate, self.int_key)),
-                                          ("root", (self.root, self.root_key))):
+        pairs = {"root": (self.root_key, self.root),
+                 "intermediate": (self.int_key, self.intermediate)}
+        self.issued = {}
+        for via in ISSUERS:
             for node in ("node", "ip-node"):
-                self.leaves.update({(via, node, profile): cert for profile, cert in
-                                    self._sign(node, issuer, issuer_key).items()})
-        self.crls = {}
-        for ca, (key, cert) in (("root", (self.root_key, self.root)),
-                                ("intermediate", (self.int_key, self.intermediate))):
-            self.crls[(ca, "empty")] = self._crl(key, cert, [], 1)
+                self.issued.update({("leaf", via, node, profile): cert for profile, cert in
+                                    self._sign(node, pairs[via][1], pairs[via][0]).items()})
+        for ca in ISSUERS:
+            key, cert = pairs[ca]
+            self.issued[("crl", ca, "empty")] = self._crl(key, cert, [], 1)
             # the leaves this CA signed, then serials of leaves signed before (4 < 8 reasons)
-            serials = [c.serial_number for (via, _n, _p), c in sorted(self.leaves.items())
-                       if via == ca]
+            serials = [c.serial_number for ref, c in sorted(self.issued.items())
+                       if ref[:2] == ("leaf", ca)]
             serials += [C.random_serial() for _ in range(len(REVOKED_REASONS) - len(serials))]
             rows = [_ledger_row(serial, cert, reason, i)
                     for i, (serial, reason) in enumerate(zip(serials, REVOKED_REASONS))]
-            self.crls[(ca, "revoked")] = self._crl(key, cert, rows, 2)
+            self.issued[("crl", ca, "revoked")] = self._crl(key, cert, rows, 2)
 
     def _sign(self, node, issuer, issuer_key):
         """The node's CSRs for the certs role's default profiles, signed by the CA's batch."""
@@ -247,49 +248,42 @@ def kit():
 
 # --------------------------------------------------------------------------- the table
 
-# (id, document type, artifact(kit), issuer(kit) for certificates / None for CRLs)
-# Document types: "root" (self-issued CA), "sub-ca" (CA signed by the root), "end-entity",
-# "crl". One row per kind of artifact; each runs for every key type.
+# (id, document type, artifact, issuer): the artifact and its issuer are a _Kit attribute or a
+# key of _Kit.issued. Document types: "root" (self-issued CA), "sub-ca" (CA signed by the
+# root), "end-entity", "crl" (no issuer: CRLs are linted alone). Each row runs for every key
+# type; a new kind of artifact is one more row.
 ARTIFACTS = [
-    ("root", "root", lambda k: k.root, lambda k: k.root),
-    ("root-extended", "root", lambda k: k.extended_root, lambda k: k.extended_root),
-    ("intermediate", "sub-ca", lambda k: k.intermediate, lambda k: k.root),
-    ("intermediate-under-extended-root", "sub-ca", lambda k: k.intermediate,
-     lambda k: k.extended_root),
-    ("server-via-intermediate", "end-entity",
-     lambda k: k.leaves[("intermediate", "node", "server")], lambda k: k.intermediate),
-    ("client-via-intermediate", "end-entity",
-     lambda k: k.leaves[("intermediate", "node", "client")], lambda k: k.intermediate),
-    ("server-ip-only-via-intermediate", "end-entity",
-     lambda k: k.leaves[("intermediate", "ip-node", "server")], lambda k: k.intermediate),
-    ("client-ip-only-via-intermediate", "end-entity",
-     lambda k: k.leaves[("intermediate", "ip-node", "client")], lambda k: k.intermediate),
-    ("server-via-root", "end-entity",
-     lambda k: k.leaves[("root", "node", "server")], lambda k: k.root),
-    ("client-via-root", "end-entity",
-     lambda k: k.leaves[("root", "node", "client")], lambda k: k.root),
-    ("server-ip-only-via-root", "end-entity",
-     lambda k: k.leaves[("root", "ip-node", "server")], lambda k: k.root),
-    ("crl-root-empty", "crl", lambda k: k.crls[("root", "empty")], None),
-    ("crl-root-revoked", "crl", lambda k: k.crls[("root", "revoked")], None),
-    ("crl-intermediate-empty", "crl", lambda k: k.crls[("intermediate", "empty")], None),
-    ("crl-intermediate-revoked", "crl", lambda k: k.crls[("intermediate", "revoked")], None),
+    ("root", "root", "root", "root"),
+    ("root-extended", "root", "extended_root", "extended_root"),
+    ("intermediate", "sub-ca", "intermediate", "root"),
+    ("intermediate-under-extended-root", "sub-ca", "intermediate", "extended_root"),
+] + [
+    ("%s%s-via-%s" % (profile, "-ip-only" if node == "ip-node" else "", via), "end-entity",
+     ("leaf", via, node, profile), via)
+    for via in ISSUERS for node in ("node", "ip-node") for profile in ("server", "client")
+] + [
+    ("crl-%s-%s" % (ca, kind), "crl", ("crl", ca, kind), None)
+    for ca in ISSUERS for kind in ("empty", "revoked")
 ]
+
+
+def _artifact(k, ref):
+    return getattr(k, ref) if isinstance(ref, str) else k.issued[ref]
 
 
 @pytest.mark.parametrize("key_type", sorted(CA_PARAMS))
 @pytest.mark.parametrize("row", ARTIFACTS, ids=[r[0] for r in ARTIFACTS])
 def test_artifact_is_clean(kit, key_type, row):
-    _id, doc_type, artifact, issuer = row
+    _id, doc_type, ref, issuer = row
     k = kit(key_type)
-    obj = artifact(k)
+    obj = _artifact(k, ref)
     if doc_type == "crl":
         findings = lint_crl(obj)
     else:
         doc, findings = lint_certificate(obj)
         assert (doc_type, doc.is_ca, doc.is_self_issued) in {
             ("root", True, True), ("sub-ca", True, False), ("end-entity", False, False)}
-        findings += lint_chain(issuer(k), obj)
+        findings += lint_chain(_artifact(k, issuer), obj)
     assert unaccepted(findings) == []
 
 
@@ -297,14 +291,14 @@ def test_the_table_covers_what_the_zone_issues(kit):
     """The rows hold what the description says: single-label, FQDN, IPv4 and IPv6 names, both
     EKUs, every revocation reason, and a CA of every key type."""
     k = kit("ec")
-    names = C.names_of(k.leaves[("intermediate", "node", "server")])
+    names = C.names_of(k.issued[("leaf", "intermediate", "node", "server")])
     assert names == {"dns": ["web1", "web1.prod.example"], "ip": ["10.0.0.11", "2001:db8::11"]}
-    assert C.names_of(k.leaves[("root", "ip-node", "server")]) == {"dns": [],
+    assert C.names_of(k.issued[("leaf", "root", "ip-node", "server")]) == {"dns": [],
                                                                    "ip": ["10.0.0.12"]}
-    assert C.extended_key_usages_of(k.leaves[("root", "node", "client")]) == ["client_auth"]
-    revoked = k.crls[("intermediate", "revoked")]
+    assert C.extended_key_usages_of(k.issued[("leaf", "root", "node", "client")]) == ["client_auth"]
+    revoked = k.issued[("crl", "intermediate", "revoked")]
     assert len(C.crl_serials(revoked)) == len(REVOKED_REASONS)
-    assert len(C.crl_serials(k.crls[("root", "empty")])) == 0
+    assert len(C.crl_serials(k.issued[("crl", "root", "empty")])) == 0
     assert C.crl_signed_by(revoked, k.intermediate)
     for key_type, params in CA_PARAMS.items():
         assert C.describe_key(kit(key_type).root.public_key())["type"] == params["key_type"]
@@ -315,7 +309,7 @@ def test_unspecified_reason_leaves_the_reason_code_out(kit):
     pkix profile does not check it, so this does. Every other reason is carried."""
     k = kit("ec")
     codes = {}
-    for entry in k.crls[("root", "revoked")]:
+    for entry in k.issued[("crl", "root", "revoked")]:
         try:
             codes[entry.serial_number] = entry.extensions.get_extension_for_class(
                 x509.CRLReason).value.reason.name
@@ -352,7 +346,8 @@ def test_the_linter_catches_what_it_must(kit):
     _doc, findings = lint_certificate(wildcard)
     assert sorted(f.value for f in unaccepted(findings)) == ["*.prod.example",
                                                              "-bad.prod.example"]
-    wrong_issuer = unaccepted(lint_chain(k.root, k.leaves[("intermediate", "node", "server")]))
+    leaf = k.issued[("leaf", "intermediate", "node", "server")]
+    wrong_issuer = unaccepted(lint_chain(k.root, leaf))
     assert {"pkix.issuer_and_subject_key_identifier_not_equal",
             "pkix.signature_verification_failed"} <= {f.code for f in wrong_issuer}
     no_number = (x509.CertificateRevocationListBuilder().issuer_name(k.root.subject)
