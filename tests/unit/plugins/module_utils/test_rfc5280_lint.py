@@ -40,6 +40,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _constraints
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
@@ -66,7 +67,9 @@ ZONE = "prod"
 # one known only by its address.
 NODE = {"hostname": "web1", "fqdn": "web1.prod.example", "addresses": ["10.0.0.11", "2001:db8::11"]}
 IP_NODE = {"hostname": "10.0.0.12"}
-ISSUERS = ("intermediate", "root")  # a zone with an intermediate, and one without
+# a zone with an intermediate, one without, and one whose intermediate carries the name
+# constraints computed from the zone's names (trustzone_ca_name_constraints)
+ISSUERS = ("intermediate", "root", "constrained")
 REVOKED_REASONS = sorted(C.CRL_REASONS)  # every reason the CA records, "unspecified" included
 
 # The zone_root parameters new_root / new_intermediate / extended_root read, per key type
@@ -183,8 +186,13 @@ class _Kit:
                                                      NOW + 3000 * DAY)
         self.int_key, self.intermediate = _rootplan.new_intermediate(
             params, ZONE, self.root_key, self.root, NOW)
+        zone_names = {spec["hostname"]: [spec["hostname"], spec.get("fqdn", spec["hostname"])]
+                      + list(spec.get("addresses", ())) for spec in (NODE, IP_NODE)}
+        self.constrained_key, self.constrained = _rootplan.new_intermediate(
+            params, ZONE, self.root_key, self.root, NOW, _constraints.plan(zone_names))
         pairs = {"root": (self.root_key, self.root),
-                 "intermediate": (self.int_key, self.intermediate)}
+                 "intermediate": (self.int_key, self.intermediate),
+                 "constrained": (self.constrained_key, self.constrained)}
         self.issued = {}
         for via in ISSUERS:
             for node in ("node", "ip-node"):
@@ -257,6 +265,7 @@ ARTIFACTS = [
     ("root-extended", "root", "extended_root", "extended_root"),
     ("intermediate", "sub-ca", "intermediate", "root"),
     ("intermediate-under-extended-root", "sub-ca", "intermediate", "extended_root"),
+    ("intermediate-name-constrained", "sub-ca", "constrained", "root"),
 ] + [
     ("%s%s-via-%s" % (profile, "-ip-only" if node == "ip-node" else "", via), "end-entity",
      ("leaf", via, node, profile), via)
