@@ -193,6 +193,9 @@ def resolve_profiles(profiles, zone, base_dir, names):
     return out
 
 
+CN_MAX = 64  # RFC 5280 ub-common-name
+
+
 def _common_name(profile, name, names):
     """The profile's subject CN: a DNS name or address, never a wildcard, and one of the
     host's names - unless the profile sets ``common_name_outside_names: true`` (a label
@@ -206,13 +209,28 @@ def _common_name(profile, name, names):
                 "profile %r: the inventory gives this host no DNS name or address a "
                 "certificate can carry" % name,
                 fix="set trustzone_node_fqdn or trustzone_node_addresses for this host")
-        return names["common_name"]
+        if len(names["common_name"]) <= CN_MAX:
+            return names["common_name"]
+        short = [n for n in names["dns"] + names["ip"] if len(n) <= CN_MAX]
+        if not short:  # the SANs still carry the long names; the CN cannot
+            raise TrustzoneError(
+                "profile %r: every name of this host is longer than the %d characters a "
+                "common name may hold (RFC 5280), such as %s" % (name, CN_MAX,
+                                                                names["common_name"]),
+                fix="set the profile's common_name to a name of at most %d characters "
+                    "(common_name_outside_names: true if it is a label)" % CN_MAX)
+        return short[0]
     parsed = normalize_name(given)
     if parsed is None:
         raise TrustzoneError("profile %r: common_name %r is not a DNS name or IP address "
                              "(wildcards are never signed)" % (name, given),
                              fix="set common_name to one of this host's names, or leave it "
                                  "out to use the host's FQDN")
+    if len(str(given).strip()) > CN_MAX:
+        raise TrustzoneError("profile %r: common_name %s is longer than the %d characters a "
+                             "common name may hold (RFC 5280)" % (name, given, CN_MAX),
+                             fix="use a shorter name; the certificate's SANs carry the "
+                                 "long ones")
     outside = profile.get("common_name_outside_names", False)
     if not isinstance(outside, bool):
         raise TrustzoneError("profile %r: common_name_outside_names must be true or false, got "

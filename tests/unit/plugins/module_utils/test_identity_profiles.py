@@ -238,3 +238,22 @@ def test_bad_values_are_trustzone_errors(names, profile, words):
 def test_renew_before_must_be_shorter_than_lifetime(names, profile):
     with pytest.raises(TrustzoneError):
         resolve(dict(profile, name="s"), names)
+
+
+def test_a_fqdn_longer_than_a_common_name_may_be_leaves_the_cn_to_a_shorter_name():
+    long_fqdn = "a" * 50 + ".very-long-subdomain.example.com"  # 82 characters
+    names = I.node_names("web1", fqdn=long_fqdn)
+    profile = I.resolve_profile({"name": "server"}, "prod", "/etc/trustzone/prod", names)
+    assert profile["common_name"] == "web1" and long_fqdn in profile["dns"]
+
+
+def test_a_host_with_only_long_names_or_a_long_common_name_is_one_clear_line():
+    long_fqdn = "a" * 50 + ".very-long-subdomain.example.com"
+    names = I.node_names("10.0.0.1", fqdn=long_fqdn)
+    names = dict(names, ip=[])
+    with pytest.raises(TrustzoneError, match="longer than the 64 characters") as err:
+        I.resolve_profile({"name": "server"}, "prod", "/etc/trustzone/prod", names)
+    assert "\n" not in str(err.value) and "common_name" in str(err.value)
+    with pytest.raises(TrustzoneError, match="common_name a{50}"):
+        I.resolve_profile({"name": "server", "common_name": long_fqdn}, "prod",
+                          "/etc/trustzone/prod", I.node_names("web1", fqdn=long_fqdn))
