@@ -41,19 +41,10 @@ try:
     from asn1crypto import core as asn1
     from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
     from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
-except ImportError as exc:  # pragma: no cover - the error says what to install
-    HAS_PKCS11 = False
-    PKCS11_IMPORT_ERROR = exc
-else:
-    HAS_PKCS11 = True
     PKCS11_IMPORT_ERROR = None
-
-    class _Signed(asn1.Sequence):
-        """Certificate and CertificateList alike: to-be-signed, algorithm, signature.
-
-        ``Any`` keeps the first two exactly as ``cryptography`` encoded them."""
-        _fields = [("tbs", asn1.Any), ("algorithm", asn1.Any),
-                   ("signature", asn1.OctetBitString)]
+except ImportError as exc:  # pragma: no cover - the error says what to install
+    PKCS11_IMPORT_ERROR = exc
+HAS_PKCS11 = PKCS11_IMPORT_ERROR is None
 
 TOKEN_KEY_TYPES = ("ec", "rsa")
 TOKEN_CURVES = ("secp256r1", "secp384r1")
@@ -324,10 +315,12 @@ def _tbs_bytes(signed):
 
 
 def _assemble(draft, signature):
-    """The draft's DER with its signature replaced by ``signature``."""
-    outer = _Signed.load(draft.public_bytes(serialization.Encoding.DER))
-    return _Signed({"tbs": outer["tbs"], "algorithm": outer["algorithm"],
-                    "signature": signature}).dump()
+    """The draft's DER with its signature replaced by ``signature``: Certificate and
+    CertificateList alike are SEQUENCE {to-be-signed, algorithm, BIT STRING}; the first two
+    are kept byte for byte as ``cryptography`` encoded them."""
+    outer = asn1.Sequence.load(draft.public_bytes(serialization.Encoding.DER))
+    return asn1.Sequence(contents=outer[0].dump() + outer[1].dump() +
+                         asn1.OctetBitString(signature).dump()).dump()
 
 
 def _load_signed(draft, der):

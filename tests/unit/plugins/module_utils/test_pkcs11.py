@@ -54,7 +54,7 @@ def _init_token(label):
         os.close(slave)
         slave = None
         os.write(master, ("%s\n%s\n%s\n%s\n" % (SO_PIN, SO_PIN, PIN, PIN)).encode())
-        out, _ = proc.communicate(timeout=60)
+        out = proc.communicate(timeout=60)[0]
     finally:
         os.close(master)
         if slave is not None:
