@@ -16,7 +16,6 @@ import os
 import pty
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
@@ -63,21 +62,23 @@ def _init_token(label):
 
 
 @pytest.fixture(scope="module")
-def module_path():
-    """A SoftHSM2 token directory of its own with two initialised tokens."""
+def module_path(tmp_path_factory):
+    """A SoftHSM2 token directory of its own with two initialised tokens.
+
+    In pytest's own temporary directory, which pytest prunes: ``ansible-test units`` runs
+    each test in a forked process, where a module fixture's teardown never runs."""
     path = _softhsm_module()
     if path is None:
         pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
     if not P.HAS_PKCS11:
         pytest.skip("python-pkcs11 is not installed (%s)" % P.PKCS11_IMPORT_ERROR)
-    top = tempfile.mkdtemp(prefix="trustzone-softhsm-")
-    os.mkdir(os.path.join(top, "tokens"))
-    conf = os.path.join(top, "softhsm2.conf")
-    with open(conf, "w") as handle:
-        handle.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\n"
-                     "log.level = ERROR\n" % top)
+    top = tmp_path_factory.mktemp("softhsm")
+    (top / "tokens").mkdir()
+    conf = top / "softhsm2.conf"
+    conf.write_text("directories.tokendir = %s/tokens\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n" % top)
     saved = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = conf
+    os.environ["SOFTHSM2_CONF"] = str(conf)
     try:
         for label in (TOKEN, OTHER_TOKEN):
             _init_token(label)
@@ -89,7 +90,6 @@ def module_path():
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = saved
-        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
