@@ -74,9 +74,16 @@ def check_url(value, variable=URL_VARIABLE):
     return "%s://%s%s" % (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"))
 
 
-def url_path(base):
-    """The path part of the base URL (``/`` when it has none): where the files are served."""
-    return urlsplit(base).path or "/"
+def url_parts(base):
+    """``{'url', 'host', 'port', 'path'}`` of a checked base URL (``base`` None: a clear
+    error): what a web server that serves the files needs; ``path`` is ``/`` when empty."""
+    if not base:
+        raise TrustzoneError("%s is not set: there is nothing to publish at" % URL_VARIABLE,
+                             fix=URL_FIX)
+    parts = urlsplit(base)
+    return {"url": base, "host": parts.hostname,
+            "port": parts.port or (443 if parts.scheme == "https" else 80),
+            "path": parts.path or "/"}
 
 
 def ca_id(cert):

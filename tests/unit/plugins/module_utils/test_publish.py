@@ -54,9 +54,14 @@ def test_check_url_refuses_anything_else_in_one_line_naming_the_variable(value, 
     assert "Fix: set trustzone_ca_publish_url" in text
 
 
-def test_url_path():
-    assert P.url_path(BASE) == "/trustzone/prod"
-    assert P.url_path("http://pki.example") == "/"
+def test_url_parts():
+    assert P.url_parts(BASE) == {"url": BASE, "host": "pki.prod.example", "port": 80,
+                                 "path": "/trustzone/prod"}
+    assert P.url_parts("https://pki.example:8443") == {
+        "url": "https://pki.example:8443", "host": "pki.example", "port": 8443, "path": "/"}
+    assert P.url_parts("http://[2001:db8::5]/x")["host"] == "2001:db8::5"
+    with pytest.raises(TrustzoneError, match="trustzone_ca_publish_url is not set"):
+        P.url_parts(None)
 
 
 # --------------------------------------------------------------------------- ids
