@@ -72,14 +72,18 @@ def test_ca_id_is_the_hex_subject_key_identifier(zone):
     assert len(P.ca_id(zone.cert)) == 40
 
 
-def test_ca_id_without_the_extension_is_computed_from_the_key(keys):
-    key = keys.get("p256#noski")
-    name = C.zone_name_attributes("prod", "no ski")
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+def bare_certificate(key, label):
+    """A self-signed certificate without key identifiers (SKI, AKI)."""
+    name = C.zone_name_attributes("prod", label)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(1)
             .not_valid_before(NOW - DAY).not_valid_after(NOW + DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, C.signature_hash(key)))
+
+
+def test_ca_id_without_the_extension_is_computed_from_the_key(keys):
+    key = keys.get("p256#noski")
+    cert = bare_certificate(key, "no ski")
     assert P.ca_id(cert) == x509.SubjectKeyIdentifier.from_public_key(
         key.public_key()).digest.hex()
 
@@ -91,13 +95,7 @@ def test_a_leaf_and_its_crl_name_their_issuer_by_the_same_id(keys, zone):
 
 
 def test_authority_id_of_a_certificate_without_aki_is_none(keys):
-    key = keys.get("p256#noaki")
-    name = C.zone_name_attributes("prod", "bare")
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(NOW - DAY).not_valid_after(NOW + DAY)
-            .sign(key, C.signature_hash(key)))
-    assert P.authority_id(cert) is None
+    assert P.authority_id(bare_certificate(keys.get("p256#noaki"), "bare")) is None
 
 
 # --------------------------------------------------------------------------- extensions
