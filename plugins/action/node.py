@@ -16,6 +16,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
+from ansible_collections.trustzone.pki.plugins.module_utils import _publish
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
@@ -75,9 +76,14 @@ class ActionModule(InventoryActionMixin, ActionBase):
         if own.get("inventory_profiles") is not None or own.get("resolve_only"):
             if args.get("profiles"):
                 raise TrustzoneError("%s: give profiles or inventory_profiles, not both" % host)
-            variables = self._inventory_source().host_vars(host)
+            source = self._inventory_source()
+            variables = source.host_vars(host)
             if args.get("dir"):  # the node's own directory: only paths on the node follow it
                 variables.setdefault("trustzone_certs_dir", args["dir"])
             args["profiles"] = _identity.resolve_identities(
                 {host: variables}, zone, [host])[host]["profiles"]
+            # the zone's CRL/AIA base URL, as the sign action reads it (_assess compares)
+            publish_url = _publish.zone_url(source.host_vars, source.group("trustzone_ca"))
+            for profile in args["profiles"]:
+                profile["publish_url"] = publish_url
         return args, False

@@ -17,6 +17,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity
+from ansible_collections.trustzone.pki.plugins.module_utils import _publish
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
@@ -34,6 +35,8 @@ class ActionModule(InventoryActionMixin, ActionBase):
         hostvars = task_vars.get("hostvars", {})
         try:
             identities = self._resolve(args["zone"], hosts)
+            source = self._inventory_source()
+            publish_url = _publish.zone_url(source.host_vars, source.group("trustzone_ca"))
         except TrustzoneError as exc:
             result.update(failed=True, msg=str(exc))
             return result
@@ -55,6 +58,8 @@ class ActionModule(InventoryActionMixin, ActionBase):
             return result  # nothing to sign or to learn: the CA host is not contacted
         module_args = {k: args[k] for k in ("zone", "dir", "passphrase")}
         module_args["requests"] = requests
+        if publish_url:  # from the inventory, on the controller: never from a node
+            module_args["publish_url"] = publish_url
         if installed:
             module_args["installed"] = installed
         signed = self._execute_module(module_name="trustzone.pki.sign", module_args=module_args,

@@ -13,13 +13,14 @@ import datetime
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils import _publish
 from ansible_collections.trustzone.pki.plugins.module_utils._parse import _human
 
 # Renewal reasons, in the order they are checked and reported.
 REASONS = (
     "missing_key", "unreadable_key", "missing_certificate", "unreadable_certificate",
     "key_mismatch", "key_type", "not_yet_valid", "expired", "expiring", "names", "subject",
-    "key_usage", "extended_key_usage", "issuer", "revoked",
+    "key_usage", "extended_key_usage", "issuer", "distribution_point", "revoked",
 )
 
 
@@ -65,7 +66,7 @@ def certificate_reasons(cert, chain, profile, roots, now):
     """The reasons that come from the certificate alone (no key), as ``(reason, detail)``."""
     found = []
     checks = (lifetime_reason, names_reason, subject_reason, cert_key_type_reason,
-              key_usage_reason, eku_reason, issuer_reason)
+              key_usage_reason, eku_reason, issuer_reason, distribution_point_reason)
     for check in checks:
         result = check(cert, chain, profile, roots, now)
         if result:
@@ -134,6 +135,16 @@ def issuer_reason(cert, chain, profile, roots, now):
         return ("issuer", "issued by %r, which is not the issuing root of zone %s" % (
             cert.issuer.rfc4514_string(), profile["zone"]))
     return None
+
+
+def distribution_point_reason(cert, chain, profile, roots, now):
+    """The leaf's CRL distribution point and AIA caIssuers are not the ones the zone's base URL
+    (``profile['publish_url']``, set by the node action from the inventory; None: none) names
+    for its issuer. A profile without the key (resolved elsewhere) is not checked."""
+    if "publish_url" not in profile:
+        return None
+    detail = _publish.distribution_reason(cert, profile["publish_url"])
+    return ("distribution_point", detail) if detail else None
 
 
 def revoked_set(crls):

@@ -350,7 +350,8 @@ class LeafSigner:
         return self._usages[cache_key]
 
     def sign(self, public_key, subject, dns_names, ip_addresses, not_before_value,
-             not_after_value, key_usage, extended_key_usage, serial=None):
+             not_after_value, key_usage, extended_key_usage, serial=None, extensions=()):
+        """``extensions``: further ``(extension, critical)`` pairs (CDP/AIA, _publish.py)."""
         ku, eku = self._usage_extensions(key_usage, extended_key_usage)
         sans = _san_list(dns_names, ip_addresses)
         builder = (x509.CertificateBuilder()
@@ -369,6 +370,8 @@ class LeafSigner:
             builder = builder.add_extension(eku, critical=False)
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
         return builder.sign(self.issuer_key, self.digest)
 
 
@@ -516,11 +519,11 @@ def build_ca_certificate(key, subject, not_before_value, not_after_value, path_l
 
 def build_leaf_certificate(public_key, subject, dns_names, ip_addresses, issuer_cert, issuer_key,
                            not_before_value, not_after_value, key_usage, extended_key_usage,
-                           serial=None):
+                           serial=None, extensions=()):
     """One leaf: a LeafSigner batch of one."""
     return LeafSigner(issuer_cert, issuer_key).sign(
         public_key, subject, dns_names, ip_addresses, not_before_value, not_after_value,
-        key_usage, extended_key_usage, serial=serial)
+        key_usage, extended_key_usage, serial=serial, extensions=extensions)
 
 
 def _aki(issuer_cert, issuer_key):

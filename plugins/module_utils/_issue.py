@@ -14,6 +14,7 @@ from __future__ import annotations
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils import _publish
 from ansible_collections.trustzone.pki.plugins.module_utils import _signing
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -37,7 +38,8 @@ def sign_module_args(module=False):
     )
     if module:
         own.update(requests=dict(type="list", elements="dict", default=[]),
-                   installed=dict(type="dict", default={}))
+                   installed=dict(type="dict", default={}),
+                   publish_url=dict(type="str"))
     return _args.module_args(_args.ZONE_CA_KEYS, **own)
 
 
@@ -107,13 +109,16 @@ def sign_requests(requests, issuer_cert, issuer_key, chain, now):
     return issued, refused
 
 
-def sign_batch(requests, issuer_cert, issuer_key, chain, now, zone=None):
+def sign_batch(requests, issuer_cert, issuer_key, chain, now, zone=None, publish_url=None):
     """``sign_requests`` plus the issuance ledger's rows for what it signed, made from the data
     at hand (no certificate is parsed again). Returns ``(issued, refused, entries)``; the
-    rows' zone is ``zone``, or each profile's zone when None."""
+    rows' zone is ``zone``, or each profile's zone when None. ``publish_url`` (the zone's
+    base URL, checked by ``_publish.check_url``; from the controller, never from a node) puts
+    CRL Distribution Points and AIA caIssuers naming the issuer into every leaf."""
     issued, refused, entries = {}, {}, []
     chain_pems = [C.certificate_pem(c) for c in chain]
     signer = C.LeafSigner(issuer_cert, issuer_key)
+    extensions = _publish.leaf_extensions(_publish.check_url(publish_url), issuer_cert)
     issuer_text = C.subject_text(issuer_cert)
     issuer_fingerprint = C.fingerprint(issuer_cert)
     windows = {}
@@ -138,7 +143,8 @@ def sign_batch(requests, issuer_cert, issuer_key, chain, now, zone=None):
         subject = C.zone_name_attributes(profile["zone"], profile["common_name"])
         serial = C.random_serial()
         cert = signer.sign(facts["public_key"], subject, facts["dns"], facts["ip"], start, end,
-                           profile["key_usage"], profile["extended_key_usage"], serial=serial)
+                           profile["key_usage"], profile["extended_key_usage"], serial=serial,
+                           extensions=extensions)
         serial_hex = "%x" % serial
         fingerprint = C.fingerprint(cert)
         issued.setdefault(host, {})[profile["name"]] = {

@@ -67,6 +67,14 @@ options:
         in the same batch are left out (what they hold is about to be replaced).
     type: dict
     default: {}
+  publish_url:
+    description:
+      - Set by the action plugin; do not pass it yourself. The zone's base URL
+        (C(trustzone_ca_publish_url) of the CA host, from the inventory alone); when set, every
+        certificate signed carries the CRL distribution point C(<publish_url>/<id>.crl) and the
+        AIA caIssuers C(<publish_url>/<id>.crt), where C(<id>) is the hex subject key
+        identifier of the issuing CA.
+    type: str
 attributes:
   action:
     description: An action plugin on the controller collects the play's requests and runs the module on the CA host.
@@ -153,7 +161,8 @@ def run(module):
             changes, unrecorded = _ledger.reconcile_installed(conn, zone, installed, now_text)
         if requests:
             issued, refused, entries = _issue.sign_batch(requests, cert, key, chain, now,
-                                                         zone=zone)
+                                                         zone=zone,
+                                                         publish_url=params["publish_url"])
             _ledger.record(conn, entries, now_text)
         if conn is not None:
             conn.close()

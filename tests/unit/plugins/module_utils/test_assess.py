@@ -219,7 +219,7 @@ def test_every_reason_is_covered():
     assert A.REASONS == (
         "missing_key", "unreadable_key", "missing_certificate", "unreadable_certificate",
         "key_mismatch", "key_type", "not_yet_valid", "expired", "expiring", "names", "subject",
-        "key_usage", "extended_key_usage", "issuer", "revoked")
+        "key_usage", "extended_key_usage", "issuer", "distribution_point", "revoked")
 
 
 def test_revoked_certificate_is_reissued(ident, zone):
@@ -246,3 +246,26 @@ def test_certificate_reasons_directly(ident, other_zone):
                                            (90 * 86400 + 5, "90d")])
 def test_human(seconds, text):
     assert P._human(seconds) == text
+
+
+def test_distribution_point_reason(keys, ident, zone):
+    """A profile the node action gave the zone's base URL: a leaf without (or with other)
+    CDP/AIA is re-issued; one with the right ones, or a profile without the key, is not."""
+    from ansible_collections.trustzone.pki.plugins.module_utils import _publish as P
+    base = "http://pki.prod.example/tz"
+    with_url = dict(ident.profile, publish_url=base)
+    out = ident.run(profile=with_url)
+    assert reasons(out) == ["distribution_point"]
+    assert "%s/%s.crl" % (base, P.ca_id(zone.cert)) in out[0]["detail"]
+    assert ident.run(profile=dict(ident.profile, publish_url=None)) == []
+    good = C.build_leaf_certificate(
+        ident.key.public_key(), C.zone_name_attributes("prod", ident.profile["common_name"]),
+        ident.profile["dns"], ident.profile["ip"], zone.cert, zone.key, NOW - DAY,
+        NOW + 300 * DAY, ident.profile["key_usage"], ident.profile["extended_key_usage"],
+        extensions=P.leaf_extensions(base, zone.cert))
+    assert ident.run(profile=with_url, cert=good) == []
+    assert ident.run(cert=good) == []  # no publish_url key: not checked
+    out = ident.run(profile=dict(ident.profile, publish_url=None), cert=good)
+    assert reasons(out) == ["distribution_point"]  # the operator unset the URL
+    out = ident.run(profile=dict(ident.profile, publish_url="http://new.example/tz"), cert=good)
+    assert reasons(out) == ["distribution_point"]  # the URL changed

@@ -294,3 +294,36 @@ def test_sign_batch_issues_what_sign_requests_issues(batch, zone):
             assert item["not_after"] == C.not_after(mine).strftime("%Y-%m-%dT%H:%M:%SZ")
             assert item["serial"] == "%x" % mine.serial_number
             assert item["fingerprint"] == C.fingerprint(mine)
+
+
+def test_sign_batch_with_a_publish_url_puts_cdp_and_aia_in_every_leaf(batch, zone):
+    """The zone's base URL (from the controller) gives every leaf the issuer's CRL and
+    certificate URLs; the node's assessment of such a leaf is clean for that URL."""
+    from ansible_collections.trustzone.pki.plugins.module_utils import _publish as P
+    base = "http://pki.prod.example/tz"
+    issued, _refused, _entries = I.sign_batch(batch["requests"], zone.cert, zone.key, [], NOW,
+                                              publish_url=base + "/")
+    cid = P.ca_id(zone.cert)
+    assert sum(len(v) for v in issued.values()) == 3
+    for host in issued:
+        for item in issued[host].values():
+            cert = C.load_certificate(item["certificate"])
+            assert P.urls_of(cert) == {"crl": ["%s/%s.crl" % (base, cid)],
+                                       "ca_issuers": ["%s/%s.crt" % (base, cid)]}
+            assert P.distribution_reason(cert, base) is None
+    plain, _refused, _entries = I.sign_batch(batch["requests"], zone.cert, zone.key, [], NOW)
+    for host in plain:
+        for item in plain[host].values():
+            assert P.urls_of(C.load_certificate(item["certificate"])) == {
+                "crl": [], "ca_issuers": []}
+
+
+def test_sign_batch_refuses_a_bad_publish_url_before_signing(batch, zone):
+    with pytest.raises(TrustzoneError, match="trustzone_ca_publish_url"):
+        I.sign_batch(batch["requests"], zone.cert, zone.key, [], NOW,
+                     publish_url="http://pki.example/x?y=1")
+
+
+def test_sign_module_takes_publish_url_from_the_action_only():
+    assert "publish_url" in I.sign_module_args(module=True)["argument_spec"]
+    assert "publish_url" not in I.sign_module_args()["argument_spec"]
