@@ -51,6 +51,10 @@ STAGING_RE = re.compile(r"^\.([0-9]{6})\.tmp$")
 PENDING = {"root": "next", "intermediate": "next-intermediate"}
 STEMS = ("root", "next", "intermediate", "next-intermediate")
 LEGACY_FILES = tuple(s + e for s in STEMS for e in (".crt", ".key")) + (STATE_FILE,)
+# A root whose key is kept off the CA host (trustzone_ca_root_offline) has ``<stem>.offline``
+# in place of ``<stem>.key``: its fingerprint, a marker that the key is elsewhere on purpose.
+OFFLINE = ".offline"
+GENERATION_FILES = LEGACY_FILES + tuple(s + OFFLINE for s in ("root", "next"))
 RETIRED = "retired"
 MAX_FILES = 10000
 
@@ -62,9 +66,9 @@ def _mode_of(rel):
 def _valid_rel(rel):
     parts = rel.split("/")
     if len(parts) == 1:
-        return rel in LEGACY_FILES
+        return rel in GENERATION_FILES
     return (len(parts) == 2 and parts[0] == RETIRED and re.match(
-        r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(crt|key)$", parts[1]) is not None)
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(crt|key|offline)$", parts[1]) is not None)
 
 
 # ---------------------------------------------------------------------- the state in memory
@@ -76,14 +80,16 @@ class Draft:
     changing a copy, and ``CaDir.commit`` writes it as a new generation. ``base`` is where the
     files live (for error messages)."""
 
-    def __init__(self, files, base, source=None, stats=None):
+    def __init__(self, files, base, source=None, stats=None, debts=None):
         self.files = dict(files)
         self.base = base
         self.source = source  # "gen/NNNNNN", "legacy" or None (nothing there)
         self.stats = dict(stats or {})
+        # what keys kept elsewhere (the offline root) must sign: _detached.DeferredKey
+        self.debts = debts if debts is not None else []
 
     def copy(self):
-        return Draft(self.files, self.base, self.source, self.stats)
+        return Draft(self.files, self.base, self.source, self.stats, self.debts)
 
     def file(self, name):
         return os.path.join(self.base, name)
@@ -94,6 +100,8 @@ class Draft:
         absent."""
         key_path, cert_path = self.file(stem + ".key"), self.file(stem + ".crt")
         key_data, cert_data = self.files.get(stem + ".key"), self.files.get(stem + ".crt")
+        if key_data is None and cert_data is not None and stem + OFFLINE in self.files:
+            return self._deferred(stem), C.load_certificate(cert_data, path=cert_path)
         if key_data is None and cert_data is None:
             if required:
                 raise TrustzoneError("the zone has no root CA here", self.base,
@@ -113,6 +121,21 @@ class Draft:
             raise TrustzoneError("the certificate does not belong to the key", cert_path,
                                  fix="restore the matching pair from a backup")
         return key, cert
+
+    def _deferred(self, stem):
+        """The key of ``stem``, kept off this host: a ``_detached.DeferredKey``."""
+        from ansible_collections.trustzone.pki.plugins.module_utils import _detached
+        cert = C.load_certificate(self.files[stem + ".crt"], path=self.file(stem + ".crt"))
+        marker = self.files[stem + OFFLINE].decode("ascii", "replace").strip()
+        if marker != C.fingerprint(cert):
+            raise TrustzoneError("the offline-key marker names another certificate",
+                                 self.file(stem + OFFLINE),
+                                 fix="restore the CA directory from a backup")
+        return _detached.DeferredKey(cert, self.debts)
+
+    def offline(self, stem):
+        """Whether ``stem``'s key is kept off this host (an offline root)."""
+        return stem + OFFLINE in self.files
 
     def cert(self, stem):
         data = self.files.get(stem + ".crt")
@@ -187,7 +210,9 @@ class Draft:
             seen.add(fp)
             key_rel = rel[:-4] + ".key"
             key = None
-            if key_rel in self.files:
+            if rel[:-4] + OFFLINE in self.files:
+                key = self._deferred(rel[:-4])
+            elif key_rel in self.files:
                 key = C.load_private_key(self.files[key_rel], passphrase,
                                          path=self.file(key_rel))
                 if not C.same_public_key(key, cert):
@@ -200,7 +225,12 @@ class Draft:
     # ------------------------------------------------------------------ changing (memory)
     def write_pair(self, stem, key, cert, passphrase):
         self.files[stem + ".crt"] = C.certificate_pem(cert).encode("ascii")
-        self.files[stem + ".key"] = C.private_key_pem(key, passphrase)
+        if hasattr(key, "sign_builder"):  # kept elsewhere: only the marker is written here
+            self.files.pop(stem + ".key", None)
+            self.files[stem + OFFLINE] = C.fingerprint(cert).encode("ascii")
+        else:
+            self.files.pop(stem + OFFLINE, None)
+            self.files[stem + ".key"] = C.private_key_pem(key, passphrase)
 
     def write_state(self, state):
         if state is None:
@@ -217,9 +247,9 @@ class Draft:
         prefix = "" if stem in ("root", "next") else "intermediate-"
         target = "%s/%s%s" % (RETIRED, prefix, C.fingerprint(cert)[:16])
         self.files[target + ".crt"] = crt
-        key = self.files.get(stem + ".key")
-        if key is not None:
-            self.files[target + ".key"] = key
+        for ext in (".key", OFFLINE):
+            if stem + ext in self.files:
+                self.files[target + ext] = self.files[stem + ext]
 
     def promote_next(self):
         """Archive the current root (and intermediate) in ``retired/`` and make the next ones
@@ -231,7 +261,7 @@ class Draft:
             self.archive("intermediate")
             for ext in (".crt", ".key"):
                 self._move("next-intermediate" + ext, "intermediate" + ext)
-        for ext in (".crt", ".key"):
+        for ext in (".crt", ".key", OFFLINE):
             self._move("next" + ext, "root" + ext)
 
     def _move(self, src, dst):
@@ -401,6 +431,7 @@ class CaDir:
         self.path = path
         self.uid, self.gid = uid, gid
         self.fs = fs or Fs()
+        self.debts = []  # shared by every Draft this loads (see Draft.debts)
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -431,7 +462,7 @@ class CaDir:
         gen = self.pointer()
         if gen is not None:
             files, stats = _read_tree(self.file(gen))
-            return Draft(files, self.file(gen), source=gen, stats=stats)
+            return Draft(files, self.file(gen), source=gen, stats=stats, debts=self.debts)
         legacy = {}
         for name in LEGACY_FILES:
             data = _fs.read_file(self.file(name))
@@ -448,7 +479,7 @@ class CaDir:
         if legacy:
             return legacy_draft(legacy, self.path, passphrase)
         self._refuse_lost_pointer()
-        return Draft({}, self.path, source=None)
+        return Draft({}, self.path, source=None, debts=self.debts)
 
     def _refuse_lost_pointer(self):
         """Without ``current`` and without legacy files, a generation is only the leftover

@@ -131,6 +131,15 @@ def generate_key(spec):
     return ed25519.Ed25519PrivateKey.generate()
 
 
+def sign_with(builder, key, what):
+    """``builder`` (certificate or CRL) signed by ``key``: a private key ``cryptography``
+    holds, or a key that is elsewhere (``_detached.DeferredKey``: a placeholder whose real
+    signature the key's holder makes; ``what`` says what it is for)."""
+    if hasattr(key, "sign_builder"):
+        return key.sign_builder(builder, what)
+    return builder.sign(key, signature_hash(key))
+
+
 def signature_hash(key):
     """The digest to sign with for ``key``: never SHA-1; None for Ed25519."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
@@ -335,6 +344,10 @@ class LeafSigner:
     batch (issuer name, AKI, digest, constant extensions) worked out once."""
 
     def __init__(self, issuer_cert, issuer_key):
+        if hasattr(issuer_key, "sign_builder"):
+            raise TrustzoneError("leaves are never signed with a key that is not on the CA "
+                                 "host (the offline root)",
+                                 fix="keep trustzone_ca_intermediate on with an offline root")
         self.issuer_cert, self.issuer_key = issuer_cert, issuer_key
         self.issuer_name = issuer_cert.subject
         self.aki = _aki(issuer_cert, issuer_key)
@@ -514,7 +527,7 @@ def build_ca_certificate(key, subject, not_before_value, not_after_value, path_l
         x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
     if name_constraints is not None:
         builder = builder.add_extension(name_constraints, critical=True)
-    return builder.sign(signer_key, signature_hash(signer_key))
+    return sign_with(builder, signer_key, "CA certificate %s" % subject.rfc4514_string())
 
 
 def build_leaf_certificate(public_key, subject, dns_names, ip_addresses, issuer_cert, issuer_key,
@@ -579,7 +592,8 @@ def build_crl(issuer_cert, issuer_key, revoked, this_update, next_update, number
             entry = entry.add_extension(
                 x509.CRLReason(getattr(x509.ReasonFlags, CRL_REASONS[reason])), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    return builder.sign(issuer_key, signature_hash(issuer_key))
+    return sign_with(builder, issuer_key,
+                     "CRL %d of %s" % (number, issuer_cert.subject.rfc4514_string()))
 
 
 def crl_pem(crl):

@@ -68,13 +68,11 @@ def check_list(host, value, variable):
     return list(value)
 
 
-def check_passphrase(host, passphrase):
+def check_passphrase(host, passphrase, variable="trustzone_ca_passphrase"):
     if not isinstance(passphrase, str) or len(passphrase) < MIN_PASSPHRASE:
         raise TrustzoneError(
-            "%s: trustzone_ca_passphrase must be set, at least %d characters"
-            % (host, MIN_PASSPHRASE),
-            fix="keep it in Ansible Vault: ansible-vault encrypt_string --name "
-                "trustzone_ca_passphrase")
+            "%s: %s must be set, at least %d characters" % (host, variable, MIN_PASSPHRASE),
+            fix="keep it in Ansible Vault: ansible-vault encrypt_string --name %s" % variable)
     return passphrase
 
 

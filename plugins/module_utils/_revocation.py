@@ -170,9 +170,33 @@ def crl_due(crls, ca_certs, now, refresh_seconds, generation, written_generation
     return None
 
 
-def plan_crl(disk_crls, reason, signers, rows, meta):
+def is_deferred(key):
+    """Whether ``key`` is kept off the CA host (the offline root: ``_detached.DeferredKey``)."""
+    return hasattr(key, "sign_builder")
+
+
+def deferred_due(crls, cert, entries, now, refresh_seconds):
+    """Why the CRL of a CA whose key is kept elsewhere (the offline root) must be signed
+    again, or None. It has its own schedule - a long lifetime, signed again only when it runs
+    low, when its own entries changed or when it is missing - so that revoking a leaf never
+    needs the offline key."""
+    mine = [crl for crl in crls if C.crl_signed_by(crl, cert)]
+    if len(mine) != 1:
+        return "no CRL of the offline root %s yet" % C.fingerprint(cert)[:16]
+    if sorted(C.crl_serials(mine[0])) != sorted(serial for serial, _w, _r in entries):
+        return "revocations by the offline root %s changed" % C.fingerprint(cert)[:16]
+    left = C.crl_next_update(mine[0]) - now
+    if left < datetime.timedelta(seconds=refresh_seconds):
+        return "next update %s of the offline root's CRL is near" % _layout.iso(
+            C.crl_next_update(mine[0]))
+    return None
+
+
+def plan_crl(disk_crls, reason, signers, rows, meta, kept=()):
     """What to publish (pure), once ``reason`` (``crl_due``) says the CRLs on disk do
-    not stand: ``{"reason", "number", "generation", "crls": [(key, cert, entries)]}``.
+    not stand: ``{"reason", "number", "generation", "crls": [(key, cert, entries)],
+    "kept": [crl]}`` - ``kept`` are CRLs on disk published again as they are (an offline
+    root's that is not due).
 
     ``meta`` holds the ledger's ``crl_generation`` (revocation counter) and ``crl_number``
     (the highest number ever committed). The new number is above the committed one and above
@@ -182,15 +206,20 @@ def plan_crl(disk_crls, reason, signers, rows, meta):
     number = max(committed, highest_number(disk_crls)) + 1
     return {"reason": reason, "number": number,
             "generation": str(meta.get("crl_generation") or "0"),
-            "crls": [(key, cert, entries_for(fps, rows)) for key, cert, fps in signers]}
+            "crls": [(key, cert, entries_for(fps, rows)) for key, cert, fps in signers],
+            "kept": list(kept)}
 
 
-def build(plan, now, lifetime):
-    """The PEM text of ``plan``'s CRLs (pure apart from signing)."""
+def build(plan, now, lifetime, deferred_lifetime=None):
+    """The PEM text of ``plan``'s CRLs (pure apart from signing); an offline root's CRL
+    lives ``deferred_lifetime``."""
     return "".join(
         C.crl_pem(C.build_crl(cert, key, entries, now - datetime.timedelta(minutes=5),
-                              now + datetime.timedelta(seconds=lifetime), plan["number"]))
-        for key, cert, entries in plan["crls"])
+                              now + datetime.timedelta(seconds=deferred_lifetime if (
+                                  deferred_lifetime and is_deferred(key)) else lifetime),
+                              plan["number"]))
+        for key, cert, entries in plan["crls"]) + "".join(
+        C.crl_pem(crl) for crl in plan.get("kept", ()))
 
 
 def _meta(conn):
@@ -214,23 +243,39 @@ def ensure_crl(ca, cas, params, now, check, passphrase=None):
     if refresh >= lifetime:
         raise TrustzoneError("crl_refresh_before must be shorter than crl_lifetime",
                              fix="e.g. crl_lifetime 7d with crl_refresh_before 2d")
+    deferred = (parse_duration(params.get("root_crl_refresh_before") or "60d",
+                               "root_crl_refresh_before"),
+                parse_duration(params.get("root_crl_lifetime") or "365d", "root_crl_lifetime"))
+    if deferred[0] >= deferred[1]:
+        raise TrustzoneError("root_crl_refresh_before must be shorter than root_crl_lifetime",
+                             fix="e.g. trustzone_ca_root_crl_lifetime 365d with "
+                                 "trustzone_ca_root_crl_refresh_before 60d")
     path = ca.file(CRL_FILE)
+    args = (ca, cas, path, passphrase, (refresh, lifetime), deferred, now, check)
     if check:
         conn = _ledger.connect(ca.path, create=False)
         try:
-            return _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check)
+            return _decide(conn, *args)
         finally:
             if conn:
                 conn.close()
     with _ledger.locked(ca.path):
         conn = _ledger.connect(ca.path)
         try:
-            return _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check)
+            return _decide(conn, *args)
         finally:
             conn.close()
 
 
-def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
+def publish(ca, conn, number, generation, text):
+    """Apply order: (1) commit the number and generation in one ledger transaction, (2) write
+    crl.pem atomically."""
+    _ledger.commit_crl(conn, number, generation)                       # (1)
+    _fs.atomic_write(ca.file(CRL_FILE), text, 0o644, ca.uid, ca.gid)   # (2)
+
+
+def _decide(conn, ca, cas, path, passphrase, online_times, deferred_times, now, check):
+    refresh, lifetime = online_times
     data = _fs.read_file(path)
     damaged = None
     try:
@@ -243,12 +288,27 @@ def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
                if key is not None] if needs_retired(cas, issuers) else []
     signers = crl_signers(cas, retired, issuers)
     meta = _meta(conn)
-    reason = damaged or crl_due(
-        disk, [cert for _k, cert, _f in signers], now, refresh,
-        str(meta.get("crl_generation") or "0"), str(meta.get("crl_written_generation") or "0"),
-        committed_number=int(meta.get("crl_number") or 0))
-    if reason is None:
+    # CAs whose key is here, and an offline root's (its CRL has a schedule of its own)
+    online = [s for s in signers if not is_deferred(s[0])]
+    offline = [s for s in signers if is_deferred(s[0])]
+    revoked = (_ledger.rows(conn, status="revoked") if conn else []) if offline else None
+    theirs = [crl for crl in disk if any(C.crl_signed_by(crl, s[1]) for s in offline)]
+    ours = [crl for crl in disk if all(crl is not t for t in theirs)]
+    committed = int(meta.get("crl_number") or 0)
+    online_reason = damaged or crl_due(
+        ours, [cert for _k, cert, _f in online], now, refresh,
+        str(meta.get("crl_generation") or "0"), str(meta.get("crl_written_generation") or "0"))
+    if online_reason is None and disk and highest_number(disk) < committed:
+        online_reason = "CRL number %s was committed but is not on disk" % committed
+    due_offline = []
+    for signer in offline:
+        why = damaged or deferred_due(disk, signer[1], entries_for(signer[2], revoked), now,
+                                      deferred_times[0])
+        if why:
+            due_offline.append((signer, why))
+    if online_reason is None and not due_offline:
         return data.decode("ascii"), None
+    reason = "; ".join(([online_reason] if online_reason else []) + [w for _s, w in due_offline])
     if not check:
         from ansible_collections.trustzone.pki.plugins.module_utils import _catree
         if _catree.learning_pending(ca.path):
@@ -256,12 +316,19 @@ def _decide(ca, cas, conn, path, passphrase, refresh, lifetime, now, check):
                 "the CA directory was restored and has not learned from the fleet yet: CRLs "
                 "signed now would drop the revocations made after the backup", ca.path,
                 fix="run playbooks/restore.yml again (its ledger_learn step)")
-    revoked = _ledger.rows(conn, status="revoked") if conn else []
-    plan = plan_crl(disk, reason, signers, revoked, meta)
-    text = build(plan, now, lifetime)
-    if not check:
-        _ledger.commit_crl(conn, plan["number"], plan["generation"])   # (1)
-        _fs.atomic_write(path, text, 0o644, ca.uid, ca.gid)           # (2)
+    if revoked is None:
+        revoked = _ledger.rows(conn, status="revoked") if conn else []
+    sign = (online if online_reason else []) + [signer for signer, _w in due_offline]
+    kept = [crl for crl in disk if not online_reason or any(crl is t for t in theirs)]
+    kept = [crl for crl in kept if not any(C.crl_signed_by(crl, s[1]) for s in sign)]
+    plan = plan_crl(disk, reason, sign, revoked, meta, kept=kept)
+    debts = len(ca.debts)
+    text = build(plan, now, lifetime, deferred_times[1])
+    if not check and len(ca.debts) == debts:
+        publish(ca, conn, plan["number"], plan["generation"], text)
+    elif not check:  # the offline root signs first: the module hands its CRL to the controller
+        ca.pending_crl = {"number": plan["number"], "generation": plan["generation"],
+                          "text": text}
     return text, plan["reason"]
 
 

@@ -19,11 +19,42 @@ import secrets
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _constraints
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _detached
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _signing
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+
+class RootNeeded(Exception):
+    """The plan needs a new root (``stem`` ``root`` or ``next``) that only the holder of the
+    offline root store can make: the controller makes it and runs the task again."""
+
+    def __init__(self, stem):
+        super().__init__(stem)
+        self.stem = stem
+
+
+def supplied_root(ca, params, stem, now, after=None):
+    """With an offline root, the new root for ``stem`` out of the certificates of the
+    controller's root store (``root_certs``): one this zone does not know yet (not in force,
+    not next, not retired), unexpired, self-signed, not issued before ``after`` (the root it
+    follows) - the newest. Raises RootNeeded when there is none."""
+    known = {C.fingerprint(C.load_certificate(data)) for rel, data in ca.files.items()
+             if rel.endswith(".crt")}
+    candidates = []
+    for pem in params.get("root_certs") or []:
+        cert = C.load_certificate(pem)
+        if (C.fingerprint(cert) in known or C.not_after(cert) <= now
+                or not C.is_signed_by(cert, cert) or not C.can_sign_certificates(cert)
+                or (after is not None and C.not_before(cert) < after)):
+            continue
+        candidates.append(cert)
+    if not candidates:
+        raise RootNeeded(stem)
+    cert = max(candidates, key=C.not_before)
+    return _detached.DeferredKey(cert, ca.debts), cert
 
 
 def root_facts(cert, now):
@@ -126,6 +157,13 @@ def plan(current, params, zone, now):
         if ca.promotion_started():  # a confirmed retire of the old code stopped half-way
             ca.promote_next()
             ca.write_state(None)
+    offline = bool(params.get("root_offline"))
+    if offline and "root.key" in ca.files:
+        raise TrustzoneError("the zone's root key is on the CA host, but "
+                             "trustzone_ca_root_offline is true", ca.file("root.key"),
+                             fix="keep trustzone_ca_root_offline false for this zone (a zone "
+                                 "created with an offline root keeps its root key off the "
+                                 "CA host from the start)")
     key, cert = ca.load_pair("root", passphrase)
     state = ca.load_state()
     created = False
@@ -134,7 +172,8 @@ def plan(current, params, zone, now):
             raise TrustzoneError("a rotation is recorded but the root is missing",
                                  ca.file("root.crt"),
                                  fix="restore the CA directory from a backup")
-        key, cert = new_root(params, zone, now)
+        key, cert = supplied_root(ca, params, "root", now) if offline else new_root(
+            params, zone, now)
         created = True
         ca.write_pair("root", key, cert, passphrase)
 
@@ -157,7 +196,8 @@ def plan(current, params, zone, now):
     nkey, ncert = ca.load_pair("next", passphrase)
     if step["create_next"]:
         if ncert is None:
-            nkey, ncert = new_root(params, zone, now)
+            nkey, ncert = supplied_root(ca, params, "next", now, after=C.not_before(
+                cert)) if offline else new_root(params, zone, now)
             ca.write_pair("next", nkey, ncert, passphrase)
         state = {"phase": "trust", "old": C.fingerprint(cert), "new": C.fingerprint(ncert),
                  "started": _layout.iso(now)}

@@ -131,6 +131,44 @@ options:
       - Every host's names, as the identity resolver derives them from the inventory. Set by
         the action plugin on the controller; a value given in the task is replaced.
     type: dict
+  root_offline:
+    description:
+      - Keep the root key off the CA host. The root keys live in O(root_dir) on the
+        controller, encrypted with O(root_passphrase); the CA host holds the root
+        certificates and the intermediate that signs leaves (O(intermediate) is required).
+      - Whenever the root key is needed (a new root, an intermediate, a rotation step, the
+        root's CRL), the action plugin signs on the controller and says so in its output
+        (RV(root_key_used)). See C(docs/offline-root.md).
+    type: bool
+    default: false
+  root_dir:
+    description:
+      - The offline root store, a directory on the controller (mode V(0700)); consumed by the
+        action plugin, never sent to the CA host.
+    type: path
+  root_passphrase:
+    description:
+      - Encrypts the offline root keys (at least 12 characters; keep it in Ansible Vault).
+        Consumed by the action plugin, never sent to the CA host.
+    type: str
+  root_certs:
+    description: The offline root store's certificates. Set by the action plugin.
+    type: list
+    elements: str
+    default: []
+  root_signed:
+    description: What the offline root signed in the previous round. Set by the action plugin.
+    type: dict
+    default: {}
+  root_crl_lifetime:
+    description: Validity of an offline root's CRL (it is signed again only when it runs low,
+      when its entries change, or when it is missing).
+    type: str
+    default: 365d
+  root_crl_refresh_before:
+    description: Sign an offline root's CRL again when its nextUpdate is closer than this.
+    type: str
+    default: 60d
   crl_lifetime:
     description: Validity (nextUpdate) of the CRLs the CA signs; one CRL per CA of the zone.
     type: str
@@ -213,6 +251,18 @@ name_constraints:
     the intermediates carry, or null without O(name_constraints).
   returned: success
   type: dict
+root_key_used:
+  description: What the offline root key did in this run, one line each (set by the action
+    plugin), for example V(signed the CA certificate ... with root 3f2a...).
+  returned: with O(root_offline)
+  type: list
+  elements: str
+root_requests:
+  description: In check mode with O(root_offline), what the offline root key would have to
+    do; empty otherwise.
+  returned: success
+  type: list
+  elements: dict
 reissued:
   description: Intermediates made in this run and why (for example V(name constraints
     changed +lab2.example.com)), by stem (V(intermediate), V(next-intermediate)).
@@ -273,9 +323,11 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils import _offline
 from ansible_collections.trustzone.pki.plugins.module_utils import _rootplan
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._revocation import ensure_crl
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
@@ -291,11 +343,31 @@ def run(module):
 
     # One writer at a time plans from the state in force and switches to its own (a run
     # killed on the controller may leave its module running here); readers need no lock.
+    # With an offline root, a round may first apply what the controller signed for the last
+    # one, and end by asking the controller for the root key's work (module_utils/_offline).
+    signer_certs = [C.load_certificate(pem) for pem in params["root_certs"] or []]
     with (contextlib.nullcontext() if check else _ledger.locked(ca.path)):
+        applied = None if check else _offline.resume(ca, params["root_signed"], signer_certs,
+                                                     _ledger)
+        changed |= applied is not None
+        if applied == "state":  # what was forced is done: planning again must not redo it
+            params = dict(params, intermediate_force=False, rotate_force=False)
         current = ca.load(params["passphrase"])
-        wanted, facts = _rootplan.plan(current, params, zone, now)
+        try:
+            wanted, facts = _rootplan.plan(current, params, zone, now)
+        except _rootplan.RootNeeded as need:
+            return {"changed": changed, "root_requests": [{"op": "create", "stem": need.stem}]}
+        if ca.debts and not params["root_offline"]:
+            raise TrustzoneError("the zone's root key is kept off the CA host (an offline "
+                                 "root), but trustzone_ca_root_offline is false", ca.path,
+                                 fix="set trustzone_ca_root_offline: true and give "
+                                     "trustzone_ca_root_dir and trustzone_ca_root_passphrase")
         commit = ca.needs_commit(current, wanted)
         changed |= commit or facts["changed"]
+        if ca.debts and not check:
+            _offline.save_pending(ca, "state", current.source,
+                                  {"files": _offline.encode_files(wanted.files)}, ca.debts)
+            return {"changed": True, "root_requests": _offline.requests_for(ca.debts)}
         if check:
             changed |= bool(ca.would_clean())
         elif commit:
@@ -305,8 +377,13 @@ def run(module):
 
     cert, ncert, issuer = facts["cert"], facts["ncert"], facts["issuer"]
     intermediates, trusted, step = facts["intermediates"], facts["trusted"], facts["step"]
+    state_debts = len(ca.debts)
     crl, crl_reason = ensure_crl(ca, facts["cas"], params, now, check)
     changed |= crl_reason is not None
+    if getattr(ca, "pending_crl", None) is not None:  # the offline root signs its CRL first
+        _offline.save_pending(ca, "crl", ca.pointer(), ca.pending_crl, ca.debts[state_debts:])
+        return {"changed": True,
+                "root_requests": _offline.requests_for(ca.debts[state_debts:])}
     result = {
         "changed": changed,
         "created": facts["created"],
@@ -321,6 +398,7 @@ def run(module):
         "extended": facts["extended"],
         "name_constraints": facts["name_constraints"],
         "reissued": facts["reissued"],
+        "root_requests": _offline.requests_for(ca.debts) if check else [],
         "crl": crl,
         "crl_signed": crl_reason,
         "crl_next_update": _layout.iso(min(C.crl_next_update(c) for c in C.load_crls(crl))),
@@ -362,6 +440,13 @@ def main():
         name_constraints_permitted=dict(type="list", elements="str", default=[]),
         name_constraints_pinned=dict(type="bool", default=False),
         zone_names=dict(type="dict"),
+        root_offline=dict(type="bool", default=False),
+        root_dir=dict(type="path"),
+        root_passphrase=dict(type="str", no_log=True),
+        root_certs=dict(type="list", elements="str", default=[]),
+        root_signed=dict(type="dict", default={}),
+        root_crl_lifetime=dict(type="str", default="365d"),
+        root_crl_refresh_before=dict(type="str", default="60d"),
         crl_lifetime=dict(type="str", default="7d"),
         crl_refresh_before=dict(type="str", default="2d"),
         # Consumed by the action plugin on the controller; listed so that the module's
