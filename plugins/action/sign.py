@@ -57,6 +57,9 @@ class ActionModule(InventoryActionMixin, ActionBase):
         if not requests and not installed:
             return result  # nothing to sign or to learn: the CA host is not contacted
         module_args = {k: args[k] for k in ("zone", "dir", "passphrase")}
+        if args.get("pkcs11_token"):  # the CA keys are in a PKCS#11 token
+            module_args.update({k: args[k] for k in ("pkcs11_module", "pkcs11_token",
+                                                     "pkcs11_pin", "pkcs11_keys")})
         module_args["requests"] = requests
         if publish_url:  # from the inventory, on the controller: never from a node
             module_args["publish_url"] = publish_url

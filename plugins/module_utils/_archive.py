@@ -403,6 +403,23 @@ def describe(manifest):
 
 # --------------------------------------------------------------------------- CA contents
 
+def not_carried(files):
+    """What a backup of ``files`` (a whole CA tree) cannot carry, one line each: keys in a
+    PKCS#11 token (never exportable) and offline root keys (on the controller), by the
+    markers the state in force keeps in their place (``_ca.PKCS11``, ``_ca.OFFLINE``)."""
+    out = []
+    for rel, value in sorted(CA.logical_files(files).items()):
+        data = bytes(value[1] if isinstance(value, tuple) else value).decode("utf-8", "replace")
+        stem = rel.rsplit(".", 1)[0]
+        if rel.endswith(CA.PKCS11):
+            out.append("%s: the key labelled %s stays in the PKCS#11 token (not exportable): "
+                       "restore onto a CA host that reaches the same token" % (stem, data.strip()))
+        elif rel.endswith(CA.OFFLINE):
+            out.append("%s: the offline root key %s stays in the controller's offline root "
+                       "store: keep that store yourself" % (stem, data.strip()[:16]))
+    return out
+
+
 def _key_pairs(files):
     """``[(stem path, key path or None, cert path or None)]`` for every .key/.crt stem."""
     stems = {}

@@ -37,6 +37,14 @@ CA_PASSPHRASE = {"options": {"passphrase": {"type": "str", "required": True, "no
 OWNER_GROUP = {"options": {"owner": {"type": "str", "default": "root"},
                            "group": {"type": "str", "default": "root"}}}
 ROLE_SPEC = {"options": {"role_spec": {"type": "path"}}}
+# the zone's PKCS#11 token for its CA keys (off without pkcs11_token)
+PKCS11 = {"options": {
+    "pkcs11_module": {"type": "path", "default": "/usr/lib/softhsm/libsofthsm2.so"},
+    "pkcs11_token": {"type": "str"},
+    "pkcs11_pin": {"type": "str", "no_log": True},
+    "pkcs11_keys": {"type": "list", "elements": "str", "default": ["root", "intermediate"],
+                    "choices": ["root", "intermediate"]},
+}, "required_together": [("pkcs11_token", "pkcs11_pin")]}
 STORE_ROOTS = {
     "options": {"roots": {"type": "list", "elements": "str"}, "roots_path": {"type": "path"}},
     "required_one_of": [("roots", "roots_path")],
@@ -78,6 +86,16 @@ def module_args(*fragments, **options):
         kwargs.setdefault(rule, []).extend(value)
     kwargs["argument_spec"] = spec
     return kwargs
+
+
+def token_access(params, check=False):
+    """The zone's PKCS#11 token (``_pkcs11.TokenAccess``) of a module built with ``PKCS11``,
+    or None when it has none. Opened on first use; close it when the run ends."""
+    if not params.get("pkcs11_token"):
+        return None
+    from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs11
+    return _pkcs11.TokenAccess(params["pkcs11_module"], params["pkcs11_token"],
+                               params["pkcs11_pin"], params["pkcs11_keys"], check=check)
 
 
 def zone_and_ca_dir(params):

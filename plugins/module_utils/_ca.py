@@ -54,7 +54,12 @@ LEGACY_FILES = tuple(s + e for s in STEMS for e in (".crt", ".key")) + (STATE_FI
 # A root whose key is kept off the CA host (trustzone_ca_root_offline) has ``<stem>.offline``
 # in place of ``<stem>.key``: its fingerprint, a marker that the key is elsewhere on purpose.
 OFFLINE = ".offline"
-GENERATION_FILES = LEGACY_FILES + tuple(s + OFFLINE for s in ("root", "next"))
+# A key in a PKCS#11 token (trustzone_ca_pkcs11_token) has ``<stem>.pkcs11`` in place of
+# ``<stem>.key``: the key's label in the token.
+PKCS11 = ".pkcs11"
+MARKERS = (OFFLINE, PKCS11)
+GENERATION_FILES = LEGACY_FILES + tuple(s + OFFLINE for s in ("root", "next")) + tuple(
+    s + PKCS11 for s in STEMS)
 RETIRED = "retired"
 MAX_FILES = 10000
 
@@ -68,7 +73,7 @@ def _valid_rel(rel):
     if len(parts) == 1:
         return rel in GENERATION_FILES
     return (len(parts) == 2 and parts[0] == RETIRED and re.match(
-        r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(crt|key|offline)$", parts[1]) is not None)
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(crt|key|offline|pkcs11)$", parts[1]) is not None)
 
 
 # ---------------------------------------------------------------------- the state in memory
@@ -80,16 +85,17 @@ class Draft:
     changing a copy, and ``CaDir.commit`` writes it as a new generation. ``base`` is where the
     files live (for error messages)."""
 
-    def __init__(self, files, base, source=None, stats=None, debts=None):
+    def __init__(self, files, base, source=None, stats=None, debts=None, token=None):
         self.files = dict(files)
         self.base = base
         self.source = source  # "gen/NNNNNN", "legacy" or None (nothing there)
         self.stats = dict(stats or {})
         # what keys kept elsewhere (the offline root) must sign: _detached.DeferredKey
         self.debts = debts if debts is not None else []
+        self.token = token  # the zone's PKCS#11 token (_pkcs11.TokenAccess), if it has one
 
     def copy(self):
-        return Draft(self.files, self.base, self.source, self.stats, self.debts)
+        return Draft(self.files, self.base, self.source, self.stats, self.debts, self.token)
 
     def file(self, name):
         return os.path.join(self.base, name)
@@ -102,6 +108,8 @@ class Draft:
         key_data, cert_data = self.files.get(stem + ".key"), self.files.get(stem + ".crt")
         if key_data is None and cert_data is not None and stem + OFFLINE in self.files:
             return self._deferred(stem), C.load_certificate(cert_data, path=cert_path)
+        if key_data is None and cert_data is not None and stem + PKCS11 in self.files:
+            return self._in_token(stem), C.load_certificate(cert_data, path=cert_path)
         if key_data is None and cert_data is None:
             if required:
                 raise TrustzoneError("the zone has no root CA here", self.base,
@@ -132,6 +140,14 @@ class Draft:
                                  self.file(stem + OFFLINE),
                                  fix="restore the CA directory from a backup")
         return _detached.DeferredKey(cert, self.debts)
+
+    def _in_token(self, stem):
+        """The key of ``stem`` in the zone's PKCS#11 token (``_pkcs11.TokenKey``)."""
+        from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs11
+        cert = C.load_certificate(self.files[stem + ".crt"], path=self.file(stem + ".crt"))
+        label = self.files[stem + PKCS11].decode("utf-8", "replace").strip()
+        # without a token, reading certificates works; signing says what is missing
+        return _pkcs11.TokenKey(self.token, label, cert, where=self.file(stem + PKCS11))
 
     def offline(self, stem):
         """Whether ``stem``'s key is kept off this host (an offline root)."""
@@ -212,6 +228,8 @@ class Draft:
             key = None
             if rel[:-4] + OFFLINE in self.files:
                 key = self._deferred(rel[:-4])
+            elif rel[:-4] + PKCS11 in self.files:
+                key = self._in_token(rel[:-4])
             elif key_rel in self.files:
                 key = C.load_private_key(self.files[key_rel], passphrase,
                                          path=self.file(key_rel))
@@ -225,11 +243,13 @@ class Draft:
     # ------------------------------------------------------------------ changing (memory)
     def write_pair(self, stem, key, cert, passphrase):
         self.files[stem + ".crt"] = C.certificate_pem(cert).encode("ascii")
-        if hasattr(key, "sign_builder"):  # kept elsewhere: only the marker is written here
-            self.files.pop(stem + ".key", None)
+        for ext in (".key",) + MARKERS:
+            self.files.pop(stem + ext, None)
+        if getattr(key, "in_token", False):  # in the token: its label only
+            self.files[stem + PKCS11] = key.label.encode("utf-8")
+        elif getattr(key, "deferred", False):  # kept elsewhere: only its marker is here
             self.files[stem + OFFLINE] = C.fingerprint(cert).encode("ascii")
         else:
-            self.files.pop(stem + OFFLINE, None)
             self.files[stem + ".key"] = C.private_key_pem(key, passphrase)
 
     def write_state(self, state):
@@ -247,7 +267,7 @@ class Draft:
         prefix = "" if stem in ("root", "next") else "intermediate-"
         target = "%s/%s%s" % (RETIRED, prefix, C.fingerprint(cert)[:16])
         self.files[target + ".crt"] = crt
-        for ext in (".key", OFFLINE):
+        for ext in (".key",) + MARKERS:
             if stem + ext in self.files:
                 self.files[target + ext] = self.files[stem + ext]
 
@@ -259,9 +279,9 @@ class Draft:
         self.archive("root")
         if "next-intermediate.crt" in self.files:
             self.archive("intermediate")
-            for ext in (".crt", ".key"):
+            for ext in (".crt", ".key", PKCS11):
                 self._move("next-intermediate" + ext, "intermediate" + ext)
-        for ext in (".crt", ".key", OFFLINE):
+        for ext in (".crt", ".key") + MARKERS:
             self._move("next" + ext, "root" + ext)
 
     def _move(self, src, dst):
@@ -427,11 +447,12 @@ def _read_tree(root):
 # ---------------------------------------------------------------------- the directory
 
 class CaDir:
-    def __init__(self, path, uid=0, gid=0, fs=None):
+    def __init__(self, path, uid=0, gid=0, fs=None, token=None):
         self.path = path
         self.uid, self.gid = uid, gid
         self.fs = fs or Fs()
         self.debts = []  # shared by every Draft this loads (see Draft.debts)
+        self.token = token  # the zone's PKCS#11 token, if any (Draft.token)
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -462,7 +483,8 @@ class CaDir:
         gen = self.pointer()
         if gen is not None:
             files, stats = _read_tree(self.file(gen))
-            return Draft(files, self.file(gen), source=gen, stats=stats, debts=self.debts)
+            return Draft(files, self.file(gen), source=gen, stats=stats, debts=self.debts,
+                         token=self.token)
         legacy = {}
         for name in LEGACY_FILES:
             data = _fs.read_file(self.file(name))
@@ -479,7 +501,7 @@ class CaDir:
         if legacy:
             return legacy_draft(legacy, self.path, passphrase)
         self._refuse_lost_pointer()
-        return Draft({}, self.path, source=None, debts=self.debts)
+        return Draft({}, self.path, source=None, debts=self.debts, token=self.token)
 
     def _refuse_lost_pointer(self):
         """Without ``current`` and without legacy files, a generation is only the leftover

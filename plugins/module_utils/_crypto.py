@@ -344,14 +344,13 @@ class LeafSigner:
     batch (issuer name, AKI, digest, constant extensions) worked out once."""
 
     def __init__(self, issuer_cert, issuer_key):
-        if hasattr(issuer_key, "sign_builder"):
+        if getattr(issuer_key, "deferred", False):
             raise TrustzoneError("leaves are never signed with a key that is not on the CA "
                                  "host (the offline root)",
                                  fix="keep trustzone_ca_intermediate on with an offline root")
         self.issuer_cert, self.issuer_key = issuer_cert, issuer_key
         self.issuer_name = issuer_cert.subject
         self.aki = _aki(issuer_cert, issuer_key)
-        self.digest = signature_hash(issuer_key)
         self.basic = x509.BasicConstraints(ca=False, path_length=None)
         self._usages = {}
 
@@ -385,7 +384,7 @@ class LeafSigner:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(self.issuer_key, self.digest)
+        return sign_with(builder, self.issuer_key, "leaf %s" % subject.rfc4514_string())
 
 
 def basic_constraints_of(obj):

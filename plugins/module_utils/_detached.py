@@ -33,6 +33,8 @@ class DeferredKey:
     """A CA key that is not on this host: signing with it makes a placeholder (signed with
     a throw-away key) and records what the real key must sign in ``debts``."""
 
+    deferred = True
+
     def __init__(self, cert, debts):
         self.cert = cert
         self.fingerprint = C.fingerprint(cert)

@@ -40,7 +40,7 @@ def sign_module_args(module=False):
         own.update(requests=dict(type="list", elements="dict", default=[]),
                    installed=dict(type="dict", default={}),
                    publish_url=dict(type="str"))
-    return _args.module_args(_args.ZONE_CA_KEYS, **own)
+    return _args.module_args(_args.ZONE_CA_KEYS, _args.PKCS11, **own)
 
 
 def collect_requests(hosts, node_results, wanted_profiles):

@@ -336,3 +336,85 @@ def _int(data):
 def _first_line(exc):
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- CA keys
+
+class TokenAccess:
+    """The zone's token for one module run: logged in (read-write) on first use and then
+    reused - PKCS#11 allows one login per process. With ``check`` a new key is a software
+    stand-in, so that check mode never writes to the token."""
+
+    def __init__(self, module_path, token_label, pin, keys=("root", "intermediate"),
+                 check=False):
+        self.module_path, self.token_label, self._pin = module_path, token_label, pin
+        self.keys, self.check = tuple(keys), check
+        self._token = None
+
+    def token(self):
+        if self._token is None:
+            try:
+                self._token = Token(self.module_path, self.token_label, self._pin, rw=True)
+            except TrustzoneError as exc:  # name the variable the operator sets
+                variable = ("trustzone_ca_pkcs11_pin" if "PIN" in exc.message else
+                            "trustzone_ca_pkcs11_token" if "token labelled" in exc.message else
+                            "trustzone_ca_pkcs11_module")
+                raise TrustzoneError(exc.message, exc.path,
+                                     fix="check %s: %s" % (variable, exc.fix or "")) from None
+        return self._token
+
+    def holds(self, role):
+        """Whether new keys of ``role`` (``root`` or ``intermediate``) go into the token."""
+        return role in self.keys
+
+    def generate(self, label, spec):
+        """A new key in the token (or, in check mode, a software stand-in)."""
+        if self.check:
+            from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+            token_key_spec(spec)  # what the token would refuse is refused in check mode too
+            return C.generate_key(spec)
+        self.token().generate(label, spec)
+        return TokenKey(self, label)
+
+    def close(self):
+        if self._token is not None:
+            self._token.close()
+            self._token = None
+
+
+class TokenKey:
+    """A CA key that lives in the token, named by its label: signs through the token (the
+    ``sign_builder`` protocol of ``_crypto.sign_with``); checks once that the token's key is
+    the one of the certificate it signs for."""
+
+    in_token = True
+
+    def __init__(self, access, label, cert=None, where=None):
+        self.access, self.label, self.cert, self.where = access, label, cert, where
+        self._signer = None
+
+    def signer(self):
+        if self.access is None:
+            raise TrustzoneError("this key lives in a PKCS#11 token, but no token is given",
+                                 self.where,
+                                 fix="set trustzone_ca_pkcs11_token, trustzone_ca_pkcs11_module "
+                                     "and trustzone_ca_pkcs11_pin")
+        if self._signer is None:
+            signer = self.access.token().signer(self.label)
+            if self.cert is not None and signer.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ) != self.cert.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+                raise TrustzoneError("the key labelled %r in PKCS#11 token %r does not belong "
+                                     "to the CA certificate %s" % (
+                                         self.label, self.access.token_label,
+                                         self.cert.subject.rfc4514_string()),
+                                     fix="point trustzone_ca_pkcs11_token at the zone's token")
+            self._signer = signer
+        return self._signer
+
+    def public_key(self):
+        return self.cert.public_key() if self.cert is not None else self.signer().public_key()
+
+    def sign_builder(self, builder, what):  # pylint: disable=unused-argument
+        return self.signer().sign(builder)

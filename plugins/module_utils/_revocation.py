@@ -172,7 +172,7 @@ def crl_due(crls, ca_certs, now, refresh_seconds, generation, written_generation
 
 def is_deferred(key):
     """Whether ``key`` is kept off the CA host (the offline root: ``_detached.DeferredKey``)."""
-    return hasattr(key, "sign_builder")
+    return getattr(key, "deferred", False)
 
 
 def deferred_due(crls, cert, entries, now, refresh_seconds):

@@ -68,9 +68,23 @@ def root_facts(cert, now):
     }
 
 
-def new_root(params, zone, now):
+def new_key(ca, params, zone, role):
+    """A new CA key for ``role`` (``root`` or ``intermediate``): in the zone's PKCS#11 token
+    when it has one for that role (``_pkcs11.TokenAccess``), else in memory (written
+    encrypted with the CA passphrase)."""
     spec = C.normalize_key_spec(params["key_type"], params["key_size"], params["key_curve"])
-    key = C.generate_key(spec)
+    token = getattr(ca, "token", None)
+    if token is None or not token.holds(role):
+        return C.generate_key(spec)
+    if spec["type"] == "ed25519":
+        raise TrustzoneError("an ed25519 key cannot be made in the PKCS#11 token",
+                             fix="set trustzone_ca_key_type to ec or rsa")
+    return token.generate("trustzone-%s-%s-%s" % (zone, role, secrets.token_hex(6)), spec)
+
+
+def new_root(params, zone, now, key=None):
+    spec = C.normalize_key_spec(params["key_type"], params["key_size"], params["key_curve"])
+    key = key if key is not None else C.generate_key(spec)
     cn = params["common_name"] or "trustzone %s root CA" % zone
     subject = C.zone_name_attributes(zone, cn, unique=secrets.token_hex(8))
     lifetime = _parse.parse_duration(params["lifetime"], "lifetime")
@@ -97,9 +111,9 @@ def wanted_constraints(params):
                              params.get("name_constraints_pinned", False))
 
 
-def new_intermediate(params, zone, root_key, root_cert, now, constraints=None):
+def new_intermediate(params, zone, root_key, root_cert, now, constraints=None, key=None):
     spec = C.normalize_key_spec(params["key_type"], params["key_size"], params["key_curve"])
-    key = C.generate_key(spec)
+    key = key if key is not None else C.generate_key(spec)
     subject = C.zone_name_attributes(zone, "trustzone %s intermediate CA" % zone,
                                      unique=secrets.token_hex(8))
     lifetime = _parse.parse_duration(params["intermediate_lifetime"], "intermediate_lifetime")
@@ -139,7 +153,8 @@ def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, constr
     if why is None:
         return ikey, icert, None
     ca.archive(stem)
-    ikey, icert = new_intermediate(params, zone, root_key, root_cert, now, constraints)
+    ikey, icert = new_intermediate(params, zone, root_key, root_cert, now, constraints,
+                                   key=new_key(ca, params, zone, "intermediate"))
     ca.write_pair(stem, ikey, icert, params["passphrase"])
     return ikey, icert, why
 
@@ -173,7 +188,7 @@ def plan(current, params, zone, now):
                                  ca.file("root.crt"),
                                  fix="restore the CA directory from a backup")
         key, cert = supplied_root(ca, params, "root", now) if offline else new_root(
-            params, zone, now)
+            params, zone, now, key=new_key(ca, params, zone, "root"))
         created = True
         ca.write_pair("root", key, cert, passphrase)
 
@@ -197,7 +212,8 @@ def plan(current, params, zone, now):
     if step["create_next"]:
         if ncert is None:
             nkey, ncert = supplied_root(ca, params, "next", now, after=C.not_before(
-                cert)) if offline else new_root(params, zone, now)
+                cert)) if offline else new_root(params, zone, now,
+                                                key=new_key(ca, params, zone, "root"))
             ca.write_pair("next", nkey, ncert, passphrase)
         state = {"phase": "trust", "old": C.fingerprint(cert), "new": C.fingerprint(ncert),
                  "started": _layout.iso(now)}

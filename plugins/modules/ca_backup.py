@@ -102,6 +102,13 @@ manifest:
       description: Every file with path, mode, size and sha256.
       type: list
       elements: dict
+not_carried:
+  description: What the archive cannot carry, one line each - keys in a PKCS#11 token (not
+    exportable; restore onto a CA host that reaches the same token) and offline root keys
+    (kept in the controller's offline root store).
+  returned: success
+  type: list
+  elements: str
 skipped:
   description: Files left out (leftover temporary files, SQLite journals folded into their
     database's snapshot).
@@ -149,6 +156,7 @@ def run(module):
         "sha256": A.sha256_hex(data),
         "manifest": A.describe(manifest),
         "skipped": skipped,
+        "not_carried": A.not_carried(files),
     }
 
 

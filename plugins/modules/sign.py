@@ -32,7 +32,8 @@ description:
     to be signed the CA key is not even read.
   - In check mode nothing is signed; RV(would_issue) lists what would be.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase,
+  trustzone.pki.ca.pkcs11, trustzone.pki.attributes]
 options:
   hosts:
     description: Hosts whose requests to sign. Defaults to the play's hosts.
@@ -146,11 +147,20 @@ def run(module):
     if module.check_mode:
         return {"changed": bool(requests), "certificates": {}, "refused": {}, "issued": 0,
                 "reconciled": [], "unrecorded": {}}
+    token = _args.token_access(params)
+    try:
+        return _sign(params, zone, ca_dir, requests, token)
+    finally:
+        if token is not None:
+            token.close()
+
+
+def _sign(params, zone, ca_dir, requests, token):
     pending = {(r.get("host"), (r.get("profile") or {}).get("name")) for r in requests}
     installed = _issue.installed_fingerprints(params["installed"], pending)
     issued, refused, changes, unrecorded = {}, {}, [], {}
     if requests:  # the CA key is read only when something is to be signed
-        key, cert, chain = CaDir(ca_dir).issuer(params["passphrase"])
+        key, cert, chain = CaDir(ca_dir, token=token).issuer(params["passphrase"])
     with _ledger.locked(ca_dir):
         conn = _ledger.connect(ca_dir, create=bool(requests))
         now = datetime.datetime.now(datetime.timezone.utc)

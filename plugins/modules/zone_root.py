@@ -25,7 +25,7 @@ description:
     first run that is not in check mode. See C(docs/ca-state.md).
 author: trustzone.pki maintainers (!UNKNOWN)
 extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.ca, trustzone.pki.ca.passphrase,
-  trustzone.pki.files, trustzone.pki.action.role_spec]
+  trustzone.pki.ca.pkcs11, trustzone.pki.files, trustzone.pki.action.role_spec]
 options:
   key_type:
     description: Key algorithm of a new root.
@@ -251,6 +251,11 @@ name_constraints:
     the intermediates carry, or null without O(name_constraints).
   returned: success
   type: dict
+pkcs11:
+  description: The PKCS#11 module and token label of the zone's CA keys (never the PIN), or
+    null; the certs role's sign step reads it.
+  returned: success
+  type: dict
 root_key_used:
   description: What the offline root key did in this run, one line each (set by the action
     plugin), for example V(signed the CA certificate ... with root 3f2a...).
@@ -337,7 +342,20 @@ def run(module):
     check = module.check_mode
     zone, ca_dir = _args.zone_and_ca_dir(params)
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
-    ca = CaDir(ca_dir, uid, gid)
+    if params["pkcs11_token"] and params["root_offline"] and "root" in params["pkcs11_keys"]:
+        raise TrustzoneError("the root key cannot be both offline and in the PKCS#11 token",
+                             fix="set trustzone_ca_pkcs11_keys to [intermediate] with an "
+                                 "offline root")
+    token = _args.token_access(params, check)
+    try:
+        return _run(module, params, check, zone, ca_dir, uid, gid, token)
+    finally:
+        if token is not None:
+            token.close()
+
+
+def _run(module, params, check, zone, ca_dir, uid, gid, token):
+    ca = CaDir(ca_dir, uid, gid, token=token)
     now = datetime.datetime.now(datetime.timezone.utc)
     changed = _fs.ensure_dir(ca.path, 0o700, uid, gid, check_mode=check)
 
@@ -398,6 +416,8 @@ def run(module):
         "extended": facts["extended"],
         "name_constraints": facts["name_constraints"],
         "reissued": facts["reissued"],
+        "pkcs11": ({"module": params["pkcs11_module"], "token": params["pkcs11_token"]}
+                   if params["pkcs11_token"] else None),
         "root_requests": _offline.requests_for(ca.debts) if check else [],
         "crl": crl,
         "crl_signed": crl_reason,
@@ -421,7 +441,7 @@ def run(module):
 
 def main():
     module = AnsibleModule(**_args.module_args(
-        _args.ZONE_CA_KEYS, _args.OWNER_GROUP, _args.ROLE_SPEC,
+        _args.ZONE_CA_KEYS, _args.OWNER_GROUP, _args.ROLE_SPEC, _args.PKCS11,
         key_type=dict(type="str", default="ec", choices=["ec", "rsa", "ed25519"]),
         key_curve=dict(type="str", default="secp384r1", choices=["secp256r1", "secp384r1"]),
         key_size=dict(type="int", default=4096, choices=[2048, 3072, 4096]),

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -210,3 +211,46 @@ def make_fleet(request):
     if os.environ.get("TRUSTZONE_KEEP_FLEET") != "1":
         for prefix in started:
             lab("down", "--prefix", prefix)
+
+
+def _lablib():
+    """scripts/lablib.py and the lab_*.py beside it (they import each other by name)."""
+    sys.dont_write_bytecode = True  # keep scripts/ free of __pycache__
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        # pylint: disable=import-outside-toplevel,import-error
+        import lab_plan
+        import lab_ssh
+        import lablib
+    finally:
+        sys.path.pop(0)
+    return lab_plan, lab_ssh, lablib
+
+
+def recreate_ca_container(fleet):
+    """Replace the CA container by a new, empty one with the same name, address, SSH port
+    and key (what an operator gets from a rebuilt VM), the way scripts/lab creates hosts."""
+    plan_lib, ssh_lib, lab = _lablib()
+    prefix = fleet.prefix
+    state = lab.load_state(prefix)
+    plan = plan_lib.fleet_plan(prefix, state["zone"], state["nodes"], state["subnet"],
+                               state["port_base"])
+    ca = plan[0]
+    key = lab.state_dir(prefix) / "id_ed25519"
+    subprocess.run(["podman", "rm", "-f", "-t", "0", ca.container], check=True,
+                   capture_output=True)
+    subprocess.run([
+        "podman", "run", "-d", "--name", ca.container, "--hostname", ca.fqdn,
+        "--network", "%s-net" % prefix, "--ip", ca.ip, *plan_lib.add_host_args(plan),
+        "--publish", "127.0.0.1:%d:22" % ca.port,
+        "--mount", "type=bind,src=%s,dst=/root/.ssh/authorized_keys,ro=true"
+                   % key.with_suffix(".pub"),
+        "--label", "%s=%s" % (plan_lib.LABEL_PREFIX, prefix),
+        "--label", "%s=%s" % (plan_lib.LABEL_HOST, ca.name),
+        "--label", "%s=%s" % (plan_lib.LABEL_IP, ca.ip),
+        "--label", "%s=%s" % (plan_lib.LABEL_PORT, ca.port),
+        "--label", "trustzone.lab.zone=%s" % state["zone"],
+        "--stop-timeout", "2", state["image"], "sh", "-c", plan_lib.SSHD_CMD,
+    ], check=True, capture_output=True)
+    ssh_lib.clear_control_sockets(prefix)
+    ssh_lib.wait_for_ssh([ca], key)

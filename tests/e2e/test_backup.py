@@ -12,12 +12,11 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from conftest import fleet_prefix, REPO, VENV_BIN, ansible_env, recap
+from conftest import fleet_prefix, recreate_ca_container, REPO, VENV_BIN, ansible_env, recap
 
 PREFIX = fleet_prefix("tzbak")
 ZONE = "lab"
@@ -35,20 +34,6 @@ WRONG_PASSPHRASE = "not the backup passphrase 0000"
 NEW_CA_PASSPHRASE = "new ca passphrase for tzbak e2e 93b2"
 OUTPUTS = []  # every playbook output of this module, checked for secrets at the end
 STATE = {}  # what the first steps saw, for the later ones to compare with
-
-
-def _lablib():
-    """scripts/lablib.py and the lab_*.py beside it (they import each other by name)."""
-    sys.dont_write_bytecode = True  # keep scripts/ free of __pycache__
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        # pylint: disable=import-outside-toplevel,import-error
-        import lab_plan
-        import lab_ssh
-        import lablib
-    finally:
-        sys.path.pop(0)
-    return lab_plan, lab_ssh, lablib
 
 
 @pytest.fixture(scope="module")
@@ -114,34 +99,6 @@ def ledger_rows(fleet):
 def root_fingerprint(fleet, host, path):
     return fleet.sh(host, "openssl x509 -in %s -noout -fingerprint -sha256 | cut -d= -f2 "
                           "| tr -d : | tr A-F a-f" % path).stdout.strip()
-
-
-def recreate_ca_container(fleet):
-    """Replace the CA container by a new, empty one with the same name, address, SSH port
-    and key (what an operator gets from a rebuilt VM), the way scripts/lab creates hosts."""
-    plan_lib, ssh_lib, lab = _lablib()
-    state = lab.load_state(PREFIX)
-    plan = plan_lib.fleet_plan(PREFIX, state["zone"], state["nodes"], state["subnet"],
-                               state["port_base"])
-    ca = plan[0]
-    key = lab.state_dir(PREFIX) / "id_ed25519"
-    subprocess.run(["podman", "rm", "-f", "-t", "0", ca.container], check=True,
-                   capture_output=True)
-    subprocess.run([
-        "podman", "run", "-d", "--name", ca.container, "--hostname", ca.fqdn,
-        "--network", "%s-net" % PREFIX, "--ip", ca.ip, *plan_lib.add_host_args(plan),
-        "--publish", "127.0.0.1:%d:22" % ca.port,
-        "--mount", "type=bind,src=%s,dst=/root/.ssh/authorized_keys,ro=true"
-                   % key.with_suffix(".pub"),
-        "--label", "%s=%s" % (plan_lib.LABEL_PREFIX, PREFIX),
-        "--label", "%s=%s" % (plan_lib.LABEL_HOST, ca.name),
-        "--label", "%s=%s" % (plan_lib.LABEL_IP, ca.ip),
-        "--label", "%s=%s" % (plan_lib.LABEL_PORT, ca.port),
-        "--label", "trustzone.lab.zone=%s" % state["zone"],
-        "--stop-timeout", "2", state["image"], "sh", "-c", plan_lib.SSHD_CMD,
-    ], check=True, capture_output=True)
-    ssh_lib.clear_control_sockets(PREFIX)
-    ssh_lib.wait_for_ssh([ca], key)
 
 
 # --------------------------------------------------------------------------- before the loss

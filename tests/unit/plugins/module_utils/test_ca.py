@@ -774,8 +774,8 @@ class CrashingFs(Fs):
 def crashing(monkeypatch, when):
     real = CaDir.__init__
 
-    def init(self, path, uid=0, gid=0, fs=None):
-        real(self, path, uid, gid, CrashingFs(when))
+    def init(self, path, uid=0, gid=0, fs=None, token=None):
+        real(self, path, uid, gid, CrashingFs(when), token)
 
     monkeypatch.setattr(CaDir, "__init__", init)
 

@@ -21,7 +21,7 @@ class Exit(Exception):
 
 def fake_module(params, check_mode=False):
     class Module:
-        def __init__(self, argument_spec, supports_check_mode):
+        def __init__(self, argument_spec, supports_check_mode, **_rules):
             self.params = {name: spec.get("default") for name, spec in argument_spec.items()}
             self.params.update(params)
             self.check_mode = check_mode
