@@ -40,7 +40,7 @@ ROLE_SPEC = {"options": {"role_spec": {"type": "path"}}}
 # the zone's PKCS#11 token for its CA keys (off without pkcs11_token)
 PKCS11 = {"options": {
     "pkcs11_module": {"type": "path", "default": "/usr/lib/softhsm/libsofthsm2.so"},
-    "pkcs11_token": {"type": "str"},
+    "pkcs11_token": {"type": "str", "no_log": False},  # a label, not a secret
     "pkcs11_pin": {"type": "str", "no_log": True},
     "pkcs11_keys": {"type": "list", "elements": "str", "default": ["root", "intermediate"],
                     "choices": ["root", "intermediate"]},

@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from cryptography import x509
+try:
+    from cryptography import x509
+except ImportError:  # pragma: no cover - reported by the modules via _crypto.HAS_CRYPTOGRAPHY
+    pass
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -133,8 +136,8 @@ def plan(names_by_host, permitted=(), pinned=False):
     if permitted is None:
         permitted = []
     if isinstance(permitted, (str, bytes, dict)) or not isinstance(permitted, (list, tuple)):
-        raise TrustzoneError("%s must be a list, got %s" % (PERMITTED_VAR,
-                                                          type(permitted).__name__),
+        raise TrustzoneError("%s must be a list, got %s"
+                             % (PERMITTED_VAR, type(permitted).__name__),
                              fix="write it as a YAML list, e.g. [lab.example.com, 10.0.0.0/8]")
     given = [parse_subtree(p) for p in permitted]
     if pinned and not given:
@@ -148,7 +151,7 @@ def plan(names_by_host, permitted=(), pinned=False):
                 if not any(covers(s, name) for s in given):
                     raise TrustzoneError(
                         "%s: %s is outside the pinned name constraints (%s)"
-                        % (host, name, ", ".join(str(v) for _, v in given)),
+                        % (host, name, ", ".join(str(subtree[1]) for subtree in given)),
                         fix="add a subtree covering it to %s, or set %s: false"
                             % (PERMITTED_VAR, PINNED_VAR))
             else:

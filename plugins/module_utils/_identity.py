@@ -215,8 +215,8 @@ def _common_name(profile, name, names):
         if not short:  # the SANs still carry the long names; the CN cannot
             raise TrustzoneError(
                 "profile %r: every name of this host is longer than the %d characters a "
-                "common name may hold (RFC 5280), such as %s" % (name, CN_MAX,
-                                                                names["common_name"]),
+                "common name may hold (RFC 5280), such as %s"
+                % (name, CN_MAX, names["common_name"]),
                 fix="set the profile's common_name to a name of at most %d characters "
                     "(common_name_outside_names: true if it is a label)" % CN_MAX)
         return short[0]

@@ -246,11 +246,22 @@ crl_next_update:
   returned: success
   type: str
 name_constraints:
-  description: The permitted DNS subtrees (RV(name_constraints.dns)) and networks
-    (RV(name_constraints.ip)) and the excluded networks (RV(name_constraints.excluded_ip))
-    the intermediates carry, or null without O(name_constraints).
+  description: The subtrees the intermediates carry, or null without O(name_constraints).
   returned: success
   type: dict
+  contains:
+    dns:
+      description: Permitted DNS subtrees (domains and machine names).
+      type: list
+      elements: str
+    ip:
+      description: Permitted networks.
+      type: list
+      elements: str
+    excluded_ip:
+      description: Excluded networks (an address family the zone does not use).
+      type: list
+      elements: str
 pkcs11:
   description: The PKCS#11 module and token label of the zone's CA keys (never the PIN), or
     null; the certs role's sign step reads it.

@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 
@@ -195,8 +196,7 @@ def run(cmd, check=True, stdin=None):
 
 
 def wait_for_port(port):
-    import socket
-    for _ in range(100):
+    for _attempt in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return

@@ -249,4 +249,3 @@ def test_a_zone_whose_root_key_is_on_the_ca_host_is_not_silently_taken_offline(z
     zone.run(root_offline=False)
     result = zone.run()
     assert result["failed"] is True and "root key is on the CA host" in result["msg"]
-

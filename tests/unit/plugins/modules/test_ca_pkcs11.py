@@ -99,8 +99,7 @@ def test_the_zones_keys_are_made_in_the_token_and_never_in_a_file(module_path, z
     again = run(path)
     assert again["changed"] is False
     assert any("PKCS#11 token" in line for line in not_carried(
-        {"current": current_pointer(path), **{
-            rel: data for rel, data in files_under(path).items()}}))
+        dict(files_under(path), current=current_pointer(path))))
 
 
 def current_pointer(path):
