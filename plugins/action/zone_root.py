@@ -28,6 +28,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _offline
 from ansible_collections.trustzone.pki.plugins.module_utils import _rootplan
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
+from ansible_collections.trustzone.pki.plugins.module_utils import _publish
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
@@ -50,6 +51,10 @@ class ActionModule(InventoryActionMixin, ActionBase):
                                   boolean(args.get("name_constraints_pinned", False),
                                           strict=False))
             args["zone_names"] = names
+            source = self._inventory_source()  # the intermediate's distribution points
+            url = _publish.zone_url(source.host_vars, source.group("trustzone_ca"))
+            if url:
+                args["publish_url"] = url
             store = None
             if boolean(args.get("root_offline", False), strict=False):
                 if not boolean(args.get("intermediate", False), strict=False):

@@ -503,9 +503,11 @@ def random_serial():
 
 
 def build_ca_certificate(key, subject, not_before_value, not_after_value, path_length=None,
-                         issuer_cert=None, issuer_key=None, name_constraints=None):
+                         issuer_cert=None, issuer_key=None, name_constraints=None,
+                         extensions=()):
     """A CA certificate: self-signed root when no issuer is given, otherwise an intermediate;
-    ``name_constraints`` (an ``x509.NameConstraints``) is added as a critical extension."""
+    ``name_constraints`` (an ``x509.NameConstraints``) is added as a critical extension,
+    ``extensions`` (``[(extension, critical)]``, such as distribution points) as given."""
     signer_key = issuer_key or key
     issuer_name = issuer_cert.subject if issuer_cert is not None else subject
     builder = (x509.CertificateBuilder()
@@ -526,6 +528,8 @@ def build_ca_certificate(key, subject, not_before_value, not_after_value, path_l
         x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
     if name_constraints is not None:
         builder = builder.add_extension(name_constraints, critical=True)
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
     return sign_with(builder, signer_key, "CA certificate %s" % subject.rfc4514_string())
 
 

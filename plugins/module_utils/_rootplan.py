@@ -22,6 +22,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _detached
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
+from ansible_collections.trustzone.pki.plugins.module_utils import _publish
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _signing
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -120,7 +121,8 @@ def new_intermediate(params, zone, root_key, root_cert, now, constraints=None, k
     start, end = _signing.validity_window(now, lifetime, root_cert)
     cert = C.build_ca_certificate(
         key, subject, start, end, path_length=0, issuer_cert=root_cert, issuer_key=root_key,
-        name_constraints=_constraints.extension(constraints) if constraints else None)
+        name_constraints=_constraints.extension(constraints) if constraints else None,
+        extensions=_publish.leaf_extensions(params.get("publish_url"), root_cert))
     return key, cert
 
 
@@ -149,7 +151,8 @@ def ensure_intermediate(ca, stem, params, zone, root_key, root_cert, now, constr
                                           "intermediate_rotate_before"):
             why = "due"
         else:
-            why = _constraints.difference(_constraints.of_certificate(icert), constraints)
+            why = _constraints.difference(_constraints.of_certificate(icert), constraints) \
+                or _publish.distribution_reason(icert, params.get("publish_url"))
     if why is None:
         return ikey, icert, None
     ca.archive(stem)

@@ -131,6 +131,13 @@ options:
       - Every host's names, as the identity resolver derives them from the inventory. Set by
         the action plugin on the controller; a value given in the task is replaced.
     type: dict
+  publish_url:
+    description:
+      - The zone's base URL for distribution points (C(trustzone_ca_publish_url), read from the
+        inventory by the action plugin). Intermediates then carry a CRL distribution point
+        and AIA caIssuers for their root's CRL and certificate, and are re-issued when it
+        changes.
+    type: str
   root_offline:
     description:
       - Keep the root key off the CA host. The root keys live in O(root_dir) on the
@@ -471,6 +478,7 @@ def main():
         name_constraints_permitted=dict(type="list", elements="str", default=[]),
         name_constraints_pinned=dict(type="bool", default=False),
         zone_names=dict(type="dict"),
+        publish_url=dict(type="str"),
         root_offline=dict(type="bool", default=False),
         root_dir=dict(type="path"),
         root_passphrase=dict(type="str", no_log=True),

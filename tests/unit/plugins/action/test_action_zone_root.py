@@ -130,3 +130,16 @@ def test_pinned_constraints_are_not_checked_when_constraints_are_off():
     action = make_action({"name_constraints": "false", "name_constraints_pinned": True})
     action.run(task_vars={"inventory_hostname": "ca"})
     action._execute_module.assert_called_once()
+
+
+def test_the_zones_publish_url_comes_from_the_inventory_and_a_bad_one_stops_the_play():
+    zone = dict(ZONE, ca=dict(ZONE["ca"], trustzone_ca_publish_url="http://pki.lab.test/tz"))
+    action = make_action(zone=zone)
+    action.run(task_vars={"inventory_hostname": "ca"})
+    assert action._execute_module.call_args.kwargs["module_args"]["publish_url"] == \
+        "http://pki.lab.test/tz"
+    bad = dict(ZONE, ca=dict(ZONE["ca"], trustzone_ca_publish_url="ftp://x/?y"))
+    action = make_action(zone=bad)
+    result = action.run(task_vars={"inventory_hostname": "ca"})
+    action._execute_module.assert_not_called()
+    assert result["failed"] is True and "trustzone_ca_publish_url" in result["msg"]

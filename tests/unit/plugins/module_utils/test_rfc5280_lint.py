@@ -67,9 +67,11 @@ ZONE = "prod"
 # one known only by its address.
 NODE = {"hostname": "web1", "fqdn": "web1.prod.example", "addresses": ["10.0.0.11", "2001:db8::11"]}
 IP_NODE = {"hostname": "10.0.0.12"}
-# a zone with an intermediate, one without, and one whose intermediate carries the name
-# constraints computed from the zone's names (trustzone_ca_name_constraints)
-ISSUERS = ("intermediate", "root", "constrained")
+# a zone with an intermediate, one without, one whose intermediate carries the name
+# constraints computed from the zone's names (trustzone_ca_name_constraints), and one whose
+# intermediate and leaves carry CRL distribution points and AIA (trustzone_ca_publish_url)
+ISSUERS = ("intermediate", "root", "constrained", "published")
+PUBLISH_URL = "http://pki.prod.example/trustzone/prod"
 REVOKED_REASONS = sorted(C.CRL_REASONS)  # every reason the CA records, "unspecified" included
 
 # The zone_root parameters new_root / new_intermediate / extended_root read, per key type
@@ -190,14 +192,19 @@ class _Kit:
                       + list(spec.get("addresses", ())) for spec in (NODE, IP_NODE)}
         self.constrained_key, self.constrained = _rootplan.new_intermediate(
             params, ZONE, self.root_key, self.root, NOW, _constraints.plan(zone_names))
+        self.published_key, self.published = _rootplan.new_intermediate(
+            dict(params, publish_url=PUBLISH_URL), ZONE, self.root_key, self.root, NOW)
         pairs = {"root": (self.root_key, self.root),
                  "intermediate": (self.int_key, self.intermediate),
-                 "constrained": (self.constrained_key, self.constrained)}
+                 "constrained": (self.constrained_key, self.constrained),
+                 "published": (self.published_key, self.published)}
         self.issued = {}
         for via in ISSUERS:
             for node in ("node", "ip-node"):
                 self.issued.update({("leaf", via, node, profile): cert for profile, cert in
-                                    self._sign(node, pairs[via][1], pairs[via][0]).items()})
+                                    self._sign(node, pairs[via][1], pairs[via][0],
+                                               PUBLISH_URL if via == "published" else None
+                                               ).items()})
         for ca in ISSUERS:
             key, cert = pairs[ca]
             self.issued[("crl", ca, "empty")] = self._crl(key, cert, [], 1)
@@ -209,7 +216,7 @@ class _Kit:
                     for i, (serial, reason) in enumerate(zip(serials, REVOKED_REASONS))]
             self.issued[("crl", ca, "revoked")] = self._crl(key, cert, rows, 2)
 
-    def _sign(self, node, issuer, issuer_key):
+    def _sign(self, node, issuer, issuer_key, publish_url=None):
         """The node's CSRs for the certs role's default profiles, signed by the CA's batch."""
         spec = NODE if node == "node" else IP_NODE
         names = I.node_names(spec["hostname"], fqdn=spec.get("fqdn"),
@@ -223,7 +230,8 @@ class _Kit:
             requests.append({"host": spec["hostname"], "profile": profile,
                              "csr": C.csr_pem(csr), "reasons": []})
         issued, refused, _entries = _issue.sign_batch(requests, issuer, issuer_key,
-                                                      [issuer], NOW, zone=ZONE)
+                                                      [issuer], NOW, zone=ZONE,
+                                                      publish_url=publish_url)
         assert not refused, refused
         return {name_: C.load_certificate(item["certificate"])
                 for name_, item in issued[spec["hostname"]].items()}
@@ -266,6 +274,7 @@ ARTIFACTS = [
     ("intermediate", "sub-ca", "intermediate", "root"),
     ("intermediate-under-extended-root", "sub-ca", "intermediate", "extended_root"),
     ("intermediate-name-constrained", "sub-ca", "constrained", "root"),
+    ("intermediate-with-distribution-points", "sub-ca", "published", "root"),
 ] + [
     ("%s%s-via-%s" % (profile, "-ip-only" if node == "ip-node" else "", via), "end-entity",
      ("leaf", via, node, profile), via)
@@ -305,6 +314,12 @@ def test_the_table_covers_what_the_zone_issues(kit):
     ip_only = C.names_of(k.issued[("leaf", "root", "ip-node", "server")])
     assert ip_only == {"dns": [], "ip": ["10.0.0.12"]}
     assert C.extended_key_usages_of(k.issued[("leaf", "root", "node", "client")]) == ["client_auth"]
+    from ansible_collections.trustzone.pki.plugins.module_utils import _publish
+    assert _publish.urls_of(k.issued[("leaf", "published", "node", "server")])["crl"] == [
+        "%s/%s.crl" % (PUBLISH_URL, _publish.ca_id(k.published))]
+    assert _publish.urls_of(k.published)["ca_issuers"] == [
+        "%s/%s.crt" % (PUBLISH_URL, _publish.ca_id(k.root))]
+    assert k.constrained.extensions.get_extension_for_class(x509.NameConstraints).critical
     revoked = k.issued[("crl", "intermediate", "revoked")]
     assert len(C.crl_serials(revoked)) == len(REVOKED_REASONS)
     assert len(C.crl_serials(k.issued[("crl", "root", "empty")])) == 0

@@ -160,3 +160,20 @@ def test_a_rotations_next_intermediate_is_constrained_too(empty):
     _trust, facts = constrained(wanted, now=NOW + DAY, rotate="trust", rotate_force=True)
     nfp = C.fingerprint(facts["ncert"])
     assert N.of_certificate(facts["intermediates"][nfp]) == facts["name_constraints"]
+
+
+# --------------------------------------------------------------------------- distribution points
+
+def test_the_intermediate_names_its_roots_crl_and_certificate_and_follows_the_url(empty):
+    from ansible_collections.trustzone.pki.plugins.module_utils import _publish
+    url = "http://pki.example.com/tz/prod"
+    wanted, facts = plan(empty, intermediate=True, publish_url=url)
+    root = facts["cert"]
+    inter = facts["intermediates"][C.fingerprint(root)]
+    assert _publish.urls_of(inter) == {"crl": ["%s/%s.crl" % (url, _publish.ca_id(root))],
+                                       "ca_issuers": ["%s/%s.crt" % (url, _publish.ca_id(root))]}
+    _same, facts = plan(wanted, now=NOW + DAY, intermediate=True, publish_url=url)
+    assert facts["reissued"] == {}
+    _moved, facts = plan(wanted, now=NOW + DAY, intermediate=True,
+                         publish_url="http://pki2.example.com/tz")
+    assert facts["reissued"]["intermediate"].startswith("distribution point ")
