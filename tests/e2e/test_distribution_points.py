@@ -135,6 +135,36 @@ def test_after_revoke_the_same_client_refuses_the_leaf(fleet):
     assert fleet.sh("node1", VERIFY, check=False).returncode == 0
 
 
+def test_with_an_intermediate_a_client_checking_the_whole_chain_fetches_every_crl(fleet):
+    """The intermediate names its root's CRL and certificate too: ``-crl_check_all`` fetches
+    the root's CRL by the intermediate's distribution point and the intermediate's by the
+    leaf's, without being handed either."""
+    published(fleet, "site.yml", "-e", "trustzone_ca_intermediate=true")
+    chain = x509.load_pem_x509_certificates(
+        fleet.read("node2", DIR + "/server-fullchain.pem").encode())
+    assert len(chain) == 2
+    root = root_of(fleet)
+    inter_urls = {"crl": [], "ca_issuers": []}
+    for ext in chain[1].extensions:
+        if isinstance(ext.value, x509.CRLDistributionPoints):
+            inter_urls["crl"] = [n.value for p in ext.value for n in p.full_name]
+        if isinstance(ext.value, x509.AuthorityInformationAccess):
+            inter_urls["ca_issuers"] = [d.access_location.value for d in ext.value]
+    ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+    assert inter_urls == {"crl": ["%s/%s.crl" % (BASE, ski)],
+                          "ca_issuers": ["%s/%s.crt" % (BASE, ski)]}
+    verify_all = ("openssl verify -no-CApath -no-CAstore -CAfile {d}/roots.pem -untrusted "
+                  "{d}/server-fullchain.pem -crl_check_all -crl_download {d}/server.crt 2>&1"
+                  ).format(d=DIR)
+    proc = fleet.sh("node2", verify_all, check=False)
+    assert proc.returncode == 0, proc.output
+    published(fleet, "revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
+              "-e", "trustzone_ca_intermediate=true")
+    proc = fleet.sh("node2", verify_all, check=False)
+    assert proc.returncode != 0 and "certificate revoked" in proc.output, proc.output
+    assert fleet.sh("node1", verify_all, check=False).returncode == 0
+
+
 def test_unsetting_the_url_reissues_leaves_without_it(fleet):
     proc = fleet.playbook("site.yml")
     assert all(s["failed"] == 0 for s in recap(proc.output).values())
