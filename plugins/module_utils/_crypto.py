@@ -141,10 +141,12 @@ def sign_with(builder, key, what):
 
 
 def signature_hash(key):
-    """The digest to sign with for ``key``: never SHA-1; None for Ed25519."""
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    """The digest to sign with for ``key`` (private or public): never SHA-1; None for
+    Ed25519."""
+    public = key.public_key() if hasattr(key, "public_key") else key
+    if isinstance(public, ed25519.Ed25519PublicKey):
         return None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp384r1":
         return hashes.SHA384()
     return hashes.SHA256()
 

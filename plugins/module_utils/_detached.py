@@ -21,7 +21,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 except ImportError:  # pragma: no cover - reported by _crypto
     pass
@@ -45,18 +45,9 @@ class DeferredKey:
         return self._public
 
     def sign_builder(self, builder, what):
-        draft = builder.sign(throwaway(self._public), hash_for(self._public))
+        draft = builder.sign(throwaway(self._public), C.signature_hash(self._public))
         self.debts.append({"signer": self.fingerprint, "what": what, "draft": draft})
         return draft
-
-
-def hash_for(public_key):
-    """The digest the collection signs with for this key (as ``_crypto.signature_hash``)."""
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return None
-    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name == "secp384r1":
-        return hashes.SHA384()
-    return hashes.SHA256()
 
 
 def throwaway(public_key):

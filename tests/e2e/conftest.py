@@ -6,12 +6,15 @@ afterwards, so the tests never touch the quick-start fleet.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -79,6 +82,16 @@ class Fleet:
 
     def read(self, host, path):
         return self.sh(host, "cat %s" % path).stdout
+
+    def tree(self, host, path):
+        """``{'./relative path': bytes}`` of every file under ``path`` on ``host``."""
+        proc = self.sh(host, "tar -C %s -cf - . | base64 -w0" % path)
+        out = {}
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(proc.stdout))) as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    out[member.name] = tar.extractfile(member).read()
+        return out
 
     def exists(self, host, path):
         return self.sh(host, "test -e %s" % path, check=False).returncode == 0

@@ -10,12 +10,9 @@ python-pkcs11, which Debian does not package, is copied from this machine's venv
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import subprocess
-import tarfile
 
 import pytest
 import yaml
@@ -100,19 +97,9 @@ def token_keys(fleet):
     return json.loads(out.strip().replace("'", '"'))
 
 
-def ca_tree(fleet):
-    proc = fleet.sh("ca", "tar -C %s -cf - . | base64 -w0" % CA_DIR)
-    out = {}
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(proc.stdout))) as tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                out[member.name] = tar.extractfile(member).read()
-    return out
-
-
 def assert_no_key_file(fleet):
     """No CA key exists in a file: no file under the CA directory holds a private key."""
-    tree = ca_tree(fleet)
+    tree = fleet.tree("ca", CA_DIR)
     assert not [n for n, data in tree.items() if b"PRIVATE KEY" in data or n.endswith(".key")]
     current = fleet.read("ca", CA_DIR + "/current").strip()
     labels = {tree["./%s/%s.pkcs11" % (current, stem)].decode() for stem in
@@ -171,27 +158,21 @@ def test_a_full_rotation_makes_the_next_root_in_the_token(fleet, hsm):
     mtls(fleet)
 
 
-def test_a_wrong_pin_is_one_line_naming_the_variable(fleet, hsm, tmp_path):
+@pytest.mark.parametrize("variable, value, text", [
+    ("trustzone_ca_pkcs11_pin", "not-the-pin-0000",
+     "the PIN does not open PKCS#11 token 'tz-hsm'"),
+    ("trustzone_ca_pkcs11_token", "no-such-token", "no PKCS#11 token labelled 'no-such-token'"),
+])
+def test_a_wrong_pin_or_token_is_one_line_naming_the_variable_and_writes_nothing(
+        fleet, hsm, tmp_path, variable, value, text):
     pointer = fleet.read("ca", CA_DIR + "/current")
     wrong = tmp_path / "wrong.yml"
-    wrong.write_text(yaml.safe_dump({"trustzone_ca_pkcs11_pin": "not-the-pin-0000"}))
+    wrong.write_text(yaml.safe_dump({variable: value}))
     proc = play(fleet, "site.yml", *hsm, "-e", "@%s" % wrong, "-e",
                 "trustzone_ca_intermediate_force=true", check=False)
     assert proc.returncode != 0
-    assert "the PIN does not open PKCS#11 token 'tz-hsm'" in proc.output
-    assert "check trustzone_ca_pkcs11_pin" in proc.output and "Traceback" not in proc.output
-    assert fleet.read("ca", CA_DIR + "/current") == pointer
-
-
-def test_a_missing_token_is_one_line_naming_the_variable(fleet, hsm, tmp_path):
-    pointer = fleet.read("ca", CA_DIR + "/current")
-    wrong = tmp_path / "token.yml"
-    wrong.write_text(yaml.safe_dump({"trustzone_ca_pkcs11_token": "no-such-token"}))
-    proc = play(fleet, "site.yml", *hsm, "-e", "@%s" % wrong, "-e",
-                "trustzone_ca_intermediate_force=true", check=False)
-    assert proc.returncode != 0
-    assert "no PKCS#11 token labelled 'no-such-token'" in proc.output
-    assert "check trustzone_ca_pkcs11_token" in proc.output
+    assert text in proc.output and "check %s" % variable in proc.output
+    assert "Traceback" not in proc.output
     assert fleet.read("ca", CA_DIR + "/current") == pointer
 
 

@@ -63,7 +63,13 @@ def _init_token(label):
 
 @pytest.fixture(scope="module")
 def module_path(tmp_path_factory):
-    """A SoftHSM2 token directory of its own with two initialised tokens.
+    """A SoftHSM2 token directory of its own with two initialised tokens."""
+    yield from softhsm_tokens(tmp_path_factory, (TOKEN, OTHER_TOKEN))
+
+
+def softhsm_tokens(tmp_path_factory, labels):
+    """Generator for a module fixture: a SoftHSM2 token directory of its own with the tokens
+    ``labels`` initialised; yields the PKCS#11 module path (skips without SoftHSM2).
 
     In pytest's own temporary directory, which pytest prunes: ``ansible-test units`` runs
     each test in a forked process, where a module fixture's teardown never runs."""
@@ -80,7 +86,7 @@ def module_path(tmp_path_factory):
     saved = os.environ.get("SOFTHSM2_CONF")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     try:
-        for label in (TOKEN, OTHER_TOKEN):
+        for label in labels:
             _init_token(label)
         # SoftHSM reads its configuration when the module is initialised: start afresh
         P.pkcs11.lib(path).reinitialize()
@@ -90,6 +96,7 @@ def module_path(tmp_path_factory):
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = saved
+        P.pkcs11.lib(path).reinitialize()
 
 
 @pytest.fixture(scope="module")

@@ -24,28 +24,7 @@ TOKEN = "tz-zone"
 
 @pytest.fixture(scope="module")
 def module_path(tmp_path_factory):
-    path = H._softhsm_module()  # pylint: disable=protected-access
-    if path is None:
-        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
-    if not P.HAS_PKCS11:
-        pytest.skip("python-pkcs11 is not installed (%s)" % P.PKCS11_IMPORT_ERROR)
-    top = tmp_path_factory.mktemp("softhsm-zone")
-    (top / "tokens").mkdir()
-    conf = top / "softhsm2.conf"
-    conf.write_text("directories.tokendir = %s/tokens\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n" % top)
-    saved = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    try:
-        H._init_token(TOKEN)  # pylint: disable=protected-access
-        P.pkcs11.lib(path).reinitialize()
-        yield path
-    finally:
-        if saved is None:
-            os.environ.pop("SOFTHSM2_CONF", None)
-        else:
-            os.environ["SOFTHSM2_CONF"] = saved
-        P.pkcs11.lib(path).reinitialize()
+    yield from H.softhsm_tokens(tmp_path_factory, (TOKEN,))
 
 
 def token_labels(module_path):
