@@ -249,3 +249,17 @@ def test_a_zone_whose_root_key_is_on_the_ca_host_is_not_silently_taken_offline(z
     zone.run(root_offline=False)
     result = zone.run()
     assert result["failed"] is True and "root key is on the CA host" in result["msg"]
+
+
+def test_what_the_offline_root_signs_is_clean_under_pkilint(zone):
+    lint = pytest.importorskip(
+        "ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.test_rfc5280_lint")
+    zone.run()
+    root = x509.load_pem_x509_certificate(zone.current("root.crt"))
+    inter = x509.load_pem_x509_certificate(zone.current("intermediate.crt"))
+    findings = lint.lint_certificate(root)[1] + lint.lint_certificate(inter)[1]
+    findings += lint.lint_chain(root, inter)
+    with open(os.path.join(zone.ca_dir, "crl.pem"), "rb") as handle:
+        for crl in C.load_crls(handle.read()):
+            findings += lint.lint_crl(crl)
+    assert lint.unaccepted(findings) == []

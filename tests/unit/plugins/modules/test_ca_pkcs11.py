@@ -155,3 +155,17 @@ def test_without_the_token_certificates_still_read_and_signing_names_the_variabl
     assert chain == [cert] and key.label == current(path, "intermediate.pkcs11").decode()
     with pytest.raises(TrustzoneError, match="lives in a PKCS#11 token, but no token is given"):
         key.signer()
+
+
+def test_what_the_token_signs_is_clean_under_pkilint(zone):
+    lint = pytest.importorskip(
+        "ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.test_rfc5280_lint")
+    run, path = zone
+    run(path)
+    root = C.load_certificate(current(path, "root.crt"))
+    inter = C.load_certificate(current(path, "intermediate.crt"))
+    findings = lint.lint_certificate(root)[1] + lint.lint_certificate(inter)[1]
+    findings += lint.lint_chain(root, inter)
+    for crl in C.load_crls(files_under(path)["crl.pem"]):
+        findings += lint.lint_crl(crl)
+    assert lint.unaccepted(findings) == []
