@@ -169,3 +169,17 @@ def test_what_the_token_signs_is_clean_under_pkilint(zone):
     for crl in C.load_crls(files_under(path)["crl.pem"]):
         findings += lint.lint_crl(crl)
     assert lint.unaccepted(findings) == []
+
+
+def test_an_offline_root_with_its_intermediate_in_the_token(module_path, tmp_path):
+    offline = pytest.importorskip(
+        "ansible_collections.trustzone.pki.tests.unit.plugins.action.test_offline_root")
+    zone = offline.Zone(tmp_path)
+    token = dict(pkcs11_token=TOKEN, pkcs11_module=module_path, pkcs11_pin=H.PIN)
+    result = zone.run(pkcs11_keys=["intermediate"], **token)
+    assert result.get("failed") is not True, result
+    assert zone.current("root.offline") and zone.current("intermediate.pkcs11")
+    assert not [rel for rel, data in zone.tree().items() if b"PRIVATE KEY" in data]
+    offline.assert_no_root_key_on_the_ca_host(zone)
+    refused = zone.run(**token)  # the root cannot be both offline and in the token
+    assert refused["failed"] is True and "both offline and in the PKCS#11 token" in refused["msg"]
