@@ -346,7 +346,8 @@ def test_an_intermediate_nickname_is_not_a_root_nickname(zone, inter):
 
 def test_zone_intermediates_are_the_cas_that_chain_to_a_current_root(keys, zone, other_zone,
                                                                       retired, inter, inter2):
-    leaf = zone.leaf(keys.get("ec#leaf").public_key(), NAMES, issuer_cert=inter.cert, issuer_key=inter.key)
+    leaf = zone.leaf(keys.get("ec#leaf").public_key(), NAMES, issuer_cert=inter.cert,
+                     issuer_key=inter.key)
     foreign = make_intermediate(keys, other_zone, "inter-lab", "3333333333333333")
     old_root = type(zone)("prod", keys.get("p384#retired-root"), retired)
     orphan = make_intermediate(keys, old_root, "inter-old", "4444444444444444")
