@@ -13,10 +13,10 @@ each builds on the state the previous one left. Proof by NSS's classic verifier
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -37,15 +37,9 @@ def fleet(make_fleet):
     return make_fleet(PREFIX, nodes=2, zone=ZONE)
 
 
-@pytest.fixture(scope="module")
-def vars_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stores-intermediate") / "vars.yml"
-    path.write_text(yaml.safe_dump(VARS))
-    return path
-
-
-def play(fleet, vars_file, playbook, *args):
-    return fleet.playbook(playbook, "-e", "@%s" % vars_file, *args)
+def play(fleet, playbook, *args):
+    """``playbook`` on the fleet with this zone's variables (an intermediate, the NSS store)."""
+    return fleet.playbook(playbook, "-e", json.dumps(VARS), *args)
 
 
 def certs_of(text):
@@ -122,8 +116,8 @@ def assert_no_change(proc, hosts=HOSTS):
 
 
 def test_nss_holds_the_intermediate_untrusted_with_its_crl_and_accepts_the_zones_leaves(
-        fleet, vars_file):
-    play(fleet, vars_file, "site.yml")
+        fleet):
+    play(fleet, "site.yml")
     root, intermediate = zone_cas(fleet, "node1")
     assert intermediate.issuer == root.subject
     root_nick, int_nick = nicknames(root, intermediate)
@@ -137,29 +131,29 @@ def test_nss_holds_the_intermediate_untrusted_with_its_crl_and_accepts_the_zones
         assert proc.returncode == 0 and "Chain is good" in proc.output, proc.output
     # again: nothing changes, on any host, in any NSS file
     before = {h: snapshot(fleet, h) for h in ("node1", "node2")}
-    assert_no_change(play(fleet, vars_file, "site.yml"))
-    assert_no_change(play(fleet, vars_file, STORES), ("node1", "node2"))
+    assert_no_change(play(fleet, "site.yml"))
+    assert_no_change(play(fleet, STORES), ("node1", "node2"))
     assert {h: snapshot(fleet, h) for h in ("node1", "node2")} == before
 
 
-def test_a_leaf_the_intermediate_signed_is_refused_after_its_revocation(fleet, vars_file):
+def test_a_leaf_the_intermediate_signed_is_refused_after_its_revocation(fleet):
     root, intermediate = zone_cas(fleet, "node1")
     root_nick, int_nick = nicknames(root, intermediate)
     revoked = fleet.read("node2", DIR + "/server.crt")
     assert vfychain_pem(fleet, "node1", revoked).returncode == 0  # valid until revoked
-    play(fleet, vars_file, "revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}')
+    play(fleet, "revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}')
     _root_number, int_number = zone_crl_numbers(fleet, "node1", root, intermediate)
     assert nss_crls(fleet, "node1")[int_nick] < int_number  # revoke.yml wrote crl.pem only
     assert vfychain_pem(fleet, "node1", revoked).returncode == 0  # ... so NSS still accepts
     # check mode says the intermediate's CRL would be imported, and imports nothing
     before = snapshot(fleet, "node1")
-    proc = play(fleet, vars_file, STORES, "--check", "--diff")
+    proc = play(fleet, STORES, "--check", "--diff")
     assert "+ CRL of %s" % int_nick in proc.output
     assert recap(proc.output)["node1"]["changed"] > 0
     assert snapshot(fleet, "node1") == before
     assert nss_crls(fleet, "node1")[int_nick] < int_number
     # site.yml (its node play ends with the stores role) imports the new CRL
-    proc = play(fleet, vars_file, "site.yml", "--diff")
+    proc = play(fleet, "site.yml", "--diff")
     assert "+ CRL of %s" % int_nick in proc.output
     for host in ("node1", "node2"):
         assert nss_entries(fleet, host) == {root_nick: "CT,,", int_nick: ",,"}
@@ -177,15 +171,15 @@ def test_a_leaf_the_intermediate_signed_is_refused_after_its_revocation(fleet, v
         assert proc.returncode == 0 and "Chain is good" in proc.output, proc.output
     # a second run changes nothing
     before = {h: snapshot(fleet, h) for h in ("node1", "node2")}
-    assert_no_change(play(fleet, vars_file, "site.yml"))
-    assert_no_change(play(fleet, vars_file, STORES), ("node1", "node2"))
+    assert_no_change(play(fleet, "site.yml"))
+    assert_no_change(play(fleet, STORES), ("node1", "node2"))
     assert {h: snapshot(fleet, h) for h in ("node1", "node2")} == before
     assert vfychain_pem(fleet, "node1", revoked).returncode != 0
 
 
-def test_a_replaced_intermediate_stays_while_the_zone_publishes_its_crl(fleet, vars_file):
+def test_a_replaced_intermediate_stays_while_the_zone_publishes_its_crl(fleet):
     old_root, old = zone_cas(fleet, "node1")
-    play(fleet, vars_file, "site.yml", "-e", "trustzone_ca_intermediate_force=true")
+    play(fleet, "site.yml", "-e", "trustzone_ca_intermediate_force=true")
     root, new = zone_cas(fleet, "node1")
     assert root == old_root and new != old
     root_nick, old_nick = nicknames(root, old)
@@ -199,4 +193,4 @@ def test_a_replaced_intermediate_stays_while_the_zone_publishes_its_crl(fleet, v
     for peer, host in (("node2", "node1"), ("node1", "node2")):
         proc = vfychain_pem(fleet, host, fleet.read(peer, DIR + "/server.crt"))
         assert proc.returncode == 0 and "Chain is good" in proc.output, proc.output
-    assert_no_change(play(fleet, vars_file, "site.yml"))
+    assert_no_change(play(fleet, "site.yml"))
