@@ -344,8 +344,8 @@ def test_an_intermediate_nickname_is_not_a_root_nickname(zone, inter):
     assert T.plan_store(entries, [zone.cert], PREFIX)["remove"] == []
 
 
-def test_zone_intermediates_are_the_cas_that_chain_to_a_current_root(keys, zone, other_zone,
-                                                                      retired, inter, inter2):
+def test_zone_intermediates_are_the_cas_that_chain_to_a_current_root(
+        keys, zone, other_zone, retired, inter, inter2):
     leaf = zone.leaf(keys.get("ec#leaf").public_key(), NAMES, issuer_cert=inter.cert,
                      issuer_key=inter.key)
     foreign = make_intermediate(keys, other_zone, "inter-lab", "3333333333333333")
