@@ -153,10 +153,12 @@ def same_trust(have, want):
 # --------------------------------------------------------------------------- NSS CRLs
 #
 # NSS keeps at most one CRL per issuer and addresses it by the nickname of the issuer's
-# certificate in the database (crlutil -L/-D -n NICK). So the CRLs an NSS database holds for
-# the zone are those of the roots it holds: one per root nickname, the newest the zone
-# published. A CRL whose issuer is not in the database (an intermediate's) cannot be imported
-# without bypassing the signature check, nor listed or deleted by name: it is not managed.
+# certificate in the database (crlutil -L/-D -n NICK). A CRL whose issuer is not in the
+# database cannot be imported without bypassing the signature check (crlutil -I refuses it
+# with SEC_ERROR_UNKNOWN_ISSUER), nor listed or deleted by name. So the CRLs an NSS database
+# holds for the zone are those of the CAs it holds: the roots (trusted), and the intermediate
+# CAs of the zone that publish a CRL, held UNTRUSTED (",,": trust still comes from the root
+# only) under ``<prefix><16 hex>-intermediate``, each with the newest CRL the zone published.
 
 # NSS prints an integer of up to 4 bytes as "2 (0x2)", a longer one as colon-separated hex
 _CRL_NUMBER_RE = re.compile(r"Name: CRL Number\s*\n\s*Data:\s*(?:(?P<dec>\d+) \(0x[0-9a-fA-F]+\)"
@@ -184,9 +186,10 @@ def crl_number_of(crl):
 
 
 def crls_for_roots(crls, roots):
-    """``{root fingerprint: crl}``: for each root the newest CRL (highest number) it signed.
+    """``{CA fingerprint: crl}``: for each CA of ``roots`` (roots, or intermediates) the
+    newest CRL (highest number) it signed.
 
-    A CRL no root signed (an intermediate's, a forged one) is left out; so is a root the zone
+    A CRL none of them signed (another CA's, a forged one) is left out; so is a CA the zone
     published no CRL for.
     """
     found = {}
@@ -214,4 +217,57 @@ def plan_crls(have, want):
         else:
             plan["import"].append(name)
     plan["delete"] = sorted(name for name in have if name not in want)
+    return plan
+
+
+# --------------------------------------------------------------------------- NSS intermediates
+
+INTERMEDIATE_SUFFIX = "-intermediate"  # nickname of a zone intermediate: <prefix><16 hex><this>
+UNTRUSTED = ",,"  # an intermediate is a path element, never a trust anchor
+
+
+def zone_intermediates(candidates, roots):
+    """The zone's intermediate CAs among ``candidates``: each CA certificate that chains up to
+    one of ``roots`` (directly or through another candidate), once, sorted by fingerprint.
+
+    Roots themselves, leaves, and CAs of other zones or of retired roots are left out, so a
+    node's chain files and the database's own entries can be passed as they are.
+    """
+    root_fps = {C.fingerprint(root) for root in roots}
+    pool = {}
+    for cert in candidates:
+        fingerprint = C.fingerprint(cert)
+        if fingerprint not in root_fps and C.can_sign_certificates(cert):
+            pool.setdefault(fingerprint, cert)
+    found = []
+    for fingerprint, cert in sorted(pool.items()):
+        others = [c for f, c in pool.items() if f != fingerprint]
+        if C.chain_to(cert, others, roots) is not None:
+            found.append(cert)
+    return found
+
+
+def plan_intermediates(entries, candidates, roots, crls, prefix, trust_of):
+    """What to change so that an NSS database holds exactly the zone's intermediate CAs that
+    publish a CRL, untrusted, so that their CRLs can be imported and checked.
+
+    ``entries``: ``(nickname, fingerprint)`` pairs of the database (as for ``plan_store``);
+    ``candidates``: certificates that may be zone intermediates (the node's chain files and
+    the database's ``<prefix><16 hex>-intermediate`` entries, so that a replaced intermediate
+    stays while the zone still publishes its CRL); ``crls``: the zone's CRLs; ``trust_of``:
+    ``{nickname: flags}`` from ``certutil -L``. Returns ``plan_store``'s ``add``, ``remove``
+    and ``keep`` for the intermediates, plus ``retrust`` (the zone's intermediate entries whose
+    flags are not ``,,``: none is ever a trust anchor) and ``crls`` (``{fingerprint: crl}``,
+    the CRL each kept or added intermediate should hold). An intermediate the zone publishes
+    no CRL for any more (retired, or under a retired root) is removed.
+    """
+    cas = zone_intermediates(candidates, roots)
+    crl_by_ca = crls_for_roots(crls, cas)
+    plan = plan_store(entries, [ca for ca in cas if C.fingerprint(ca) in crl_by_ca], prefix,
+                      suffix=INTERMEDIATE_SUFFIX)
+    plan["retrust"] = sorted(
+        name for name in set(plan["keep"].values())
+        if is_zone_entry(name, prefix, INTERMEDIATE_SUFFIX)
+        and not same_trust(trust_of.get(name, UNTRUSTED), UNTRUSTED))
+    plan["crls"] = crl_by_ca
     return plan

@@ -24,9 +24,17 @@ description:
     refuse certificates the zone revoked. For each current root the newest CRL it signed
     in O(crls) or O(crl_path) is imported when the database holds none or an older one (a
     lower CRL number); a newer one already there is kept; the CRL of a root that leaves the
-    database, or that no longer has a CRL, is deleted. CRLs of intermediate CAs are not
-    managed, because NSS cannot import or address a CRL whose issuer is not in the
-    database.
+    database, or that no longer has a CRL, is deleted.
+  - Does the same for the zone's intermediate CAs, whose CRLs cover the leaves they sign.
+    NSS imports a CRL only when its issuer's certificate is in the database, so each
+    intermediate that chains up to a current root and has a CRL in O(crls) or O(crl_path) is
+    added B(untrusted) (trust flags C(,,) - trust still comes from the root only) as
+    C(<nickname_prefix><16 hex>-intermediate), then its CRL is imported. The intermediates
+    are taken from O(intermediates), O(chain_dir) and the database's own entries of that
+    name, so a replaced intermediate stays while the zone still publishes its CRL. An
+    intermediate of the zone without a CRL any more (its leaves expired, or its root was
+    retired) is deleted, its CRL first; a zone intermediate entry given other trust flags
+    gets C(,,) again.
   - Uses C(certutil) from the NSS tools (Debian C(libnss3-tools), RHEL C(nss-tools)). No
     Ansible module manages NSS databases.
 author: trustzone.pki maintainers (!UNKNOWN)
@@ -59,6 +67,19 @@ options:
         means the zone publishes no CRL, and the roots' CRLs are deleted from the database.
       - When neither O(crls) nor O(crl_path) is given, the database's CRLs are not touched.
     type: path
+  intermediates:
+    description:
+      - PEM certificates that may be the zone's intermediate CAs (see the description). Only
+        CA certificates that chain up to a current root are used; others are ignored.
+      - Used only when CRLs are managed (O(crls) or O(crl_path)).
+    type: list
+    elements: str
+  chain_dir:
+    description:
+      - A directory whose C(*-fullchain.pem) files (the node's identities, written by the
+        certs role - the certificate, then its intermediates) give the intermediates, as
+        O(intermediates) does. Used only when CRLs are managed.
+    type: path
   crlutil:
     description: The C(crlutil) command (NSS tools).
     type: str
@@ -86,11 +107,11 @@ attributes:
   check_mode:
     description: Lists the database and reports what it would add, remove and re-flag, and
       which CRLs it would import and delete; before the NSS tools are installed, reports
-      every root and CRL as to be added.
+      every root, intermediate and CRL as to be added.
     support: full
   diff_mode:
-    description: Lists the nicknames added, removed and re-flagged, and the CRLs imported
-      and deleted.
+    description: Lists the nicknames added, removed and re-flagged (intermediates marked as
+      such), and the CRLs imported and deleted.
     support: full
 requirements:
   - certutil and crlutil (NSS tools) and cryptography >= 3.4 on the node
@@ -103,6 +124,7 @@ EXAMPLES = r"""
     zone: prod
     roots_path: /etc/trustzone/prod/roots.pem
     crl_path: /etc/trustzone/prod/crl.pem
+    chain_dir: /etc/trustzone/prod
     trust: "CT,,"
     mode: "0644"
 """
@@ -123,13 +145,23 @@ retrusted:
   returned: always
   type: list
   elements: str
+intermediates_added:
+  description: Nicknames of the zone's intermediate CAs added (untrusted) to hold their CRLs.
+  returned: always
+  type: list
+  elements: str
+intermediates_removed:
+  description: Nicknames of the zone's intermediate CAs removed (no CRL published any more).
+  returned: always
+  type: list
+  elements: str
 crls_imported:
-  description: Nicknames of the roots whose CRL was imported (new or newer).
+  description: Nicknames of the roots and intermediates whose CRL was imported (new or newer).
   returned: always
   type: list
   elements: str
 crls_deleted:
-  description: Nicknames of the roots whose CRL was deleted.
+  description: Nicknames of the roots and intermediates whose CRL was deleted.
   returned: always
   type: list
   elements: str
@@ -154,6 +186,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils._errors import Trust
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import listed_diff, run_module
 
 DB_FILES = ("cert9.db", "key4.db", "pkcs11.txt")
+CHAIN_SUFFIX = "-fullchain.pem"  # a node's identity chains (certs role): leaf, intermediates
+NO_PLAN = {"add": {}, "remove": [], "keep": {}, "retrust": [], "crls": {}}
 
 
 class Certutil:
@@ -183,11 +217,14 @@ class Certutil:
     def nicknames(self):
         return T.parse_certutil_list(self.run(["-L"])[1])
 
-    def fingerprints(self, nickname):
+    def certificates(self, nickname):
         rc, out = self.run(["-L", "-n", nickname, "-a"], check_rc=False)
         if rc != 0:
             return []
-        return [C.fingerprint(c) for c in C.load_certificates(out, path=nickname)]
+        return C.load_certificates(out, path=nickname)
+
+    def fingerprints(self, nickname):
+        return [C.fingerprint(c) for c in self.certificates(nickname)]
 
 
 class Crlutil(Certutil):
@@ -239,6 +276,22 @@ def wanted_crls(params):
     return None
 
 
+def chain_certificates(params):
+    """Certificates that may be the zone's intermediates: O(intermediates), and every
+    certificate after the first of each ``*-fullchain.pem`` in O(chain_dir)."""
+    found = []
+    for index, pem in enumerate(params["intermediates"] or []):
+        found.extend(C.load_certificates(pem, path="intermediates[%d]" % index))
+    if params["chain_dir"]:
+        for name in sorted(_fs.list_dir(params["chain_dir"])):
+            if name.endswith(CHAIN_SUFFIX):
+                path = os.path.join(params["chain_dir"], name)
+                data = _fs.read_file(path)
+                if data is not None:
+                    found.extend(C.load_certificates(data, path=path)[1:])
+    return found
+
+
 def run(module):
     params = module.params
     check = module.check_mode
@@ -251,15 +304,20 @@ def run(module):
     roots = _sources.roots(params["roots"], params["roots_path"])
     crls = wanted_crls(params)
     crl_by_root = T.crls_for_roots(crls or [], roots)
+    chains = chain_certificates(params) if crls is not None else []
+    # what a database without any entry of the zone would get
+    fresh = T.plan_intermediates([], chains, roots, crls or [], prefix, {}) \
+        if crls is not None else NO_PLAN
+    fresh_crls = sorted([T.alias_for(prefix, r) for r in roots
+                         if C.fingerprint(r) in crl_by_root] + list(fresh["add"]))
     if check and module.get_bin_path(params["certutil"]) is None:
         # check mode before the NSS tools are installed: everything would be added
         return {"changed": True, "created": not os.path.isfile(os.path.join(directory,
                                                                             "cert9.db")),
                 "added": sorted(T.alias_for(prefix, r) for r in roots), "removed": [],
                 "retrusted": [], "db": directory, "msg": "certutil is not installed yet",
-                "crls_imported": sorted(T.alias_for(prefix, r) for r in roots
-                                        if C.fingerprint(r) in crl_by_root),
-                "crls_deleted": []}
+                "intermediates_added": sorted(fresh["add"]), "intermediates_removed": [],
+                "crls_imported": fresh_crls, "crls_deleted": []}
     certutil = Certutil(module, params["certutil"], directory)
     owner = None
     if params["owner"] is not None or params["group"] is not None:
@@ -267,6 +325,7 @@ def run(module):
     mode = _parse.parse_mode(params["mode"]) if params["mode"] is not None else None
 
     result = {"changed": False, "created": False, "added": [], "removed": [], "retrusted": [],
+              "intermediates_added": [], "intermediates_removed": [],
               "crls_imported": [], "crls_deleted": [], "db": directory}
     _fs.refuse_symlink(directory)
     exists = os.path.isfile(os.path.join(directory, "cert9.db"))
@@ -276,8 +335,7 @@ def run(module):
                                  fix="create it (certutil -N -d sql:DIR) or set create: true")
         result.update(changed=True, created=True,
                       added=sorted(T.alias_for(prefix, r) for r in roots),
-                      crls_imported=sorted(T.alias_for(prefix, r) for r in roots
-                                           if C.fingerprint(r) in crl_by_root))
+                      intermediates_added=sorted(fresh["add"]), crls_imported=fresh_crls)
         if check:
             return result
         uid, gid = owner or (0, 0)
@@ -285,26 +343,45 @@ def run(module):
             _fs.ensure_dir(directory, 0o755, uid, gid)
         certutil.run(["-N", "--empty-password"])
 
-    # Entries of the zone first; the rest only if a root is missing from them (it may be in
-    # the database under a foreign nickname, and NSS would not add it twice).
+    # Entries of the zone first; the rest only if a root or intermediate is missing from them
+    # (it may be in the database under a foreign nickname, and NSS would not add it twice).
     listed = certutil.nicknames()
     ours = [n for n in listed if n.startswith(prefix)]
-    entries = [(n, fp) for n in ours for fp in certutil.fingerprints(n)]
-    plan = T.plan_store(entries, roots, prefix)
-    if plan["add"]:
+    held = {n: certutil.certificates(n) for n in ours}
+    entries = [(n, C.fingerprint(c)) for n in ours for c in held[n]]
+    # a replaced intermediate the database holds stays while the zone publishes its CRL
+    candidates = chains + [c for n in ours if T.is_zone_entry(n, prefix, T.INTERMEDIATE_SUFFIX)
+                           for c in held[n]]
+
+    def plans():
+        roots_plan = T.plan_store(entries, roots, prefix)
+        if crls is None:  # CRLs not managed: intermediates are there only to hold them
+            return roots_plan, NO_PLAN
+        return roots_plan, T.plan_intermediates(entries, candidates, roots, crls, prefix,
+                                                listed)
+
+    plan, iplan = plans()
+    if plan["add"] or iplan["add"]:
         entries += [(n, fp) for n in listed if n not in ours for fp in certutil.fingerprints(n)]
-        plan = T.plan_store(entries, roots, prefix)
+        plan, iplan = plans()
     retrust = sorted(name for name in plan["keep"].values()
                      if not T.same_trust(listed.get(name, ",,"), trust))
-    changed = bool(plan["add"] or plan["remove"] or retrust)
+    changed = bool(plan["add"] or plan["remove"] or retrust or iplan["add"] or
+                   iplan["remove"] or iplan["retrust"])
     crl_plan = {"import": [], "delete": []}
+    want_crl = {}
     if crls is not None:
         crlutil = Crlutil(module, params["crlutil"], directory) \
             if module.get_bin_path(params["crlutil"]) or not check else None
-        # the entry that holds (or will hold) each current root, and the CRL it should have
+        # the entry that holds (or will hold) each current root and intermediate, and the
+        # CRL it should have
         holder = dict(plan["keep"])
-        holder.update({C.fingerprint(cert): name for name, cert in plan["add"].items()})
-        want_crl = {holder[fp]: crl for fp, crl in crl_by_root.items()}
+        holder.update(iplan["keep"])
+        for name, cert in list(plan["add"].items()) + list(iplan["add"].items()):
+            holder[C.fingerprint(cert)] = name
+        by_ca = dict(crl_by_root)
+        by_ca.update(iplan["crls"])
+        want_crl = {holder[fp]: crl for fp, crl in by_ca.items()}
         have = {}
         for name in sorted((set(ours) | set(holder.values())) & set(listed)):
             number = crlutil.number(name) if crlutil is not None else None
@@ -313,16 +390,21 @@ def run(module):
         crl_plan = T.plan_crls(have, {n: T.crl_number_of(c) for n, c in want_crl.items()})
         changed = changed or bool(crl_plan["import"] or crl_plan["delete"])
     if not check:
-        for name in crl_plan["delete"]:  # before the root goes: NSS finds a CRL by its root
+        for name in crl_plan["delete"]:  # before its CA goes: NSS finds a CRL by its issuer
             crlutil.run(["-D", "-n", name])
-        for name in plan["remove"]:
+        for name in iplan["remove"] + plan["remove"]:
             certutil.run(["-D", "-n", name])
         for name, cert in sorted(plan["add"].items()):
             certutil.run(["-A", "-n", name, "-t", trust],
                          data=C.certificate_pem(cert).encode("ascii"))
         for name in retrust:
             certutil.run(["-M", "-n", name, "-t", trust])
-        for name in crl_plan["import"]:
+        for name, cert in sorted(iplan["add"].items()):  # a path element, not an anchor
+            certutil.run(["-A", "-n", name, "-t", T.UNTRUSTED],
+                         data=C.certificate_pem(cert).encode("ascii"))
+        for name in iplan["retrust"]:
+            certutil.run(["-M", "-n", name, "-t", T.UNTRUSTED])
+        for name in crl_plan["import"]:  # after the CAs: NSS checks each CRL's signature
             crlutil.load(name, want_crl[name])
     if owner is not None or mode is not None:
         for name in DB_FILES:
@@ -338,13 +420,20 @@ def run(module):
                     _fs.set_meta(path, want_mode, want_uid, want_gid)
     result.update(changed=result["changed"] or changed,
                   added=sorted(set(result["added"]) | set(plan["add"])),
-                  removed=plan["remove"], retrusted=retrust,
+                  removed=plan["remove"], retrusted=sorted(retrust + iplan["retrust"]),
+                  intermediates_added=sorted(set(result["intermediates_added"]) |
+                                             set(iplan["add"])),
+                  intermediates_removed=iplan["remove"],
                   crls_imported=crl_plan["import"], crls_deleted=crl_plan["delete"])
     if module._diff:
         lines = (["create %s\n" % directory] if result["created"] else []) + \
             ["+ %s (%s)\n" % (n, trust) for n in result["added"]] + \
             ["- %s\n" % n for n in result["removed"]] + \
             ["trust %s %s\n" % (n, trust) for n in retrust] + \
+            ["+ %s (%s, intermediate)\n" % (n, T.UNTRUSTED)
+             for n in result["intermediates_added"]] + \
+            ["- %s\n" % n for n in result["intermediates_removed"]] + \
+            ["trust %s %s\n" % (n, T.UNTRUSTED) for n in iplan["retrust"]] + \
             ["+ CRL of %s\n" % n for n in result["crls_imported"]] + \
             ["- CRL of %s\n" % n for n in result["crls_deleted"]]
         result["diff"] = listed_diff(lines, "NSS database %s" % directory)
@@ -361,6 +450,8 @@ def main():
         crls=dict(type="list", elements="str"),
         crl_path=dict(type="path"),
         crlutil=dict(type="str", default="crlutil"),
+        intermediates=dict(type="list", elements="str"),
+        chain_dir=dict(type="path"),
         create=dict(type="bool", default=True),
         certutil=dict(type="str", default="certutil"),
         owner=dict(type="str"),

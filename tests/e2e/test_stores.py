@@ -24,9 +24,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from conftest import REPO, recap
+from conftest import REPO, fleet_prefix, recap
 
-PREFIX = "tzst"
+PREFIX = fleet_prefix("tzst")
 ZONE = "lab"
 DIR = "/etc/trustzone/%s" % ZONE
 NSSDB = "/etc/pki/nssdb"

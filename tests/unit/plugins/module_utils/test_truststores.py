@@ -303,3 +303,133 @@ def test_a_retired_roots_crl_is_deleted_and_the_new_roots_imported():
 def test_a_crl_without_a_number_is_replaced_by_a_numbered_one():
     assert T.plan_crls({"trustzone-prod-aa": -1}, {"trustzone-prod-aa": 0})["import"] == [
         "trustzone-prod-aa"]
+
+
+# --------------------------------------------------------------------------- NSS intermediates
+
+INTERMEDIATE = T.INTERMEDIATE_SUFFIX
+
+
+def make_intermediate(keys, root, label, unique):
+    """An intermediate CA of ``root`` (a Zone), as _rootplan.new_intermediate makes them."""
+    key = keys.get("p256#" + label)
+    cert = C.build_ca_certificate(
+        key, C.zone_name_attributes(root.name, "trustzone %s intermediate CA" % root.name,
+                                    unique=unique),
+        NOW - DAY, NOW + 365 * DAY, path_length=0, issuer_cert=root.cert, issuer_key=root.key)
+    return type(root)(root.name, key, cert)
+
+
+@pytest.fixture(scope="module")
+def inter(keys, zone):
+    return make_intermediate(keys, zone, "inter-1", "1111111111111111")
+
+
+@pytest.fixture(scope="module")
+def inter2(keys, zone):
+    """The intermediate that replaced ``inter`` (a re-issue makes a new key)."""
+    return make_intermediate(keys, zone, "inter-2", "2222222222222222")
+
+
+def ialias(ca):
+    return T.alias_for(PREFIX, ca.cert, INTERMEDIATE)
+
+
+def test_an_intermediate_nickname_is_not_a_root_nickname(zone, inter):
+    # the root plan never removes an intermediate entry, the intermediate plan never a root
+    assert ialias(inter) == PREFIX + fp(inter.cert)[:16] + "-intermediate"
+    assert not T.is_zone_entry(ialias(inter), PREFIX)
+    assert T.is_zone_entry(ialias(inter), PREFIX, INTERMEDIATE)
+    entries = [(T.alias_for(PREFIX, zone.cert), fp(zone.cert)), (ialias(inter), fp(inter.cert))]
+    assert T.plan_store(entries, [zone.cert], PREFIX)["remove"] == []
+
+
+def test_zone_intermediates_are_the_cas_that_chain_to_a_current_root(
+        keys, zone, other_zone, retired, inter, inter2):
+    leaf = zone.leaf(keys.get("ec#leaf").public_key(), NAMES, issuer_cert=inter.cert,
+                     issuer_key=inter.key)
+    foreign = make_intermediate(keys, other_zone, "inter-lab", "3333333333333333")
+    old_root = type(zone)("prod", keys.get("p384#retired-root"), retired)
+    orphan = make_intermediate(keys, old_root, "inter-old", "4444444444444444")
+    found = T.zone_intermediates(
+        [leaf, inter.cert, zone.cert, foreign.cert, orphan.cert, inter2.cert, inter.cert],
+        [zone.cert])
+    # each once, sorted; not the leaf, the root, another zone's or a retired root's CA
+    assert found == sorted([inter.cert, inter2.cert], key=fp)
+    assert T.zone_intermediates([inter.cert], [other_zone.cert]) == []
+
+
+def test_a_ca_under_an_intermediate_chains_through_it(keys, zone, inter):
+    below = make_intermediate(keys, inter, "inter-below", "5555555555555555")
+    assert T.zone_intermediates([below.cert], [zone.cert]) == []  # its issuer is unknown
+    assert T.zone_intermediates([below.cert, inter.cert], [zone.cert]) == sorted(
+        [inter.cert, below.cert], key=fp)
+
+
+def test_an_intermediate_with_a_crl_is_added_untrusted_with_its_crl(zone, inter):
+    crls = [crl(zone, 4), crl(inter, 2), crl(inter, 3, revoked=[77])]
+    plan = T.plan_intermediates([], [inter.cert], [zone.cert], crls, PREFIX, {})
+    assert plan["add"] == {ialias(inter): inter.cert}
+    assert plan["remove"] == [] and plan["keep"] == {} and plan["retrust"] == []
+    assert list(plan["crls"]) == [fp(inter.cert)]
+    assert C.crl_number(plan["crls"][fp(inter.cert)]) == 3
+
+
+def test_an_intermediate_without_a_crl_is_not_added(zone, inter):
+    plan = T.plan_intermediates([], [inter.cert], [zone.cert], [crl(zone, 4)], PREFIX, {})
+    assert plan["add"] == {} and plan["crls"] == {}
+
+
+def test_an_intermediate_in_place_needs_nothing(zone, inter):
+    entries = [(T.alias_for(PREFIX, zone.cert), fp(zone.cert)), (ialias(inter), fp(inter.cert)),
+               ("mykey", "ab" * 32)]
+    trust = {T.alias_for(PREFIX, zone.cert): "CT,,", ialias(inter): ",,", "mykey": "u,u,u"}
+    plan = T.plan_intermediates(entries, [inter.cert], [zone.cert], [crl(inter, 3)], PREFIX,
+                                trust)
+    assert (plan["add"], plan["remove"], plan["retrust"]) == ({}, [], [])
+    assert plan["keep"] == {fp(inter.cert): ialias(inter)}
+
+
+def test_a_zone_intermediate_entry_made_a_trust_anchor_is_untrusted_again(zone, inter):
+    entries = [(ialias(inter), fp(inter.cert))]
+    plan = T.plan_intermediates(entries, [inter.cert], [zone.cert], [crl(inter, 3)], PREFIX,
+                                {ialias(inter): "CT,C,"})
+    assert plan["retrust"] == [ialias(inter)] and plan["add"] == {}
+
+
+def test_an_intermediate_under_a_foreign_nickname_keeps_it_and_its_flags(zone, inter):
+    entries = [("Our issuing CA", fp(inter.cert))]
+    plan = T.plan_intermediates(entries, [inter.cert], [zone.cert], [crl(inter, 3)], PREFIX,
+                                {"Our issuing CA": "c,,"})
+    assert plan["add"] == {} and plan["keep"] == {fp(inter.cert): "Our issuing CA"}
+    assert plan["retrust"] == []
+
+
+def test_a_replaced_intermediate_stays_while_its_crl_is_published(zone, inter, inter2):
+    # the node's chain files name only the new intermediate; the old one is in the database
+    entries = [(ialias(inter), fp(inter.cert))]
+    candidates = [inter2.cert, inter.cert]  # chain files + the database's own entries
+    plan = T.plan_intermediates(entries, candidates, [zone.cert],
+                                [crl(inter, 5), crl(inter2, 1)], PREFIX, {})
+    assert plan["add"] == {ialias(inter2): inter2.cert} and plan["remove"] == []
+    # ... and goes, with its CRL, once the zone publishes none for it
+    plan = T.plan_intermediates(entries, candidates, [zone.cert], [crl(inter2, 2)], PREFIX, {})
+    assert plan["remove"] == [ialias(inter)] and list(plan["crls"]) == [fp(inter2.cert)]
+
+
+def test_an_intermediate_of_a_retired_root_goes(zone, retired, keys):
+    old_root = type(zone)("prod", keys.get("p384#retired-root"), retired)
+    orphan = make_intermediate(keys, old_root, "inter-old", "4444444444444444")
+    entries = [(T.alias_for(PREFIX, orphan.cert, INTERMEDIATE), fp(orphan.cert))]
+    plan = T.plan_intermediates(entries, [orphan.cert], [zone.cert], [crl(orphan, 9)], PREFIX,
+                                {})
+    assert plan["remove"] == [T.alias_for(PREFIX, orphan.cert, INTERMEDIATE)]
+    assert plan["add"] == {} and plan["crls"] == {}
+
+
+def test_another_zones_intermediate_entries_are_never_touched(zone, other_zone, keys):
+    foreign = make_intermediate(keys, other_zone, "inter-lab", "3333333333333333")
+    name = T.alias_for("trustzone-lab-", foreign.cert, INTERMEDIATE)
+    plan = T.plan_intermediates([(name, fp(foreign.cert))], [foreign.cert], [zone.cert], [],
+                                PREFIX, {name: "CT,,"})
+    assert plan == {"add": {}, "remove": [], "keep": {}, "retrust": [], "crls": {}}

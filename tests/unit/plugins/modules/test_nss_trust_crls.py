@@ -116,7 +116,7 @@ class FakeModule:
         self.params = dict(db=nss.directory, trust="CT,,", zone="lab", nickname_prefix=None,
                            roots=None, roots_path=None, crls=None, crl_path=None,
                            crlutil="crlutil", create=True, certutil="certutil", owner=None,
-                           group=None, mode=None)
+                           group=None, mode=None, intermediates=None, chain_dir=None)
         self.params.update(params)
         self.check_mode = check
         self._diff = True
@@ -232,3 +232,164 @@ def test_an_empty_crl_list_deletes_the_roots_crls(lab):
     apply(lab, [root], [make_crl(root, 3)])
     result = apply(lab, [root], [])
     assert result["crls_deleted"] == [alias(root)] and nss.numbers() == {}
+
+
+# --------------------------------------------------------------------------- intermediates
+#
+# A zone with an intermediate CA: the leaves' CRL is the intermediate's. NSS imports it only
+# when the intermediate's certificate is in the database (measured: SEC_ERROR_UNKNOWN_ISSUER
+# otherwise), so the module holds the intermediate there, untrusted (",,").
+
+def make_intermediate(root, cn):
+    key = C.generate_key({"type": "ec", "curve": "secp256r1"})
+    cert = C.build_ca_certificate(key, C.zone_name_attributes("lab", cn, unique=cn[-2:]),
+                                  NOW - DAY, NOW + 365 * DAY, path_length=0,
+                                  issuer_cert=root[1], issuer_key=root[0])
+    return key, cert
+
+
+def make_leaf(issuer, cn):
+    key = C.generate_key({"type": "ec", "curve": "secp256r1"})
+    return C.build_leaf_certificate(key.public_key(), C.zone_name_attributes("lab", cn), [cn], [],
+                                    issuer[1], issuer[0], NOW - DAY, NOW + 30 * DAY,
+                                    ["digital_signature"], ["server_auth"])
+
+
+def ialias(ca):
+    return T.alias_for("trustzone-lab-", ca[1], T.INTERMEDIATE_SUFFIX)
+
+
+def apply_i(lab, roots, crls, intermediates=(), check=False, **params):
+    nss, tmp = lab
+    module = FakeModule(nss, tmp, check=check, roots=[C.certificate_pem(r[1]) for r in roots],
+                        crls=crls, **params)
+    if intermediates:
+        module.params["intermediates"] = [C.certificate_pem(i[1]) for i in intermediates]
+    nss.calls = []
+    return nss_trust.run(module)
+
+
+def test_an_intermediate_is_held_untrusted_with_its_crl_and_a_second_run_changes_nothing(lab):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    inter = make_intermediate(root, "inter 01")
+    crls = [make_crl(root, 3), make_crl(inter, 2)]
+    result = apply_i(lab, [root], crls, [inter])
+    assert result["changed"] and result["intermediates_added"] == [ialias(inter)]
+    assert result["added"] == [alias(root)]  # the roots' list stays the roots'
+    assert nss.certs[ialias(inter)] == (inter[1], ",,")  # never a trust anchor
+    assert nss.certs[alias(root)][1] == "CT,,"
+    assert nss.numbers() == {alias(root): 3, ialias(inter): 2}
+    assert sorted(result["crls_imported"]) == sorted([alias(root), ialias(inter)])
+    # the intermediate is in the database before its CRL is imported
+    order = writes(nss)
+    assert order.index(("certutil", "-A", ialias(inter))) < len(order) - 1
+    assert order[-2:] == [("crlutil", "-I", ""), ("crlutil", "-I", "")]
+    again = apply_i(lab, [root], crls, [inter])
+    assert not again["changed"] and writes(nss) == []
+    assert again["intermediates_added"] == [] == again["intermediates_removed"]
+
+
+def test_the_intermediates_come_from_the_nodes_chain_files(lab, tmp_path):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    inter = make_intermediate(root, "inter 01")
+    zone_dir = tmp_path / "zone"
+    zone_dir.mkdir()
+    leaf = make_leaf(inter, "node1.lab")
+    (zone_dir / "server-fullchain.pem").write_text(C.certificate_pem(leaf)
+                                                   + C.certificate_pem(inter[1]))
+    (zone_dir / "server.crt").write_text(C.certificate_pem(leaf))  # not a chain file
+    result = apply_i(lab, [root], [make_crl(root, 1), make_crl(inter, 4)],
+                     chain_dir=str(zone_dir))
+    assert result["intermediates_added"] == [ialias(inter)]
+    assert nss.numbers() == {alias(root): 1, ialias(inter): 4}
+
+
+def test_a_revocation_by_the_intermediate_reaches_the_database(lab):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    inter = make_intermediate(root, "inter 01")
+    apply_i(lab, [root], [make_crl(root, 3), make_crl(inter, 2)], [inter])
+    check = apply_i(lab, [root], [make_crl(root, 3), make_crl(inter, 3, revoked=[77])], [inter],
+                    check=True)
+    assert check["changed"] and check["crls_imported"] == [ialias(inter)]
+    assert "+ CRL of %s\n" % ialias(inter) in check["diff"]["after"]
+    assert writes(nss) == [] and nss.numbers()[ialias(inter)] == 2
+    result = apply_i(lab, [root], [make_crl(root, 3), make_crl(inter, 3, revoked=[77])], [inter])
+    assert result["crls_imported"] == [ialias(inter)] and result["intermediates_added"] == []
+    assert nss.numbers() == {alias(root): 3, ialias(inter): 3}
+    assert 77 in [r.serial_number for r in nss.crls[ialias(inter)]]
+
+
+def test_a_replaced_intermediate_stays_while_its_crl_is_published_then_goes_with_it(lab):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    old, new = make_intermediate(root, "inter 01"), make_intermediate(root, "inter 02")
+    apply_i(lab, [root], [make_crl(root, 3), make_crl(old, 2)], [old])
+    # re-issued: the node's chains name the new one; the zone still publishes the old one's CRL
+    result = apply_i(lab, [root], [make_crl(root, 3), make_crl(old, 3), make_crl(new, 1)], [new])
+    assert result["intermediates_added"] == [ialias(new)] and result["intermediates_removed"] == []
+    assert nss.numbers() == {alias(root): 3, ialias(old): 3, ialias(new): 1}
+    # the old one's leaves expired: no CRL for it any more, so it leaves, its CRL first
+    result = apply_i(lab, [root], [make_crl(root, 4), make_crl(new, 2)], [new])
+    assert result["intermediates_removed"] == [ialias(old)]
+    assert result["crls_deleted"] == [ialias(old)]
+    assert set(nss.certs) == {alias(root), ialias(new)}
+    assert nss.numbers() == {alias(root): 4, ialias(new): 2}
+    order = writes(nss)
+    assert order.index(("crlutil", "-D", ialias(old))) < order.index(("certutil", "-D",
+                                                                      ialias(old)))
+
+
+def test_a_retired_roots_intermediate_leaves_with_the_root(lab):
+    nss, _tmp = lab
+    old_root, new_root = make_root("root 01"), make_root("root 02")
+    old, new = make_intermediate(old_root, "inter 01"), make_intermediate(new_root, "inter 02")
+    crls = [make_crl(old_root, 3), make_crl(old, 2), make_crl(new_root, 1), make_crl(new, 1)]
+    apply_i(lab, [old_root, new_root], crls, [old, new])
+    assert set(nss.numbers()) == {alias(old_root), ialias(old), alias(new_root), ialias(new)}
+    # retire: crl.pem may still hold the old CRLs, but their CAs no longer chain to a root
+    result = apply_i(lab, [new_root], crls, [new])
+    assert result["removed"] == [alias(old_root)]
+    assert result["intermediates_removed"] == [ialias(old)]
+    assert set(nss.certs) == {alias(new_root), ialias(new)}
+    assert set(nss.numbers()) == {alias(new_root), ialias(new)}
+
+
+def test_a_zone_intermediate_made_a_trust_anchor_is_untrusted_again(lab):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    inter = make_intermediate(root, "inter 01")
+    crls = [make_crl(root, 3), make_crl(inter, 2)]
+    apply_i(lab, [root], crls, [inter])
+    nss.certs[ialias(inter)] = (inter[1], "CT,C,C")
+    result = apply_i(lab, [root], crls, [inter])
+    assert result["changed"] and result["retrusted"] == [ialias(inter)]
+    assert nss.certs[ialias(inter)][1] == ",,"
+
+
+def test_check_mode_on_a_new_database_lists_the_intermediates_and_writes_nothing(lab):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    inter = make_intermediate(root, "inter 01")
+    result = apply_i(lab, [root], [make_crl(root, 1), make_crl(inter, 1)], [inter], check=True)
+    assert result["created"] and result["intermediates_added"] == [ialias(inter)]
+    assert sorted(result["crls_imported"]) == sorted([alias(root), ialias(inter)])
+    assert nss.calls == [] and nss.certs == {}
+
+
+def test_without_crl_parameters_no_intermediate_is_added(lab):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    inter = make_intermediate(root, "inter 01")
+    result = apply_i(lab, [root], None, [inter])
+    assert result["intermediates_added"] == [] and set(nss.certs) == {alias(root)}
+
+
+def test_an_intermediate_the_zone_publishes_no_crl_for_is_not_added(lab):
+    nss, _tmp = lab
+    root = make_root("root 01")
+    inter = make_intermediate(root, "inter 01")
+    result = apply_i(lab, [root], [make_crl(root, 1)], [inter])
+    assert result["intermediates_added"] == [] and set(nss.certs) == {alias(root)}
