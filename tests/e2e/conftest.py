@@ -148,18 +148,31 @@ def run_and_kill(fleet, playbook, args, kill_here, deadline):
     return "".join(lines), killed
 
 
-def start_s_server(fleet, host, zone_dir, port=8443):
+def start_s_server(fleet, host, zone_dir, port=8443, chain=False):
     """(Re)start ``openssl s_server`` on ``host`` with the zone's server certificate, asking
     for a client certificate that chains to the zone's roots: it reads roots.pem only when
-    it starts."""
+    it starts. With ``chain`` it also sends the intermediate (server-fullchain.pem) and
+    accepts a client chain one CA deeper."""
+    extra = "-cert_chain {d}/server-fullchain.pem -Verify 2" if chain else "-Verify 1"
     fleet.sh(host, (
         "pkill -x openssl; while pgrep -x openssl >/dev/null; do sleep 0.05; done; "
         "rm -f /tmp/s_server.log; "
         "nohup openssl s_server -accept {port} -cert {d}/server.crt -key {d}/server.key "
-        "-CAfile {d}/roots.pem -Verify 1 -verify_return_error -www "
+        "-CAfile {d}/roots.pem " + extra + " -verify_return_error -www "
         "> /tmp/s_server.log 2>&1 & "
         "for i in $(seq 50); do grep -q ACCEPT /tmp/s_server.log && exit 0; sleep 0.1; done;"
         " cat /tmp/s_server.log; exit 1").format(port=port, d=zone_dir))
+
+
+def mtls_status(fleet, server, client, zone_dir, port=8443):
+    """The HTTP status ``client`` gets from an ``openssl s_server`` (re)started on ``server``
+    with its zone identity and full chain, presenting its own client identity and full chain:
+    ``'200'`` when both sides accepted the other."""
+    start_s_server(fleet, server, zone_dir, port, chain=True)
+    return fleet.sh(client, (
+        "curl -sS -o /dev/null -w '%{{http_code}}' --cacert {d}/roots.pem "
+        "--cert {d}/client-fullchain.pem --key {d}/client.key https://{n}:{p}/"
+    ).format(d=zone_dir, n=fleet.fqdn(server), p=port), check=False).stdout
 
 
 def nginx_conf(zone_dir, port=8444, verify_depth=None):

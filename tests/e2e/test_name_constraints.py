@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from conftest import assert_nothing_changed, fleet_prefix, recap, REPO
+from conftest import assert_nothing_changed, fleet_prefix, mtls_status, recap, REPO
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PREFIX = fleet_prefix("tznc")
@@ -301,17 +301,7 @@ def test_every_stack_refuses_a_leaf_outside_the_zone_and_accepts_the_zones(fleet
 
 
 def test_zone_leaves_complete_mutual_tls_through_the_intermediate(fleet):
-    fleet.sh("node1", (
-        "pkill -x openssl; rm -f /tmp/nc.log; nohup openssl s_server -accept 8443 "
-        "-cert {d}/server.crt -key {d}/server.key -cert_chain {d}/server-fullchain.pem "
-        "-CAfile {d}/roots.pem -Verify 2 -verify_return_error -www > /tmp/nc.log 2>&1 & "
-        "for i in $(seq 50); do grep -q ACCEPT /tmp/nc.log && exit 0; sleep 0.1; done; exit 1"
-    ).format(d=DIR))
-    answer = fleet.sh("node2", (
-        "curl -sS -o /dev/null -w '%{{http_code}}' --cacert {d}/roots.pem "
-        "--cert {d}/client-fullchain.pem --key {d}/client.key https://{n}:8443/"
-    ).format(d=DIR, n=fleet.fqdn("node1"))).stdout
-    assert answer == "200"
+    assert mtls_status(fleet, "node1", "node2", DIR) == "200"
 
 
 # --------------------------------------------------------------------------- the zone grows

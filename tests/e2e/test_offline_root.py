@@ -19,7 +19,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from conftest import assert_nothing_changed, fleet_prefix, recap
+from conftest import assert_nothing_changed, fleet_prefix, mtls_status, recap
 
 PREFIX = fleet_prefix("tzoff")
 ZONE = "off"
@@ -82,17 +82,7 @@ def assert_no_root_key_on_the_ca_host(fleet, store):
 
 def mtls_both_ways(fleet):
     for server, client in (("node1", "node2"), ("node2", "node1")):
-        fleet.sh(server, (
-            "pkill -x openssl; rm -f /tmp/off.log; nohup openssl s_server -accept 8443 "
-            "-cert {d}/server.crt -key {d}/server.key -cert_chain {d}/server-fullchain.pem "
-            "-CAfile {d}/roots.pem -Verify 2 -verify_return_error -www > /tmp/off.log 2>&1 & "
-            "for i in $(seq 50); do grep -q ACCEPT /tmp/off.log && exit 0; sleep 0.1; done; "
-            "exit 1").format(d=DIR))
-        answer = fleet.sh(client, (
-            "curl -sS -o /dev/null -w '%{{http_code}}' --cacert {d}/roots.pem "
-            "--cert {d}/client-fullchain.pem --key {d}/client.key https://{n}:8443/"
-        ).format(d=DIR, n=fleet.fqdn(server))).stdout
-        assert answer == "200", (server, client)
+        assert mtls_status(fleet, server, client, DIR) == "200", (server, client)
 
 
 def said(output):

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from cryptography import x509
 
-from conftest import assert_nothing_changed, fleet_prefix, recap, recreate_ca_container, REPO
+from conftest import (assert_nothing_changed, fleet_prefix, mtls_status, recap,
+                      recreate_ca_container, REPO)
 
 PREFIX = fleet_prefix("tzhsm")
 ZONE = "hsm"
@@ -109,17 +110,7 @@ def assert_no_key_file(fleet):
 
 
 def mtls(fleet):
-    fleet.sh("node1", (
-        "pkill -x openssl; rm -f /tmp/hsm.log; nohup openssl s_server -accept 8443 "
-        "-cert {d}/server.crt -key {d}/server.key -cert_chain {d}/server-fullchain.pem "
-        "-CAfile {d}/roots.pem -Verify 2 -verify_return_error -www > /tmp/hsm.log 2>&1 & "
-        "for i in $(seq 50); do grep -q ACCEPT /tmp/hsm.log && exit 0; sleep 0.1; done; "
-        "exit 1").format(d=DIR))
-    answer = fleet.sh("node2", (
-        "curl -sS -o /dev/null -w '%{{http_code}}' --cacert {d}/roots.pem "
-        "--cert {d}/client-fullchain.pem --key {d}/client.key https://{n}:8443/"
-    ).format(d=DIR, n=fleet.fqdn("node1"))).stdout
-    assert answer == "200"
+    assert mtls_status(fleet, "node1", "node2", DIR) == "200"
 
 
 def test_site_makes_the_ca_keys_in_the_token(fleet, hsm):
