@@ -59,8 +59,10 @@ MATRIX = {
 MATRIX_COLLECTIONS = "ansible>=11,<12"
 MATRIX_COLLECTIONS_OF = {"2.20": "ansible>=13,<14", "2.21": "ansible>=14,<15"}
 CONTAINER_CORES = ("2.20", "2.21")  # controller Python >= 3.12: scripts/newcore.py
+# python-pkcs11 and asn1crypto: the PKCS#11 signer and detached signing (offline root) are
+# unit-tested in every matrix venv too (SoftHSM2 comes from scripts/bootstrap --tests)
 MATRIX_EXTRA = ["cryptography>=41", "pytest>=8", "pytest-xdist>=3", "pytest-mock>=3",
-                "mock>=5", "pyyaml"]
+                "mock>=5", "pyyaml", "asn1crypto>=1.5", "python-pkcs11>=0.10,<0.11"]
 LAB_PREFIX, LAB_ZONE = "tzeco", "eco"
 
 

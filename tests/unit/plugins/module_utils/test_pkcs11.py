@@ -339,6 +339,8 @@ def test_missing_token_names_the_tokens_there_are(module_path):
 
 
 def test_missing_module(tmp_path):
+    if not P.HAS_PKCS11:
+        pytest.skip("python-pkcs11 is not installed (%s)" % P.PKCS11_IMPORT_ERROR)
     path = str(tmp_path / "libnothere.so")
     with pytest.raises(TrustzoneError) as err:
         P.Token(path, TOKEN, PIN)
