@@ -23,6 +23,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _constraints
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _offline
@@ -124,9 +125,9 @@ class ActionModule(InventoryActionMixin, ActionBase):
 
 
 def args_params(args):
-    """The module arguments new_root reads, with the module's defaults."""
-    defaults = {"key_type": "ec", "key_size": 4096, "key_curve": "secp384r1",
-                "lifetime": "3650d", "common_name": None}
-    out = {k: args.get(k, v) for k, v in defaults.items()}
+    """The module arguments new_root reads, with the module's own defaults
+    (``_args.NEW_ROOT``, the fragment its argument spec is built from)."""
+    out = {name: args.get(name, spec.get("default"))
+           for name, spec in _args.NEW_ROOT["options"].items()}
     out["key_size"] = int(out["key_size"]) if out["key_size"] else None
     return out

@@ -37,6 +37,14 @@ CA_PASSPHRASE = {"options": {"passphrase": {"type": "str", "required": True, "no
 OWNER_GROUP = {"options": {"owner": {"type": "str", "default": "root"},
                            "group": {"type": "str", "default": "root"}}}
 ROLE_SPEC = {"options": {"role_spec": {"type": "path"}}}
+# what a new root is made of (zone_root; its action plugin makes offline roots from them)
+NEW_ROOT = {"options": {
+    "key_type": {"type": "str", "default": "ec", "choices": ["ec", "rsa", "ed25519"]},
+    "key_curve": {"type": "str", "default": "secp384r1", "choices": ["secp256r1", "secp384r1"]},
+    "key_size": {"type": "int", "default": 4096, "choices": [2048, 3072, 4096]},
+    "lifetime": {"type": "str", "default": "3650d"},
+    "common_name": {"type": "str"},
+}}
 # the zone's PKCS#11 token for its CA keys (off without pkcs11_token)
 PKCS11 = {"options": {
     "pkcs11_module": {"type": "path", "default": "/usr/lib/softhsm/libsofthsm2.so"},

@@ -459,12 +459,7 @@ def _run(module, params, check, zone, ca_dir, uid, gid, token):
 
 def main():
     module = AnsibleModule(**_args.module_args(
-        _args.ZONE_CA_KEYS, _args.OWNER_GROUP, _args.ROLE_SPEC, _args.PKCS11,
-        key_type=dict(type="str", default="ec", choices=["ec", "rsa", "ed25519"]),
-        key_curve=dict(type="str", default="secp384r1", choices=["secp256r1", "secp384r1"]),
-        key_size=dict(type="int", default=4096, choices=[2048, 3072, 4096]),
-        lifetime=dict(type="str", default="3650d"),
-        common_name=dict(type="str"),
+        _args.ZONE_CA_KEYS, _args.OWNER_GROUP, _args.ROLE_SPEC, _args.PKCS11, _args.NEW_ROOT,
         rotate=dict(type="str", default="none", choices=["none", "trust", "use", "retire"]),
         retire_confirmed=dict(type="bool", default=False),
         rotate_before=dict(type="str", default="365d"),
