@@ -12,6 +12,10 @@ inventory"; their values (templated with facts) are not used."""
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import os
+
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity
@@ -23,6 +27,24 @@ from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import In
 # Arguments this plugin consumes; everything else goes to the module as it is.
 ACTION_ARGS = ("inventory_profiles", "extra_names", "ca_hosts", "reload_services",
                "reload_commands", "signed", "role_spec", "resolve_only")
+
+
+PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CODE = []
+
+
+def code_digest():
+    """SHA-256 over the node module and every module_utils file it can load: a node's stamp
+    written by other code of the collection does not stand (module_utils/_stamp.py)."""
+    if not _CODE:
+        digest = hashlib.sha256()
+        files = [os.path.join(PLUGINS, "modules", "node.py")]
+        files += sorted(glob.glob(os.path.join(PLUGINS, "module_utils", "*.py")))
+        for path in files:
+            with open(path, "rb") as handle:
+                digest.update(os.path.basename(path).encode() + b"\0" + handle.read())
+        _CODE.append(digest.hexdigest())
+    return _CODE[0]
 
 
 class ActionModule(InventoryActionMixin, ActionBase):
@@ -43,6 +65,9 @@ class ActionModule(InventoryActionMixin, ActionBase):
             # roles/certs/tasks/resolve.yml: the profiles only; the node is not contacted
             result.update(changed=False, profiles=module_args.get("profiles") or [])
             return result
+        if module_args.get("fast_path", True) and not module_args.get("certificates") \
+                and not module_args.get("rollback"):
+            module_args["code"] = code_digest()
         remote = self._execute_module(module_name="trustzone.pki.node",
                                       module_args=module_args, task_vars=task_vars)
         result.update(remote)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 
 
 def anchor_name(zone, cert, suffix=".crt"):
@@ -19,7 +20,7 @@ def anchor_name(zone, cert, suffix=".crt"):
 
 
 def anchor_prefix(zone):
-    return "trustzone-%s-" % zone
+    return _layout.ANCHOR_PREFIX % zone
 
 
 def is_zone_anchor(name, zone, suffix=".crt"):

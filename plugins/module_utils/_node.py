@@ -27,10 +27,10 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _anchors
 from ansible_collections.trustzone.pki.plugins.module_utils import _assess
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
+from ansible_collections.trustzone.pki.plugins.module_utils import _stamp
 from ansible_collections.trustzone.pki.plugins.module_utils import _trust as T
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
-OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 ROOTS_BUNDLE = "roots.pem"
 CRL_FILE = _layout.CRL_FILE
 
@@ -86,21 +86,7 @@ class Node:
     # ------------------------------------------------------------------ trust
     def trust_layout(self, given):
         """The OS trust-store layout: what the caller set, the rest detected on this node."""
-        family = None
-        if T.needs_detection(given):
-            text = None
-            for path in OS_RELEASE:  # read only; /etc/os-release is a link on most systems
-                try:
-                    with open(path, "rb") as handle:
-                        text = handle.read(65536).decode("utf-8", "replace")
-                    break
-                except OSError:
-                    continue
-            found = [c for c in T.COMMANDS if self.get_bin_path(c)]
-            family = T.detect_family(text, found)
-        layout = T.trust_layout(given, family)
-        layout["family"] = family
-        return layout
+        return T.node_layout(given, self.get_bin_path)
 
     def sync_trust(self, trust):
         trust = self.trust_layout(trust)
@@ -190,16 +176,6 @@ class Node:
         return rolled
 
 
-def diff_text(result, files):
-    """The ``--diff`` lines: files changed, identities requested (with why), installed."""
-    lines = ["file %s\n" % f for f in files]
-    for name, item in sorted((result.get("requests") or {}).items()):
-        lines.append("request %s: %s\n" % (
-            name, ", ".join(r["reason"] for r in item["reasons"])))
-    lines.extend("install %s\n" % name for name in result.get("installed", []))
-    return "".join(lines)
-
-
 def run(params, check, diff, run_command, get_bin_path):
     """The node module's result for ``params`` (its parameters)."""
     node = Node(params, check, run_command, get_bin_path)
@@ -219,8 +195,7 @@ def run(params, check, diff, run_command, get_bin_path):
     result["crl_changed"] = node.crl_changed
     result["files"] = node.changes.files
     if diff:
-        result["diff"] = {"before": "", "after": diff_text(result, node.changes.files),
-                          "after_header": "changes on this node"}
+        _stamp.with_diff(result, node.changes.files)
     return result
 
 

@@ -27,11 +27,12 @@ import datetime
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
+from ansible_collections.trustzone.pki.plugins.module_utils._layout import days_left, parse_time  # noqa: F401  (re-exported)
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 UTC = datetime.timezone.utc
 ISO = _layout.ISO_TIME
-DAY = 86400
+DAY = _layout.DAY
 
 # Certificate states, worst first; the report's table is coloured by them.
 STATUSES = ("unreadable", "missing", "expired", "soon", "ok")
@@ -61,29 +62,6 @@ PROBLEMS = ("unreadable", "missing", "expired", "not_yet_valid", "chain_invalid"
 
 def iso(value):
     return value.astimezone(UTC).strftime(ISO) if value is not None else None
-
-
-def parse_time(value):
-    """An aware UTC datetime from an ISO string (``...Z`` or with an offset) or datetime."""
-    if value is None or isinstance(value, datetime.datetime):
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-    text = str(value).strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise TrustzoneError("%r is not an ISO 8601 time" % (value,),
-                             fix="write it like 2025-06-01T12:00:00Z") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def days_left(not_after, now):
-    """Whole days until ``not_after``, rounded down (negative once expired), as the node
-    module counts them."""
-    return int((parse_time(not_after) - parse_time(now)).total_seconds() // DAY)
 
 
 def _countdown(deadline, now, near_seconds, past, near):

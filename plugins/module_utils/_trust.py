@@ -41,6 +41,7 @@ FAMILY_IDS = {
 FAMILY_COMMANDS = (("debian", "update-ca-certificates"), ("redhat", "update-ca-trust"))
 SETTINGS = ("anchor_dir", "suffix", "update_command", "fresh_command")
 COMMANDS = tuple(command for _family, command in FAMILY_COMMANDS)
+OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 
 
 def parse_os_release(text):
@@ -101,4 +102,24 @@ def trust_layout(given, family):
                 "trustzone_trust_fresh_command) for this host")
     if not layout["suffix"]:
         layout["suffix"] = ".crt"
+    return layout
+
+
+def node_layout(given, get_bin_path):
+    """This node's layout: what the caller set, the rest detected from ``/etc/os-release``
+    and the commands ``get_bin_path`` finds (the module's; None when absent); ``family`` is
+    what was detected (None when nothing needed detecting)."""
+    family = None
+    if needs_detection(given):
+        text = None
+        for path in OS_RELEASE:  # read only; /etc/os-release is a link on most systems
+            try:
+                with open(path, "rb") as handle:
+                    text = handle.read(65536).decode("utf-8", "replace")
+                break
+            except OSError:
+                continue
+        family = detect_family(text, [c for c in COMMANDS if get_bin_path(c)])
+    layout = trust_layout(given, family)
+    layout["family"] = family
     return layout

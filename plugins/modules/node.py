@@ -147,6 +147,21 @@ options:
   reload_commands:
     description: Checked to be a list (C(trustzone_certs_reload_commands)); not used otherwise.
     type: raw
+  fast_path:
+    description:
+      - Answer from the node's stamp when it stands (C(<dir>/.trustzone-stamp.json), written
+        by a run that found everything right) without loading cryptography. The stamp stands
+        only while this task's parameters, the trust layout, the collection's code and every
+        file the full check reads (type, mode, owner, size, mtime, ctime, inode and SHA-256)
+        are the same, and no identity has reached its renew time; otherwise the full check
+        runs. V(false) always runs the full check (and removes no stamp).
+    type: bool
+    default: true
+  code:
+    description:
+      - Set by the action plugin on the controller, not by a task - the digest of the
+        collection's node code; a stamp written by other code does not stand.
+    type: str
   signed:
     description:
       - The registered result of P(trustzone.pki.sign#module). Installs this host's entry of
@@ -236,14 +251,25 @@ files:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
-from ansible_collections.trustzone.pki.plugins.module_utils import _node
-from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+from ansible_collections.trustzone.pki.plugins.module_utils import _stamp
 
 
 def run(module):
-    """Everything is in module_utils/_node.py (the run) and _backend.py (one identity)."""
-    return _node.run(module.params, module.check_mode, module._diff, module.run_command,
-                     module.get_bin_path)
+    """Everything is in module_utils/_node.py (the run) and _backend.py (one identity);
+    _stamp.py keeps the stamp of a run that found everything right."""
+    # Imported here: a run answered from the stamp never loads cryptography.
+    from ansible_collections.trustzone.pki.plugins.module_utils import _node
+
+    def full():
+        return _node.run(module.params, module.check_mode, module._diff, module.run_command,
+                         module.get_bin_path)
+
+    return _stamp.run_full(module.params, module.check_mode, module.get_bin_path, full)
+
+
+def full_run(module):
+    from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
+    run_module(module, run)
 
 
 def main():
@@ -270,8 +296,13 @@ def main():
         reload_commands=dict(type="raw"),
         signed=dict(type="dict"),
         resolve_only=dict(type="bool", default=False),
+        fast_path=dict(type="bool", default=True),
+        code=dict(type="str"),
     ))
-    run_module(module, run)
+    fast = _stamp.answer(module.params, module._diff, module.get_bin_path)
+    if fast is not None:
+        module.exit_json(**fast)
+    full_run(module)
 
 
 if __name__ == "__main__":

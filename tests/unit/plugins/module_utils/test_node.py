@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity as ID
 from ansible_collections.trustzone.pki.plugins.module_utils import _node
+from ansible_collections.trustzone.pki.plugins.module_utils import _stamp
 from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import NAMES
 
 
@@ -42,7 +43,7 @@ def test_check_mode_inspect_of_a_new_node(tmp_path, zone):
 
 
 def test_diff_text_lists_installs():
-    assert _node.diff_text({"installed": ["server"]}, ["/a"]) == "file /a\ninstall server\n"
+    assert _stamp.diff_text({"installed": ["server"]}, ["/a"]) == "file /a\ninstall server\n"
 
 
 def test_describe_zone_of_a_node_that_never_joined(tmp_path, zone):
