@@ -30,6 +30,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _offline
 from ansible_collections.trustzone.pki.plugins.module_utils import _rootplan
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils import _publish
+from ansible_collections.trustzone.pki.plugins.module_utils import _zonecheck
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
@@ -75,11 +76,18 @@ class ActionModule(InventoryActionMixin, ActionBase):
         except TrustzoneError as exc:
             return self._failed(result, exc)
         if store is None:
-            return self._run_remote(result, "trustzone.pki.zone_root", args, task_vars)
-        try:
-            return self._rounds(result, args, task_vars, store, zone)
-        except TrustzoneError as exc:
-            return self._failed(result, exc)
+            result = self._run_remote(result, "trustzone.pki.zone_root", args, task_vars)
+        else:
+            try:
+                result = self._rounds(result, args, task_vars, store, zone)
+            except TrustzoneError as exc:
+                return self._failed(result, exc)
+        if not result.get("failed") and not self._task.check_mode:
+            # what the nodes of the next run's check round are checked against
+            _zonecheck.write_cache(_zonecheck.cache_path_of(zone, host, task_vars), result)
+        # kept when the task overrides changed (site.yml's check round: changed_when: false)
+        result["would_change"] = bool(result.get("changed"))
+        return result
 
     def _rounds(self, result, args, task_vars, store, zone):
         """The module, run until it asks nothing more of the offline root."""

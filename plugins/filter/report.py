@@ -7,7 +7,7 @@ rollout plan (playbooks/report.yml, playbooks/plan.yml)."""
 from __future__ import annotations
 
 # Each filter of this file is documented in its own sidecar file (fleet_report.yml,
-# rollout_plan.yml, plan_summary.yml): ansible-doc reads those when the .py has none.
+# rollout_plan.yml, plan_summary.yml, zone_settled.yml): ansible-doc reads those when the .py has none.
 
 import datetime
 
@@ -15,6 +15,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _rollout as RO
+from ansible_collections.trustzone.pki.plugins.module_utils import _zonecheck as ZC
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import plain
 
@@ -80,7 +81,19 @@ def plan_summary(plan):
     return RO.plan_lines(plain(plan))
 
 
+def zone_settled(ca_host, hostvars, checked, nodes):
+    """``{'settled', 'why'}`` of the check round (module_utils/_zonecheck.py)."""
+    ca_result = _var(hostvars, ca_host, "trustzone_ca_root")
+    node_results = {h: _var(hostvars, h, "__trustzone_certs_node") for h in nodes}
+    node_vars = {h: {v: _var(hostvars, h, v) for v in ZC.STORE_VARS} for h in nodes}
+    ledger = (ca_result or {}).get("ledger_valid") if isinstance(ca_result, dict) else None
+    done, why = ZC.settled(ca_result, _var(hostvars, ca_host, "__trustzone_zone_cache"),
+                           list(checked or []), list(nodes or []), node_results, node_vars,
+                           ledger)
+    return {"settled": done, "why": why}
+
+
 class FilterModule:
     def filters(self):
         return {"fleet_report": fleet_report, "rollout_plan": rollout_plan,
-                "plan_summary": plan_summary}
+                "plan_summary": plan_summary, "zone_settled": zone_settled}

@@ -133,6 +133,28 @@ def rows(conn, zone=None, host=None, serial=None, status=None):
     return out
 
 
+def valid_fingerprints(conn, zone):
+    """``{host: {profile: [fingerprint, ...]}}``: the fingerprints of ``zone``'s valid rows
+    (one per host and profile in a ledger in step with its nodes)."""
+    out = {}
+    for host, profile, fingerprint in conn.execute(
+            "SELECT host, profile, fingerprint FROM issuance WHERE zone = ? AND status = "
+            "'valid' ORDER BY host, profile, fingerprint", (zone,)):
+        out.setdefault(host, {}).setdefault(profile, []).append(fingerprint)
+    return out
+
+
+def valid_in(ca_dir, zone):
+    """``valid_fingerprints`` of the ledger in ``ca_dir``; ``{}`` when there is none yet."""
+    conn = connect(ca_dir, create=False) if os.path.isdir(ca_dir) else None
+    if conn is None:
+        return {}
+    try:
+        return valid_fingerprints(conn, zone)
+    finally:
+        conn.close()
+
+
 def live_issuers(conn, now_text):
     """Issuer fingerprints of every certificate that has not expired at ``now_text`` (ISO
     8601 UTC, compared as text: every row uses the same format), in any status."""

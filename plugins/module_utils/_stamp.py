@@ -53,7 +53,7 @@ NAME = ".trustzone-stamp.json"
 MAX_AGE = datetime.timedelta(days=1)  # a full check at least this often, whatever the stamp
 ACCOUNTS = ("/etc/passwd", "/etc/group")
 # Parameters that never change what the node finds (the action plugin's, and the switch).
-NOT_INPUTS = ("fast_path",)
+NOT_INPUTS = ("fast_path", "stamp_in_check_mode")
 
 
 def diff_text(result, files):
@@ -205,8 +205,9 @@ def leftovers(seen, profiles):
 
 
 def stampable(result, check, before, after, profiles):
-    """True when the full run's ``result`` may be kept: not check mode, nothing changed or
-    requested, nothing moved while it ran (``before`` == ``after``), no leftovers."""
+    """True when the full run's ``result`` may be kept: not check mode (``check``), nothing
+    changed or requested, nothing moved while it ran (``before`` == ``after``), no
+    leftovers."""
     return (not check and not result.get("changed") and not result.get("requests")
             and not result.get("crl_changed") and not result.get("files")
             and before == after and not leftovers(after, profiles))
@@ -287,13 +288,16 @@ def run_full(params, check, get_bin_path, full, now=None):
     path = path_of(params)
     profiles = params.get("profiles") or []
     after = observe(listings, paths)
-    if stampable(result, check, before, after, profiles):
+    # site.yml's check round (playbooks/zone_check.yml) is check mode that may keep the
+    # stamp: the module's own cache of what it saw, never a managed file
+    if stampable(result, check and not params.get("stamp_in_check_mode"), before, after,
+                 profiles):
         until = due(result, profiles, at)
         if until is not None and at < until:
             kept = {k: v for k, v in result.items() if k != "diff"}
             record(path, {"format": FORMAT, "inputs": inputs(params, layout), "seen": after,
                           "at": _layout.iso(at), "due": _layout.iso(until), "result": kept})
-    elif not check and os.path.lexists(path):
+    elif (not check or params.get("stamp_in_check_mode")) and os.path.lexists(path):
         forget(path)
     return result
 

@@ -157,6 +157,14 @@ options:
         runs. V(false) always runs the full check (and removes no stamp).
     type: bool
     default: true
+  stamp_in_check_mode:
+    description:
+      - In check mode, still leave (or remove) the stamp of O(fast_path) - the module's own
+        record of what it saw, never a managed file. C(playbooks/zone_check.yml) sets it for
+        the check round that lets a run with nothing to do end without writing anything
+        else; an operator's C(--check) leaves it false.
+    type: bool
+    default: false
   code:
     description:
       - Set by the action plugin on the controller, not by a task - the digest of the
@@ -297,6 +305,7 @@ def main():
         signed=dict(type="dict"),
         resolve_only=dict(type="bool", default=False),
         fast_path=dict(type="bool", default=True),
+        stamp_in_check_mode=dict(type="bool", default=False),
         code=dict(type="str"),
     ))
     fast = _stamp.answer(module.params, module._diff, module.get_bin_path)

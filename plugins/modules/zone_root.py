@@ -304,6 +304,20 @@ roots:
   returned: success
   type: list
   elements: str
+would_change:
+  description:
+    - The same as C(changed), set by the action plugin so that it survives a task's
+      C(changed_when) (C(playbooks/zone_check.yml) runs this task in check mode with
+      C(changed_when) false and reads it).
+  returned: always
+  type: bool
+ledger_valid:
+  description:
+    - Per host and profile, the SHA-256 fingerprints of the issuance ledger's C(valid) rows
+      of the zone (one each when the ledger is in step with the nodes). C(site.yml)'s check
+      round compares them with what every node holds.
+  returned: success
+  type: dict
 root:
   description: Facts about the current root.
   returned: success
@@ -442,6 +456,8 @@ def _run(module, params, check, zone, ca_dir, uid, gid, token):
         "crl_next_update": _layout.iso(min(C.crl_next_update(c) for c in C.load_crls(crl))),
         "root": _rootplan.root_facts(cert, now),
         "next": _rootplan.root_facts(ncert, now) if ncert is not None else None,
+        # what the signing step's reconcile would compare with (module_utils/_zonecheck)
+        "ledger_valid": _ledger.valid_in(ca.path, zone),
     }
     if module._diff:
         before = "" if facts["created"] else "root %s\nphase %s\n" % (

@@ -369,3 +369,11 @@ print(json.dumps({"answered": result is not None,
                          capture_output=True, text=True, env=env, check=True)
     seen = json.loads(out.stdout)
     assert seen == {"answered": True, "crypto": []}
+
+
+def test_the_check_round_may_keep_the_stamp_in_check_mode(zone):
+    zone.issue()
+    fast, _result = zone.call(check=True, stamp_in_check_mode=True)
+    assert not fast and os.path.exists(zone.stamp_path)
+    # the flag is no input: the real run's call (without it) is answered from that stamp
+    assert zone.call()[0] and zone.call(check=True)[0]
