@@ -28,7 +28,6 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
 from ansible_collections.trustzone.pki.plugins.module_utils._layout import days_left, parse_time  # noqa: F401  (re-exported)
-from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 UTC = datetime.timezone.utc
 ISO = _layout.ISO_TIME

@@ -60,7 +60,22 @@ def hostvars(**extra):
 def test_filter_module_exports():
     assert F.FilterModule().filters() == {"fleet_report": F.fleet_report,
                                           "rollout_plan": F.rollout_plan,
-                                          "plan_summary": F.plan_summary}
+                                          "plan_summary": F.plan_summary,
+                                          "zone_settled": F.zone_settled}
+
+
+def test_zone_settled_reads_the_check_round_from_hostvars():
+    fp = "aa" * 32
+    ca = {"roots": ["R"], "issuer": "I", "crl": "C", "would_change": False,
+          "ledger_valid": {"n1": {"server": [fp]}}}
+    node = {"files": [], "requests": {}, "installed": {"server": {"fingerprint": fp}}}
+    hv = {"ca": {"trustzone_ca_root": ca,
+                 "__trustzone_zone_cache": {"roots": ["R"], "issuer": "I", "crl": "C"}},
+          "n1": {"__trustzone_certs_node": node}}
+    assert F.zone_settled("ca", hv, ["ca", "n1"], ["n1"]) == {"settled": True, "why": []}
+    hv["n1"]["trustzone_stores_java"] = True
+    assert F.zone_settled("ca", hv, ["ca", "n1"], ["n1"]) == {
+        "settled": False, "why": ["n1 keeps Java, NSS or exported stores"]}
 
 
 def test_fleet_report_reads_hostvars():
