@@ -94,7 +94,7 @@ def _valid_rows(ledger_valid, host):
 
 def would_change(result):
     """A node's check-round result says it would write, remove or ask for something. The
-    check round registers it with ``changed_when: false`` (so that it notifies no handler):
+    check round registers it as not changed (so that it notifies no handler):
     what it lists decides."""
     trust = result.get("trust") if isinstance(result.get("trust"), dict) else {}
     return bool(result.get("changed") or result.get("files") or result.get("requests") or result.get("crl_changed")

@@ -307,8 +307,8 @@ roots:
 would_change:
   description:
     - The same as C(changed), set by the action plugin so that it survives a task's
-      C(changed_when) (C(playbooks/zone_check.yml) runs this task in check mode with
-      C(changed_when) false and reads it).
+      C(changed_when) (the ca role's task is not counted as changed in
+      C(playbooks/zone_check.yml)'s check round, which reads this instead).
   returned: always
   type: bool
 ledger_valid:

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from conftest import fleet_prefix, recap
+from conftest import assert_nothing_changed, fleet_prefix, recap
 
 PREFIX = fleet_prefix("tze2e")
 ZONE = "lab"
@@ -238,6 +238,108 @@ def test_symlinked_certificate_is_refused_not_followed(fleet):
     fleet.sh("node2", "rm %s/client.crt" % DIR)
     run(fleet)  # with the link gone the node heals
     assert fleet.sh("node2", "openssl verify %s/client.crt" % DIR).stdout.strip().endswith(": OK")
+
+
+# --------------------------------------------------------------------------- the no-op round
+# (docs/performance.md): the CA host and every node check themselves at once; a zone needing
+# nothing ends there without the lease, the nodes answering from their stamps.
+
+NOTHING = "zone lab: nothing to do (the CA host and every node checked at once)"
+STAMP = DIR + "/.trustzone-stamp.json"
+CRYPTO = "/usr/lib/python3/dist-packages/cryptography"
+
+
+def lease_mtime(fleet):
+    return fleet.sh("ca", "stat -c %Y /var/lib/trustzone/lab.lease").stdout.strip()
+
+
+def test_a_settled_zone_ends_after_the_check_round_without_the_lease(fleet):
+    run(fleet)  # whatever the tests above left, made right
+    run(fleet)  # the nodes' stamps written
+    before = lease_mtime(fleet), {h: fleet.tree(h, DIR) for h in ("node1", "node2", "node3")}
+    time.sleep(1.1)
+    proc = run(fleet)
+    assert NOTHING in proc.output
+    assert_nothing_changed(proc)
+    assert "TASK [Take the zone's run lease (waits" not in proc.output
+    assert "TASK [trustzone.pki.certs : Sign every pending request" not in proc.output
+    assert (lease_mtime(fleet), {h: fleet.tree(h, DIR) for h in ("node1", "node2", "node3")}) \
+        == before
+    for host in ("node1", "node2", "node3"):
+        assert fleet.sh(host, "stat -c '%a %U' " + STAMP).stdout.split() == ["600", "root"]
+
+
+def test_a_stamped_node_answers_without_cryptography(fleet):
+    """Only the stamp can answer with cryptography gone from the node: a full check fails."""
+    fleet.sh("node1", "mv %s %s.off" % (CRYPTO, CRYPTO))
+    try:
+        proc = run(fleet)
+        assert NOTHING in proc.output
+        assert_nothing_changed(proc)
+        fleet.sh("node1", "touch %s/server.crt" % DIR)  # the stamp no longer stands
+        proc = run(fleet, check=False)
+        assert proc.returncode != 0
+        assert "cryptography" in proc.output and "Traceback" not in proc.output
+    finally:
+        fleet.sh("node1", "mv %s.off %s" % (CRYPTO, CRYPTO))
+    assert NOTHING not in run(fleet).output  # the full check runs again, and stamps
+    assert NOTHING in run(fleet).output
+
+
+FLIP = """
+import os
+p = "%s/server.crt"
+st = os.stat(p)
+data = bytearray(open(p, "rb").read())
+i = data.index(b"\\n") + 40
+data[i] = ord("A") if data[i] != ord("A") else ord("B")
+open(p, "wb").write(bytes(data))
+os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+""" % DIR
+
+LEDGER = """
+import sqlite3, sys
+c = sqlite3.connect("/var/lib/trustzone/lab/ledger.db")
+where = "host = 'node3' AND profile = 'client' AND status = 'valid'"
+if sys.argv[1] == "spoil":
+    c.execute("UPDATE issuance SET status = 'superseded' WHERE " + where)
+    c.commit()
+print(c.execute("SELECT count(*) FROM issuance WHERE " + where).fetchone()[0])
+"""
+
+
+def test_a_changed_byte_with_the_same_size_and_mtime_is_found(fleet):
+    fleet.sh("node2", "python3 -", input=FLIP)
+    proc = run(fleet)
+    assert NOTHING not in proc.output
+    stats = recap(proc.output)
+    assert stats["node2"]["changed"] > 0 and stats["node1"]["changed"] == 0
+    assert fleet.sh("node2", "openssl verify %s/server.crt" % DIR).stdout.strip().endswith(": OK")
+    assert NOTHING in run(fleet).output
+
+
+def test_a_ledger_out_of_step_takes_the_full_path_and_is_reconciled(fleet):
+    assert fleet.sh("ca", "python3 - spoil", input=LEDGER).stdout.strip() == "0"
+    proc = run(fleet)
+    assert NOTHING not in proc.output
+    assert "TASK [Take the zone's run lease (waits" in proc.output
+    assert fleet.sh("ca", "python3 - count", input=LEDGER).stdout.strip() == "1"
+    assert NOTHING in run(fleet).output
+
+
+def test_check_mode_on_a_settled_zone_ends_early_and_writes_nothing(fleet):
+    before = {h: fleet.tree(h, DIR) for h in ("node1", "node2", "node3")}
+    proc = run(fleet, "--check")
+    assert NOTHING in proc.output
+    assert_nothing_changed(proc)
+    assert {h: fleet.tree(h, DIR) for h in ("node1", "node2", "node3")} == before
+
+
+def test_trustzone_zone_check_false_takes_the_full_path(fleet):
+    proc = run(fleet, "-e", "trustzone_zone_check=false")
+    assert NOTHING not in proc.output
+    assert "TASK [Take the zone's run lease (waits" in proc.output
+    assert_nothing_changed(proc)
 
 
 def test_no_secret_ever_appears_in_output(fleet):
