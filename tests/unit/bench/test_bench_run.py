@@ -118,6 +118,8 @@ def test_mitogen_select():
 def test_mitogen_env_points_at_the_strategy_plugin(tmp_path):
     env = bench.mitogen_env(tmp_path)
     assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    # the lab inventory's StrictHostKeyChecking=no, said to Mitogen (which overrides ssh's)
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "False"
     assert env["ANSIBLE_STRATEGY_PLUGINS"] == str(tmp_path / "ansible_mitogen" / "plugins"
                                                   / "strategy")
 
@@ -177,7 +179,9 @@ def test_table_has_memory_columns_and_mitogen_ratios():
     assert "RSS sum" in lines[2] and "PSS sum" in lines[2] and "1 proc" in lines[2]
     mito = next(x for x in lines if x.startswith("floor, mitogen_linear"))
     assert "M" not in mito.split()[-1]  # no memory samples: no RSS columns
-    assert any(x.startswith("floor / floor-mitogen") and x.endswith("2.20x") for x in lines)
+    assert any(x.startswith("mitogen speed-up, floor ") and x.endswith("2.20x") for x in lines)
+    assert any(x.startswith("mitogen speed-up, no-op ") and x.endswith("1.83x") for x in lines)
+    assert all(len(x.split("  ")[0]) <= 34 for x in lines[3:])  # labels fit their column
     assert any(x.startswith("ours-noop-mitogen / floor-mitogen") and x.endswith("1.20x")
                for x in lines)
     assert med["ours-noop-mitogen"] == 6.0
