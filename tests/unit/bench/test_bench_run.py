@@ -9,8 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[3]
 
 sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
@@ -100,8 +98,7 @@ def test_run_measured_reports_tree_sum_and_largest_process(tmp_path):
     assert 60 * MIB <= mem["max_kib"] < 110 * MIB
     assert mem["tree_kib"] >= 115 * MIB, mem
     assert 115 * MIB <= mem["pss_kib"] <= mem["tree_kib"], mem  # the blobs are not shared
-    rc, _, _ = bench.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
-    assert rc == 3
+    assert bench.run_measured([sys.executable, "-c", "raise SystemExit(3)"])[0] == 3
 
 
 # -- Mitogen ----------------------------------------------------------------
@@ -187,7 +184,7 @@ def test_table_has_memory_columns_and_mitogen_ratios():
     assert med["ours-noop-mitogen"] == 6.0
     assert [t[0] for t in targets] == ["no-op <= 1.3x floor (N=100)"]  # mitogen sets no target
     # without memory (older callers) the table is as before
-    lines, _, _ = bench.table(100, samples)
+    lines = bench.table(100, samples)[0]
     assert all("M " not in x for x in lines[3:])
 
 
@@ -211,8 +208,8 @@ def test_memory_lines():
 
 
 def test_bench_run_help_names_mitogen():
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     out = subprocess.run([sys.executable, str(REPO / "bench" / "run"), "--help"], check=True,
-                         capture_output=True, text=True, env=dict(os.environ,
-                                                                   PYTHONDONTWRITEBYTECODE="1"))
+                         capture_output=True, text=True, env=env)
     flat = "".join(out.stdout.split())  # argparse wraps lines, also at hyphens
     assert "--mitogen" in flat and "ours-noop-mitogen" in flat
