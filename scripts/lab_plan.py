@@ -35,8 +35,11 @@ SUITES = ("bookworm", "trixie")
 SUBNET_POOL = ipaddress.ip_network("10.89.0.0/16")
 SUBNET_PREFIXLEN = 24
 HOST_OFFSET = 10  # ca = .10, nodeN = .10+N; .1 is podman's gateway
-MAX_NODES = 99  # more than PORT_BLOCK - 1 nodes take consecutive blocks (ca = .10 .. node99 = .109)
 PORT_BLOCK = 50  # port blocks start at multiples of this: ca = base, nodeN = base+N
+# A fleet of more than PORT_BLOCK - 1 nodes takes consecutive blocks; at most four (the ca and
+# 199 nodes: ports base..base+199, addresses .10 .. .209 of the fleet's /24). Fleets that fitted
+# before keep their default blocks: only the bound moved (it was 99).
+MAX_NODES = 4 * PORT_BLOCK - 1
 PORT_MIN = 20000
 PORT_MAX = 32000  # stay below Linux's ephemeral range (32768-60999)
 

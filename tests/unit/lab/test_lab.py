@@ -275,3 +275,69 @@ def test_render_inventory_lines_fit_lint(tmp_path):
 def test_to_yaml_folding_roundtrip(value):
     data = {"k": value.strip() if "\n" not in value else value}
     assert yaml.safe_load(lab_inventory.to_yaml(data)) == data
+
+
+# -- 100 nodes (issue 17 part 4) ---------------------------------------------
+
+def test_max_nodes_reaches_100_and_fits_subnet_and_port_range():
+    assert lab_plan.MAX_NODES >= 100
+    # the largest fleet still fits its /24 (ca = .HOST_OFFSET, last node below .255) and one
+    # run of consecutive ports inside [PORT_MIN, PORT_MAX)
+    hosts = 2 ** (32 - lab_plan.SUBNET_PREFIXLEN) - 2
+    assert lab_plan.HOST_OFFSET + lab_plan.MAX_NODES <= hosts
+    assert lab_plan.fleet_ports(lab_plan.PORT_MIN, lab_plan.MAX_NODES)[-1] < lab_plan.PORT_MAX
+    plan = lab_plan.fleet_plan("tzlab", "lab", lab_plan.MAX_NODES, "10.89.7.0/24", 24000)
+    assert len(plan) == lab_plan.MAX_NODES + 1 and len({h.ip for h in plan}) == len(plan)
+
+
+def test_fleet_plan_100_nodes():
+    plan = lab_plan.fleet_plan("tzh12", "bench", 100, "10.89.7.0/24", 24000)
+    assert len(plan) == 101
+    assert plan[-1].name == "node100" and plan[-1].container == "tzh12-node100"
+    assert plan[-1].ip == "10.89.7.110" and plan[-1].port == 24100
+    assert plan[-1].fqdn == "node100.bench.trustzone.test"
+
+
+def test_choose_port_base_100_nodes_takes_three_consecutive_blocks():
+    # 100 nodes + the ca need 101 ports: three blocks of 50, starting on a block boundary
+    for prefix in ("tzh12", "tzb100", "tzlab", "tzt1"):
+        base = lab_plan.choose_port_base(prefix, 100, None, lambda p: True)
+        assert (base - lab_plan.PORT_MIN) % lab_plan.PORT_BLOCK == 0
+        ports = lab_plan.fleet_ports(base, 100)
+        assert len(ports) == 101 and ports[0] >= lab_plan.PORT_MIN and ports[-1] < lab_plan.PORT_MAX
+    # a start block whose 101st port would pass PORT_MAX is skipped: with only the last
+    # three blocks free the fleet starts in the first of them, with only the last two there
+    # is no room
+    last3 = lab_plan.PORT_MAX - 3 * lab_plan.PORT_BLOCK
+    assert lab_plan.choose_port_base("tzb100", 100, None, lambda p: p >= last3) == last3
+    with pytest.raises(lab_plan.LabError, match="no free block of 101 ports"):
+        lab_plan.choose_port_base("tzb100", 100, None,
+                                  lambda p: p >= lab_plan.PORT_MAX - 2 * lab_plan.PORT_BLOCK)
+    # a busy port anywhere in the 101 moves the fleet on, past the busy one
+    base = lab_plan.choose_port_base("tzb100", 100, None, lambda p: True)
+    busy = base + 100
+    moved = lab_plan.choose_port_base("tzb100", 100, None, lambda p: p != busy)
+    assert moved != base and busy not in lab_plan.fleet_ports(moved, 100)
+    # ports of other fleets (reserved) count as taken too
+    moved = lab_plan.choose_port_base("tzb100", 100, None, lambda p: True, reserved={base + 77})
+    assert base + 77 not in lab_plan.fleet_ports(moved, 100)
+
+
+def test_existing_fleets_keep_their_default_ports():
+    # lifting MAX_NODES must not move any fleet that fitted before
+    expected = {"tzlab": 25150, "tzt1": 30250, "a": 20500, "zz-top": 21650, "tzb10": 20300,
+                "tzb50": 27050}
+    for prefix, base in expected.items():
+        assert lab_plan.default_port_base(prefix) == base
+        assert lab_plan.choose_port_base(prefix, 3, None, lambda p: True) == base
+    assert lab_plan.choose_port_base("tzb50", 50, None, lambda p: True) == 27050
+
+
+def test_cli_accepts_100_nodes_and_refuses_more_than_max(tmp_path, monkeypatch):
+    args = lablib.build_parser().parse_args(["up", "--prefix", "tzh12", "--nodes", "100"])
+    assert args.nodes == 100 <= lab_plan.MAX_NODES
+    args = lablib.build_parser().parse_args(["up", "--prefix", "tzh12", "--nodes",
+                                             str(lab_plan.MAX_NODES + 1)])
+    monkeypatch.setattr(lablib, "STATE_ROOT", tmp_path)
+    with pytest.raises(lab_plan.LabError, match=f"between 0 and {lab_plan.MAX_NODES}"):
+        lablib._up(args)  # pylint: disable=protected-access
