@@ -62,7 +62,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue as I  # noqa: E402
-from ansible_collections.trustzone.pki.plugins.module_utils import _identity as I  # noqa: E402
+from ansible_collections.trustzone.pki.plugins.module_utils import _identity as ID  # noqa: E402
 
 try:
     from ansible_collections.trustzone.pki.plugins.module_utils import _ledger  # noqa: E402
@@ -86,7 +86,7 @@ def make_inputs(n, issuer_curve):
         names = {"common_name": "%s.%s.trustzone.test" % (host, ZONE),
                  "dns": [host, "%s.%s.trustzone.test" % (host, ZONE)],
                  "ip": [str(ipaddress.ip_address("10.0.0.0") + 10 + i)]}
-        profile = I.resolve_profiles([{"name": "server"}], ZONE, "/etc/trustzone/" + ZONE,
+        profile = ID.resolve_profiles([{"name": "server"}], ZONE, "/etc/trustzone/" + ZONE,
                                      names)[0]
         key = C.generate_key(profile["key"])
         csr = C.build_csr(key, profile["common_name"], profile["dns"], profile["ip"])

@@ -213,3 +213,13 @@ def test_bench_run_help_names_mitogen():
                          capture_output=True, text=True, env=env)
     flat = "".join(out.stdout.split())  # argparse wraps lines, also at hyphens
     assert "--mitogen" in flat and "ours-noop-mitogen" in flat
+
+
+def test_sign_throughput_runs_against_this_checkout():
+    """bench/sign_throughput.py imports what it measures from module_utils: a rename there
+    must fail here, not in the next bench/run."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "sign_throughput.py"),
+                           "--certs", "20", "--repeat", "1", "--json"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"ours' in proc.stdout
