@@ -1,0 +1,271 @@
+"""site.yml the way AWX and Automation Platform run it (docs/awx.md): through ansible-runner,
+as two slices of one zone started at the same moment, each its own runner job with its own
+private data directory, as the jobs of a sliced workflow are.
+
+Slice k holds the nodes ``NODES[k::2]`` and, because every run of a zone needs its CA host
+(the run lease, the zone's root, the signing delegate), the CA host as well: each slice is
+limited to ``trustzone_ca:<its nodes>``. First over an empty fleet, then again as a no-op.
+Afterwards every node holds a zone identity that verifies against the zone's roots on the
+node, the ledger on the CA host has exactly one valid row per identity, matching what the
+node installed, and no serial twice; both runs of each pass succeeded; the runs overlapped
+and took turns on the zone's run lease (one waited for the other, seen in its retry events,
+which name the other slice's run as the holder); the no-op pass changed nothing on any host
+of either slice.
+
+AWX's own slicing puts the CA host in one slice only (each slice job gets the inventory pared
+down to its hosts: every N-th enabled host by name). The last test runs that too: the slice
+without the CA host fails before anything is written, and the other one is a normal run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+
+import pytest
+import yaml
+
+from conftest import REPO, ansible_env, fleet_prefix
+
+PREFIX = fleet_prefix("tzrun")
+ZONE = "run"
+DIR = "/etc/trustzone/%s" % ZONE
+CA_DIR = "/var/lib/trustzone/%s" % ZONE
+NODES = ("node1", "node2", "node3", "node4")
+PROFILES = ("client", "server")
+PURPOSE = {"server": "sslserver", "client": "sslclient"}
+SLICES = tuple(NODES[k::2] for k in range(2))  # AWX's split: every 2nd host, from host k
+TAKE = "Take the zone's run lease (waits while another run of this zone holds it)"
+GIVE = "Give back the zone's run lease"
+
+
+@pytest.fixture(scope="module")
+def runner():
+    try:
+        import ansible_runner  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        pytest.fail("ansible-runner is not installed in .venv: run scripts/bootstrap "
+                    "(requirements.txt lists it)")
+    return ansible_runner
+
+
+@pytest.fixture(scope="module")
+def fleet(make_fleet):
+    return make_fleet(PREFIX, nodes=len(NODES), zone=ZONE)
+
+
+class Slice:
+    """One slice's runner job: its result and the events ansible-runner recorded."""
+
+    def __init__(self, index, nodes):
+        self.index = index
+        self.nodes = nodes
+        self.limit = ":".join(("trustzone_ca",) + nodes)
+        self.result = None
+        self.events = []
+        self.error = None
+
+    def run(self, runner, fleet, private_data_dir, barrier, inventory=None):
+        env = ansible_env()
+        del env["ANSIBLE_CALLBACK_RESULT_FORMAT"]  # runner's own callback writes the events
+        private_data_dir.mkdir(parents=True)
+        try:
+            barrier.wait(timeout=60)  # both slices start together, as a workflow's jobs do
+            self.result = runner.run(
+                private_data_dir=str(private_data_dir), project_dir=str(REPO),
+                playbook=str(REPO / "playbooks" / "site.yml"),
+                inventory=str(inventory or fleet.inventory),
+                limit=None if inventory else self.limit, envvars=env, quiet=True, timeout=1200)
+            self.events = list(self.result.events)
+        except Exception as exc:  # pylint: disable=broad-except  # reported by the test
+            self.error = exc
+
+    def tasks(self, event, task):
+        return [e for e in self.events
+                if e["event"] == event and e.get("event_data", {}).get("task") == task]
+
+    def when(self, event):
+        """The time of this slice's first ``event`` (``playbook_on_start``, ...)."""
+        stamps = [e["created"] for e in self.events if e["event"] == event]
+        assert stamps, (self.index, event)
+        return datetime.datetime.fromisoformat(stamps[0])
+
+    def holder(self):
+        """The one-line name of this slice's run, as its lease take reported it."""
+        taken = self.tasks("runner_on_ok", TAKE)
+        assert len(taken) == 1, (self.index, self.tail())
+        return taken[0]["event_data"]["res"]["holder"]
+
+    def waited_for(self):
+        """The holders this slice's lease task waited for (one per retry)."""
+        return [e["event_data"]["res"].get("holder")
+                for e in self.tasks("runner_retry", TAKE)]
+
+    def tail(self):
+        return "".join(e.get("stdout", "") + "\n" for e in self.events[-40:])
+
+
+def run_slices(runner, fleet, tmp_path, name):
+    """Start both slices at once (two threads, one runner job each); wait for both."""
+    slices = [Slice(k, nodes) for k, nodes in enumerate(SLICES)]
+    barrier = threading.Barrier(len(slices))
+    threads = [threading.Thread(target=s.run, args=(runner, fleet, tmp_path / name / str(s.index),
+                                                   barrier)) for s in slices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=1500)
+    for one in slices:
+        assert one.error is None, (one.index, repr(one.error))
+        assert one.result is not None, one.index
+        # runner's verdict and ansible-playbook's exit status
+        assert (one.result.status, one.result.rc) == ("successful", 0), \
+            (one.index, one.result.status, one.result.rc, one.tail())
+        # the slice ran over its own nodes and the CA host, nothing else
+        assert set(one.result.stats["processed"]) == {"ca", *one.nodes}, one.result.stats
+    return slices
+
+
+def assert_took_turns(slices):
+    """Both runs were alive at the same time, and the zone's run lease made them take turns:
+    exactly one slice's lease task retried, naming the other slice's run as the holder, and
+    took the lease only after the other gave it back. Returns what happened, for the log."""
+    first, second = slices
+    assert first.when("playbook_on_start") < second.when("playbook_on_stats")
+    assert second.when("playbook_on_start") < first.when("playbook_on_stats")
+    waiters = [s for s in slices if s.waited_for()]
+    assert len(waiters) == 1, [(s.index, s.waited_for()) for s in slices]
+    waiter = waiters[0]
+    holder = slices[1 - waiter.index]
+    assert set(waiter.waited_for()) == {holder.holder()}, (waiter.waited_for(), holder.holder())
+    assert holder.holder() != waiter.holder()
+    # the waiter's take returned only after the holder had started giving the lease back
+    assert waiter.tasks("runner_on_ok", TAKE)[0]["created"] > \
+        holder.tasks("runner_on_start", GIVE)[0]["created"]
+    return "slice %d waited %d times for slice %d" % (
+        waiter.index, len(waiter.waited_for()), holder.index)
+
+
+def assert_every_node_holds_its_zone_identity(fleet):
+    serials = []
+    for host in NODES:
+        for profile in PROFILES:
+            proc = fleet.sh(host, (
+                "openssl verify -purpose {u} -CAfile {d}/roots.pem "
+                "-untrusted {d}/{p}-fullchain.pem {d}/{p}.crt").format(
+                    u=PURPOSE[profile], d=DIR, p=profile), check=False)
+            assert proc.stdout.strip() == "%s/%s.crt: OK" % (DIR, profile), (host, proc.output)
+            serials.append(fleet.sh(host, "openssl x509 -in %s/%s.crt -noout -serial"
+                                    % (DIR, profile)).stdout.strip())
+    assert len(set(serials)) == len(serials), serials
+
+
+def ledger_rows(fleet):
+    script = ("import json, sqlite3; c = sqlite3.connect('%s/ledger.db'); print(json.dumps("
+              "c.execute('SELECT host, profile, serial, fingerprint, status FROM issuance')"
+              ".fetchall()))" % CA_DIR)
+    return json.loads(fleet.sh("ca", "python3 -c %s" % json.dumps(script)).stdout)
+
+
+def installed(fleet, host, profile):
+    return fleet.sh(host, "openssl x509 -in %s/%s.crt -outform DER | sha256sum"
+                    % (DIR, profile)).stdout.split()[0]
+
+
+def assert_ledger_has_one_valid_row_per_identity(fleet):
+    rows = ledger_rows(fleet)
+    serials = [serial for _h, _p, serial, _f, _s in rows]
+    assert len(set(serials)) == len(serials), rows
+    valid = {}
+    for host, profile, _serial, fingerprint, status in rows:
+        if status == "valid":
+            valid.setdefault((host, profile), []).append(fingerprint)
+    assert set(valid) == {(h, p) for h in NODES for p in PROFILES}, rows
+    for (host, profile), fingerprints in valid.items():
+        assert len(fingerprints) == 1, (host, profile, rows)
+        assert installed(fleet, host, profile).lower() == fingerprints[0].replace(":", "").lower(), \
+            (host, profile, fingerprints)
+
+
+def test_two_slices_at_once_build_the_zone_on_an_empty_fleet(runner, fleet, tmp_path_factory):
+    assert not fleet.exists("ca", CA_DIR)
+    slices = run_slices(runner, fleet, tmp_path_factory.mktemp("slices"), "first")
+    print(assert_took_turns(slices))
+    for one in slices:
+        for host in one.nodes:
+            assert one.result.stats["changed"].get(host, 0) > 0, (one.index, one.result.stats)
+    assert_every_node_holds_its_zone_identity(fleet)
+    assert_ledger_has_one_valid_row_per_identity(fleet)
+    assert not fleet.exists("ca", "%s.lease" % CA_DIR)  # given back
+
+
+def test_two_slices_at_once_again_change_nothing(runner, fleet, tmp_path_factory):
+    before = {(h, p): installed(fleet, h, p) for h in NODES for p in PROFILES}
+    rows_before = ledger_rows(fleet)
+    slices = run_slices(runner, fleet, tmp_path_factory.mktemp("slices"), "again")
+    print(assert_took_turns(slices))
+    for one in slices:
+        changed = one.result.stats["changed"]
+        assert {h: changed.get(h, 0) for h in ("ca", *one.nodes)} == \
+            dict.fromkeys(("ca", *one.nodes), 0), (one.index, one.result.stats)
+    assert {(h, p): installed(fleet, h, p) for h in NODES for p in PROFILES} == before
+    assert sorted(ledger_rows(fleet)) == sorted(rows_before)
+    assert_every_node_holds_its_zone_identity(fleet)
+    assert_ledger_has_one_valid_row_per_identity(fleet)
+    assert not fleet.exists("ca", "%s.lease" % CA_DIR)
+
+
+def awx_slice_inventory(inventory, number, count):
+    """The inventory AWX gives slice ``number`` (from 1) of ``count``: its enabled hosts by
+    name, every ``count``-th from ``number - 1``, in the groups they belong to; the other
+    hosts left out (Inventory.get_script_data in AWX)."""
+    groups = inventory["all"]["children"]
+    names = sorted(h for group in groups.values() for h in group["hosts"])
+    kept = set(names[number - 1::count])
+    pared = {"all": {"vars": inventory["all"]["vars"], "children": {}}}
+    for name, group in groups.items():
+        pared["all"]["children"][name] = {"hosts": {
+            h: v for h, v in group["hosts"].items() if h in kept}}
+    return pared, kept
+
+
+def test_awx_own_slicing_leaves_the_ca_host_to_one_slice_and_the_other_fails_safe(
+        runner, fleet, tmp_path_factory):
+    """What job_slice_count=2 on a job template over the whole inventory does: the slice
+    without the CA host cannot sign, take the lease or read the zone's root, and stops at its
+    first node task with nothing written; the slice holding the CA host works. Running the
+    nodes again as a slice with the CA host (docs/awx.md) finishes the job."""
+    inventory = yaml.safe_load(fleet.inventory.read_text())
+    tmp = tmp_path_factory.mktemp("awx")
+    fleet.sh("node1", "rm %s/server.crt" % DIR)
+    before = {h: fleet.tree(h, DIR) for h in NODES}
+    rows_before = ledger_rows(fleet)
+    slices, files = [], []
+    for number in (1, 2):
+        pared, kept = awx_slice_inventory(inventory, number, 2)
+        path = tmp / ("slice%d.yml" % number)
+        path.write_text(yaml.safe_dump(pared))
+        files.append(path)
+        slices.append(Slice(number - 1, tuple(sorted(kept - {"ca"}))))
+    assert [s.nodes for s in slices] == [("node2", "node4"), ("node1", "node3")]
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=s.run, args=(runner, fleet, tmp / str(s.index), barrier,
+                                                   path)) for s, path in zip(slices, files)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=1500)
+    with_ca, without_ca = slices
+    assert (with_ca.result.status, with_ca.result.rc) == ("successful", 0), with_ca.tail()
+    assert without_ca.result.status == "failed" and without_ca.result.rc != 0
+    assert set(without_ca.result.stats["failures"]) == {"node1", "node3"}, \
+        without_ca.result.stats
+    assert {h: fleet.tree(h, DIR) for h in NODES} == before  # nothing written anywhere
+    assert sorted(ledger_rows(fleet)) == sorted(rows_before)
+    assert not fleet.exists("ca", "%s.lease" % CA_DIR)
+
+    again = run_slices(runner, fleet, tmp, "repair")
+    assert [one.result.stats["changed"].get("node1", 0) > 0 for one in again] == [True, False]
+    assert_every_node_holds_its_zone_identity(fleet)
+    assert_ledger_has_one_valid_row_per_identity(fleet)
