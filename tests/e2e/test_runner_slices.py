@@ -91,6 +91,9 @@ class Slice:
         assert stamps, (self.index, event)
         return datetime.datetime.fromisoformat(stamps[0])
 
+    def when_task(self, event, task):
+        return datetime.datetime.fromisoformat(self.tasks(event, task)[0]["created"])
+
     def holder(self):
         """The one-line name of this slice's run, as its lease take reported it."""
         taken = self.tasks("runner_on_ok", TAKE)
@@ -143,8 +146,11 @@ def assert_took_turns(slices):
     # the waiter's take returned only after the holder had started giving the lease back
     assert waiter.tasks("runner_on_ok", TAKE)[0]["created"] > \
         holder.tasks("runner_on_start", GIVE)[0]["created"]
-    return "slice %d waited %d times for slice %d" % (
-        waiter.index, len(waiter.waited_for()), holder.index)
+    waited = (waiter.when_task("runner_on_ok", TAKE) - waiter.when_task("runner_on_start", TAKE))
+    return "slice %d waited %.1f s (%d retries) for slice %d; the runs took %s s" % (
+        waiter.index, waited.total_seconds(), len(waiter.waited_for()), holder.index,
+        " and ".join("%.1f" % (s.when("playbook_on_stats") - s.when("playbook_on_start"))
+                     .total_seconds() for s in slices))
 
 
 def assert_every_node_holds_its_zone_identity(fleet):
