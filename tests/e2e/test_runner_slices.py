@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import tempfile
 import threading
 
 import pytest
@@ -55,6 +56,14 @@ def fleet(make_fleet):
     return make_fleet(PREFIX, nodes=len(NODES), zone=ZONE)
 
 
+def runner_env():
+    """The lab's Ansible environment, less the result format: runner's own callback writes
+    the events."""
+    env = ansible_env()
+    del env["ANSIBLE_CALLBACK_RESULT_FORMAT"]
+    return env
+
+
 class Slice:
     """One slice's runner job: its result and the events ansible-runner recorded."""
 
@@ -70,8 +79,6 @@ class Slice:
         self.error = None
 
     def run(self, runner, fleet, private_data_dir, barrier):
-        env = ansible_env()
-        del env["ANSIBLE_CALLBACK_RESULT_FORMAT"]  # runner's own callback writes the events
         private_data_dir.mkdir(parents=True)
         try:
             barrier.wait(timeout=60)  # both slices start together, as a workflow's jobs do
@@ -79,7 +86,7 @@ class Slice:
                 private_data_dir=str(private_data_dir), project_dir=str(REPO),
                 playbook=str(REPO / "playbooks" / "site.yml"),
                 inventory=str(self.inventory or fleet.inventory), limit=self.limit,
-                envvars=env, quiet=True, timeout=1200)
+                envvars=runner_env(), quiet=True, timeout=1200)
             self.events = list(self.result.events)
         except Exception as exc:  # pylint: disable=broad-except  # reported by the test
             self.error = exc
@@ -177,11 +184,24 @@ def assert_every_node_holds_its_zone_identity(fleet):
     assert len(set(serials)) == len(serials), serials
 
 
-def ledger_rows(fleet):
-    script = ("import json, sqlite3; c = sqlite3.connect('%s/ledger.db'); print(json.dumps("
-              "c.execute('SELECT host, profile, serial, fingerprint, status FROM issuance')"
-              ".fetchall()))" % CA_DIR)
-    return json.loads(fleet.sh("ca", "python3 -c %s" % json.dumps(script)).stdout)
+@pytest.fixture(scope="module")
+def ledger(runner, fleet, tmp_path_factory):
+    """``ledger()`` -> the rows of the zone's ledger now (``ledger_rows``)."""
+    top = tmp_path_factory.mktemp("ledger")
+    return lambda: ledger_rows(runner, fleet, top)
+
+
+def ledger_rows(runner, fleet, top):
+    """``[(host, profile, serial, fingerprint, status)]`` of the zone's ledger, read on the CA
+    host by trustzone.pki.ledger_info (read-only), run as an ad hoc runner job."""
+    result = runner.run(private_data_dir=str(tempfile.mkdtemp(dir=top)), project_dir=str(REPO),
+                        inventory=str(fleet.inventory), host_pattern="ca",
+                        module="trustzone.pki.ledger_info", module_args="zone=%s" % ZONE,
+                        envvars=runner_env(), quiet=True, timeout=300)
+    assert (result.status, result.rc) == ("successful", 0), result.status
+    [res] = [e["event_data"]["res"] for e in result.events if e["event"] == "runner_on_ok"]
+    return sorted((r["host"], r["profile"], r["serial"], r["fingerprint"], r["status"])
+                  for r in res["rows"])
 
 
 def installed(fleet, host, profile):
@@ -189,8 +209,7 @@ def installed(fleet, host, profile):
                     % (DIR, profile)).stdout.split()[0]
 
 
-def assert_ledger_has_one_valid_row_per_identity(fleet):
-    rows = ledger_rows(fleet)
+def assert_ledger_has_one_valid_row_per_identity(fleet, rows):
     serials = [serial for _h, _p, serial, _f, _s in rows]
     assert len(set(serials)) == len(serials), rows
     valid = {}
@@ -204,7 +223,8 @@ def assert_ledger_has_one_valid_row_per_identity(fleet):
         assert installed(fleet, host, profile) == fingerprints[0], (host, profile, fingerprints)
 
 
-def test_two_slices_at_once_build_the_zone_on_an_empty_fleet(runner, fleet, tmp_path_factory):
+def test_two_slices_at_once_build_the_zone_on_an_empty_fleet(runner, fleet, ledger,
+                                                             tmp_path_factory):
     assert not fleet.exists("ca", CA_DIR)
     slices = run_slices(runner, fleet, tmp_path_factory.mktemp("slices"), "first")
     print(assert_took_turns(slices))
@@ -212,13 +232,13 @@ def test_two_slices_at_once_build_the_zone_on_an_empty_fleet(runner, fleet, tmp_
         for host in one.nodes:
             assert one.result.stats["changed"].get(host, 0) > 0, (one.index, one.result.stats)
     assert_every_node_holds_its_zone_identity(fleet)
-    assert_ledger_has_one_valid_row_per_identity(fleet)
+    assert_ledger_has_one_valid_row_per_identity(fleet, ledger())
     assert not fleet.exists("ca", "%s.lease" % CA_DIR)  # given back
 
 
-def test_two_slices_at_once_again_change_nothing(runner, fleet, tmp_path_factory):
+def test_two_slices_at_once_again_change_nothing(runner, fleet, ledger, tmp_path_factory):
     before = {(h, p): installed(fleet, h, p) for h in NODES for p in PROFILES}
-    rows_before = ledger_rows(fleet)
+    rows_before = ledger()
     slices = run_slices(runner, fleet, tmp_path_factory.mktemp("slices"), "again")
     print(assert_took_turns(slices))
     for one in slices:
@@ -226,9 +246,9 @@ def test_two_slices_at_once_again_change_nothing(runner, fleet, tmp_path_factory
         assert {h: changed.get(h, 0) for h in ("ca", *one.nodes)} == \
             dict.fromkeys(("ca", *one.nodes), 0), (one.index, one.result.stats)
     assert {(h, p): installed(fleet, h, p) for h in NODES for p in PROFILES} == before
-    assert sorted(ledger_rows(fleet)) == sorted(rows_before)
+    assert ledger() == rows_before
     assert_every_node_holds_its_zone_identity(fleet)
-    assert_ledger_has_one_valid_row_per_identity(fleet)
+    assert_ledger_has_one_valid_row_per_identity(fleet, ledger())
     assert not fleet.exists("ca", "%s.lease" % CA_DIR)
 
 
@@ -247,7 +267,7 @@ def awx_slice_inventory(inventory, number, count):
 
 
 def test_awx_own_slicing_leaves_the_ca_host_to_one_slice_and_the_other_fails_safe(
-        runner, fleet, tmp_path_factory):
+        runner, fleet, ledger, tmp_path_factory):
     """What job_slice_count=2 on a job template over the whole inventory does: the slice
     without the CA host cannot sign, take the lease or read the zone's root, and stops at its
     first node task with nothing written; the slice holding the CA host works. Running the
@@ -256,7 +276,7 @@ def test_awx_own_slicing_leaves_the_ca_host_to_one_slice_and_the_other_fails_saf
     tmp = tmp_path_factory.mktemp("awx")
     fleet.sh("node1", "rm %s/server.crt" % DIR)
     before = {h: fleet.tree(h, DIR) for h in NODES}
-    rows_before = ledger_rows(fleet)
+    rows_before = ledger()
     slices = []
     for number in (1, 2):
         pared, kept = awx_slice_inventory(inventory, number, 2)
@@ -271,10 +291,10 @@ def test_awx_own_slicing_leaves_the_ca_host_to_one_slice_and_the_other_fails_saf
     assert set(without_ca.result.stats["failures"]) == {"node1", "node3"}, \
         without_ca.result.stats
     assert {h: fleet.tree(h, DIR) for h in NODES} == before  # nothing written anywhere
-    assert sorted(ledger_rows(fleet)) == sorted(rows_before)
+    assert ledger() == rows_before
     assert not fleet.exists("ca", "%s.lease" % CA_DIR)
 
     again = run_slices(runner, fleet, tmp, "repair")
     assert [one.result.stats["changed"].get("node1", 0) > 0 for one in again] == [True, False]
     assert_every_node_holds_its_zone_identity(fleet)
-    assert_ledger_has_one_valid_row_per_identity(fleet)
+    assert_ledger_has_one_valid_row_per_identity(fleet, ledger())
