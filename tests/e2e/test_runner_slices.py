@@ -20,7 +20,6 @@ without the CA host fails before anything is written, and the other one is a nor
 from __future__ import annotations
 
 import datetime
-import json
 import tempfile
 import threading
 
