@@ -49,3 +49,12 @@ def test_builder_create(eco, built, installed, tmp_path):
     proc = eco.run([eco.venv_bin("python"), introspect, "introspect", installed],
                    cwd=tmp_path)
     assert "cryptography" in proc.output and "molecule" not in proc.output, proc.output
+
+
+def test_ansible_runner_is_the_one_the_slices_test_runs():
+    """The EE installs the ansible-runner range that tests/e2e/test_runner_slices.py drives
+    site.yml with (requirements.txt; docs/awx.md)."""
+    ee = load("execution-environment.yml")
+    wanted = [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+              if line.startswith("ansible-runner")]
+    assert wanted == [ee["dependencies"]["ansible_runner"]["package_pip"]]
