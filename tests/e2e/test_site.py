@@ -284,8 +284,10 @@ def test_a_stamped_node_answers_without_cryptography(fleet):
         assert "cryptography" in proc.output and "Traceback" not in proc.output
     finally:
         fleet.sh("node1", "mv %s.off %s" % (CRYPTO, CRYPTO))
-    assert NOTHING not in run(fleet).output  # the full check runs again, and stamps
+    # with it back, the check round's full check finds the node right and stamps it again
+    before = fleet.read("node1", STAMP)
     assert NOTHING in run(fleet).output
+    assert fleet.read("node1", STAMP) != before
 
 
 FLIP = """
