@@ -310,8 +310,13 @@ def test_awx_own_slicing_leaves_the_ca_host_to_one_slice_and_the_other_fails_saf
     assert without_ca.result.status == "failed" and without_ca.result.rc != 0
     assert set(without_ca.result.stats["failures"]) == {"node1", "node3"}, \
         without_ca.result.stats
-    print(sorted({(e["event_data"]["task"], e["event_data"]["res"].get("msg"))
-                  for e in without_ca.events if e["event"] == "runner_on_failed"}))
+    failures = sorted({(e["event_data"]["task"], e["event_data"]["res"].get("msg"))
+                       for e in without_ca.events if e["event"] == "runner_on_failed"})
+    print(failures)
+    # one clear line per node: the group, what it holds, the fix (not a templating error)
+    for _task, msg in failures:
+        assert "inventory group trustzone_ca must hold exactly one host, it holds 0" in msg, \
+            failures
     assert {h: fleet.tree(h, DIR) for h in NODES} == before  # nothing written anywhere
     assert ledger() == rows_before
     assert not fleet.exists("ca", "%s.lease" % CA_DIR)
