@@ -90,14 +90,18 @@ class Zone:
         return self.profiles[0][key]
 
 
-@pytest.fixture(scope="module")
-def ca():
+def make_ca(unique):
     key = C.generate_key({"type": "ec", "curve": "secp256r1"})
     now = datetime.datetime.now(UTC)
     cert = C.build_ca_certificate(key, C.zone_name_attributes("prod", "trustzone prod root CA",
-                                                              unique="01"),
+                                                              unique=unique),
                                   now - DAY, now + 3650 * DAY)
     return types.SimpleNamespace(key=key, cert=cert, pem=C.certificate_pem(cert))
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return make_ca("01")
 
 
 @pytest.fixture
@@ -106,12 +110,7 @@ def zone(tmp_path, ca):
 
 
 def other_ca():
-    key = C.generate_key({"type": "ec", "curve": "secp256r1"})
-    now = datetime.datetime.now(UTC)
-    cert = C.build_ca_certificate(key, C.zone_name_attributes("prod", "trustzone prod root CA",
-                                                              unique="02"),
-                                  now - DAY, now + 3650 * DAY)
-    return C.certificate_pem(cert)
+    return make_ca("02").pem
 
 
 # --------------------------------------------------------------------------- the answer
