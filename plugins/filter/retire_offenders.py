@@ -15,6 +15,11 @@ description:
     have been inspected in this run, and every identity it holds must chain to the new root;
     anything else is listed (C(host/profile: chains to <fingerprint>), or the host when it
     was not inspected)."
+  - "With O(roots), a host that was not inspected but went through this run's use phase
+    (the certs role's node call, and the install of every certificate it asked for) counts
+    as inspected: a leaf it did not renew chains to the root its node call reported, a
+    renewed one to the root the certificate the CA signed for it chains to (worked out on
+    the controller from the CA's result and O(roots))."
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   _input:
@@ -34,6 +39,15 @@ options:
     description: Per-host variable holding the node module's C(identities).
     type: str
     default: __trustzone_rotate_identities
+  roots:
+    description:
+      - PEM certificates of the zone's current roots (the ca role's C(trustzone_ca_root.roots)).
+      - Without it, only hosts with O(var) count as inspected.
+    type: list
+    elements: str
+seealso:
+  - plugin: trustzone.pki.retire_to_inspect
+    plugin_type: filter
 """
 
 EXAMPLES = r"""
@@ -42,7 +56,7 @@ EXAMPLES = r"""
     that: offenders | length == 0
   vars:
     offenders: "{{ groups['trustzone_nodes'] | trustzone.pki.retire_offenders(hostvars,
-                   trustzone_ca_root.next.fingerprint) }}"
+                   trustzone_ca_root.next.fingerprint, roots=trustzone_ca_root.roots) }}"
 """
 
 RETURN = r"""
@@ -53,17 +67,73 @@ _value:
 """
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+# What this run's use phase registered on each node (roles/certs: the node call, the CA's
+# signing task run once for the play, the install handler).
+USE_VARS = ("__trustzone_certs_node", "__trustzone_certs_signed", "__trustzone_certs_installed")
 
 
-def retire_offenders(hosts, hostvars, new_fingerprint, var="__trustzone_rotate_identities"):
+def _host_vars(hostvars, host):
+    return hostvars.get(host) or {}
+
+
+def _signed_roots(signed, host, roots):
+    """``{profile: fingerprint of the root (of ``roots``) the certificate the CA signed for
+    ``host`` chains to, or None}``, read on the controller from the CA's own result."""
+    from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+
+    certificates = ((signed or {}).get("certificates") or {}).get(host) or {}
+    trusted = [cert for pem in roots or [] for cert in C.load_certificates(pem, path="roots")]
+    found = {}
+    for name, item in certificates.items():
+        try:
+            cert = C.load_certificate((item or {}).get("certificate") or "")
+            chain = [c for pem in (item or {}).get("chain") or []
+                     for c in C.load_certificates(pem)]
+            path = C.chain_to(cert, chain, trusted)
+        except TrustzoneError:
+            path = None
+        found[name] = C.fingerprint(path[-1]) if path else None
+    return found
+
+
+def _use_holdings(host, host_vars, roots):
+    node, signed, installed = (host_vars.get(name) for name in USE_VARS)
+    if not isinstance(node, dict) or not node.get("requests"):
+        return R.use_phase_holdings(node, installed, {})
+    return R.use_phase_holdings(node, installed, _signed_roots(signed, host, roots))
+
+
+def retire_offenders(hosts, hostvars, new_fingerprint, var="__trustzone_rotate_identities",
+                     roots=None):
     identities = {}
     for host in hosts:
-        host_vars = hostvars.get(host) or {}
+        host_vars = _host_vars(hostvars, host)
         value = host_vars.get(var)
-        identities[host] = value if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            identities[host] = value
+        elif roots is not None:
+            identities[host] = _use_holdings(host, host_vars, roots)
+        else:
+            identities[host] = None
     return R.retire_offenders(hosts, identities, new_fingerprint)
+
+
+def retire_to_inspect(hosts, hostvars, var="__trustzone_rotate_identities"):
+    """The hosts the retire phase must still look at: neither inspected (``var``) nor
+    through this run's use phase (a finished node call and install)."""
+    todo = []
+    for host in hosts:
+        host_vars = _host_vars(hostvars, host)
+        if isinstance(host_vars.get(var), dict):
+            continue
+        node, _signed, installed = (host_vars.get(name) for name in USE_VARS)
+        if R.use_phase_holdings(node, installed, {}) is None:
+            todo.append(host)
+    return todo
 
 
 class FilterModule:
     def filters(self):
-        return {"retire_offenders": retire_offenders}
+        return {"retire_offenders": retire_offenders, "retire_to_inspect": retire_to_inspect}
