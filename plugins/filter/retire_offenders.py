@@ -69,15 +69,6 @@ _value:
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
-# What this run's use phase registered on each node (roles/certs: the node call, the CA's
-# signing task run once for the play, the install handler).
-USE_VARS = ("__trustzone_certs_node", "__trustzone_certs_signed", "__trustzone_certs_installed")
-
-
-def _host_vars(hostvars, host):
-    return hostvars.get(host) or {}
-
-
 def _signed_roots(signed, host, roots):
     """``{profile: fingerprint of the root (of ``roots``) the certificate the CA signed for
     ``host`` chains to, or None}``, read on the controller from the CA's own result."""
@@ -99,7 +90,7 @@ def _signed_roots(signed, host, roots):
 
 
 def _use_holdings(host, host_vars, roots):
-    node, signed, installed = (host_vars.get(name) for name in USE_VARS)
+    node, signed, installed = (host_vars.get(name) for name in R.USE_PHASE_VARS)
     if not isinstance(node, dict) or not node.get("requests"):
         return R.use_phase_holdings(node, installed, {})
     return R.use_phase_holdings(node, installed, _signed_roots(signed, host, roots))
@@ -109,7 +100,7 @@ def retire_offenders(hosts, hostvars, new_fingerprint, var="__trustzone_rotate_i
                      roots=None):
     identities = {}
     for host in hosts:
-        host_vars = _host_vars(hostvars, host)
+        host_vars = hostvars.get(host) or {}
         value = host_vars.get(var)
         if isinstance(value, dict):
             identities[host] = value
@@ -120,20 +111,6 @@ def retire_offenders(hosts, hostvars, new_fingerprint, var="__trustzone_rotate_i
     return R.retire_offenders(hosts, identities, new_fingerprint)
 
 
-def retire_to_inspect(hosts, hostvars, var="__trustzone_rotate_identities"):
-    """The hosts the retire phase must still look at: neither inspected (``var``) nor
-    through this run's use phase (a finished node call and install)."""
-    todo = []
-    for host in hosts:
-        host_vars = _host_vars(hostvars, host)
-        if isinstance(host_vars.get(var), dict):
-            continue
-        node, _signed, installed = (host_vars.get(name) for name in USE_VARS)
-        if R.use_phase_holdings(node, installed, {}) is None:
-            todo.append(host)
-    return todo
-
-
 class FilterModule:
     def filters(self):
-        return {"retire_offenders": retire_offenders, "retire_to_inspect": retire_to_inspect}
+        return {"retire_offenders": retire_offenders}

@@ -107,6 +107,12 @@ def retire_offenders(expected_hosts, identities_by_host, new_fingerprint):
     return offenders
 
 
+# What the certs role registers on each node in the use phase: its node call, the CA's signing
+# task (run once for the play, registered on every host) and the install handler.
+USE_PHASE_VARS = ("__trustzone_certs_node", "__trustzone_certs_signed",
+                  "__trustzone_certs_installed")
+
+
 def _finished(result):
     """A registered task result that ran and did not fail."""
     return isinstance(result, dict) and not result.get("failed") and not result.get("skipped")

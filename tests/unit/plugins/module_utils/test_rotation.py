@@ -11,6 +11,7 @@ import itertools
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.filter import retire_offenders as F
+from ansible_collections.trustzone.pki.plugins.filter import retire_to_inspect as FI
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -264,6 +265,7 @@ def test_filter_reads_the_recorded_identities_from_hostvars():
         "node3: not inspected in this run (unreachable or left out by --limit)",
     ]
     assert F.FilterModule().filters()["retire_offenders"] is F.retire_offenders
+    assert FI.FilterModule().filters()["retire_to_inspect"] is FI.retire_to_inspect
 
 
 @pytest.mark.parametrize("value", [None, "", [], "server", 0])
@@ -364,7 +366,7 @@ def test_filter_after_the_use_phase_needs_no_second_look(zone, keys, two_roots):
     hostvars, new_fp = use_hostvars(zone, keys, two_roots)
     assert F.retire_offenders(HOSTS, hostvars, new_fp, roots=two_roots["pems"]) == [
         "node3: not inspected in this run (unreachable or left out by --limit)"]
-    assert F.retire_to_inspect(HOSTS, hostvars) == ["node3"]
+    assert FI.retire_to_inspect(HOSTS, hostvars) == ["node3"]
     # without the CA's roots the use phase's results are not read: the old behaviour
     assert F.retire_offenders(HOSTS, hostvars, new_fp) == [
         "%s: not inspected in this run (unreachable or left out by --limit)" % h for h in HOSTS]
@@ -393,12 +395,12 @@ def test_filter_after_the_use_phase_names_a_leaf_still_on_the_old_root(zone, key
 def test_filter_a_node_whose_install_did_not_finish_is_inspected_again(zone, keys, two_roots):
     hostvars, new_fp = use_hostvars(zone, keys, two_roots)
     hostvars["node1"]["__trustzone_certs_installed"] = {"failed": True, "msg": "refused"}
-    assert F.retire_to_inspect(HOSTS, hostvars) == ["node1", "node3"]
+    assert FI.retire_to_inspect(HOSTS, hostvars) == ["node1", "node3"]
     assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
         "node1: not inspected in this run (unreachable or left out by --limit)"]
     # the read-only look at it (the retire phase's inspect play) decides then
     hostvars["node1"]["__trustzone_rotate_identities"] = {"server": ident(new_fp),
                                                           "client": ident(OLD)}
-    assert F.retire_to_inspect(HOSTS, hostvars) == ["node3"]
+    assert FI.retire_to_inspect(HOSTS, hostvars) == ["node3"]
     assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
         "node1/client: chains to %s" % OLD[:16]]
