@@ -45,9 +45,6 @@ options:
       - Without it, only hosts with O(var) count as inspected.
     type: list
     elements: str
-seealso:
-  - plugin: trustzone.pki.retire_to_inspect
-    plugin_type: filter
 """
 
 EXAMPLES = r"""

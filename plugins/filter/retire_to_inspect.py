@@ -20,17 +20,21 @@ positional: hostvars
 options:
   _input:
     description: The zone's nodes (e.g. C(groups['trustzone_nodes'])).
+    required: true
     type: list
     elements: str
-    required: true
   hostvars:
-    description: The C(hostvars) magic variable.
-    type: raw
+    description:
+      - The C(hostvars) magic variable, from which each node's use phase results (the certs
+        role's registered variables) and its O(var) are read.
     required: true
+    type: raw
   var:
-    description: Per-host variable holding what the inspect play recorded.
-    type: str
+    description:
+      - Per-host variable in which the inspect play records what a node holds (the node
+        module's C(identities)); a host that has it was looked at already.
     default: __trustzone_rotate_identities
+    type: str
 seealso:
   - plugin: trustzone.pki.retire_offenders
     plugin_type: filter
