@@ -63,14 +63,14 @@ _value:
   elements: str
 """
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
 
 def _signed_roots(signed, host, roots):
     """``{profile: fingerprint of the root (of ``roots``) the certificate the CA signed for
     ``host`` chains to, or None}``, read on the controller from the CA's own result."""
-    from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-
     certificates = ((signed or {}).get("certificates") or {}).get(host) or {}
     trusted = [cert for pem in roots or [] for cert in C.load_certificates(pem, path="roots")]
     found = {}
