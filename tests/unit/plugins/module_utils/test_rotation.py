@@ -404,3 +404,24 @@ def test_filter_a_node_whose_install_did_not_finish_is_inspected_again(zone, key
     assert FI.retire_to_inspect(HOSTS, hostvars) == ["node3"]
     assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
         "node1/client: chains to %s" % OLD[:16]]
+
+
+def test_filter_follows_the_chain_of_a_zone_with_an_intermediate(zone, keys, two_roots):
+    """With an intermediate, the CA's result carries it as the chain: the renewed leaf chains
+    to the root above the intermediate (the next root's next-intermediate in phase use)."""
+    hostvars, new_fp = use_hostvars(zone, keys, two_roots)
+    new, new_key = two_roots["new"]
+    int_key = keys.get("p256#next-intermediate")
+    inter = C.build_ca_certificate(
+        int_key, C.zone_name_attributes("prod", "trustzone prod issuing CA"),
+        new.not_valid_before_utc, new.not_valid_after_utc, path_length=0,
+        issuer_cert=new, issuer_key=new_key)
+    item = signed_by(zone, keys, inter, int_key, "n1i")
+    item["chain"] = [C.certificate_pem(inter)]
+    certificates = hostvars["node1"]["__trustzone_certs_signed"]["certificates"]["node1"]
+    certificates["server"] = certificates["client"] = item
+    assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == []
+    # without the intermediate the leaf reaches no current root
+    item["chain"] = []
+    assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
+        "node1/client: chains to no current root", "node1/server: chains to no current root"]
