@@ -15,6 +15,11 @@ description:
     have been inspected in this run, and every identity it holds must chain to the new root;
     anything else is listed (C(host/profile: chains to <fingerprint>), or the host when it
     was not inspected)."
+  - "With O(roots), a host that was not inspected but went through this run's use phase
+    (the certs role's node call, and the install of every certificate it asked for) counts
+    as inspected: a leaf it did not renew chains to the root its node call reported, a
+    renewed one to the root the certificate the CA signed for it chains to (worked out on
+    the controller from the CA's result and O(roots))."
 author: trustzone.pki maintainers (!UNKNOWN)
 options:
   _input:
@@ -34,6 +39,12 @@ options:
     description: Per-host variable holding the node module's C(identities).
     type: str
     default: __trustzone_rotate_identities
+  roots:
+    description:
+      - PEM certificates of the zone's current roots (the ca role's C(trustzone_ca_root.roots)).
+      - Without it, only hosts with O(var) count as inspected.
+    type: list
+    elements: str
 """
 
 EXAMPLES = r"""
@@ -42,7 +53,7 @@ EXAMPLES = r"""
     that: offenders | length == 0
   vars:
     offenders: "{{ groups['trustzone_nodes'] | trustzone.pki.retire_offenders(hostvars,
-                   trustzone_ca_root.next.fingerprint) }}"
+                   trustzone_ca_root.next.fingerprint, roots=trustzone_ca_root.roots) }}"
 """
 
 RETURN = r"""
@@ -52,15 +63,48 @@ _value:
   elements: str
 """
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 
-def retire_offenders(hosts, hostvars, new_fingerprint, var="__trustzone_rotate_identities"):
+def _signed_roots(signed, host, roots):
+    """``{profile: fingerprint of the root (of ``roots``) the certificate the CA signed for
+    ``host`` chains to, or None}``, read on the controller from the CA's own result."""
+    certificates = ((signed or {}).get("certificates") or {}).get(host) or {}
+    trusted = [cert for pem in roots or [] for cert in C.load_certificates(pem, path="roots")]
+    found = {}
+    for name, item in certificates.items():
+        try:
+            cert = C.load_certificate((item or {}).get("certificate") or "")
+            chain = [c for pem in (item or {}).get("chain") or []
+                     for c in C.load_certificates(pem)]
+            path = C.chain_to(cert, chain, trusted)
+        except TrustzoneError:
+            path = None
+        found[name] = C.fingerprint(path[-1]) if path else None
+    return found
+
+
+def _use_holdings(host, host_vars, roots):
+    node, signed, installed = (host_vars.get(name) for name in R.USE_PHASE_VARS)
+    if not isinstance(node, dict) or not node.get("requests"):
+        return R.use_phase_holdings(node, installed, {})
+    return R.use_phase_holdings(node, installed, _signed_roots(signed, host, roots))
+
+
+def retire_offenders(hosts, hostvars, new_fingerprint, var="__trustzone_rotate_identities",
+                     roots=None):
     identities = {}
     for host in hosts:
         host_vars = hostvars.get(host) or {}
         value = host_vars.get(var)
-        identities[host] = value if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            identities[host] = value
+        elif roots is not None:
+            identities[host] = _use_holdings(host, host_vars, roots)
+        else:
+            identities[host] = None
     return R.retire_offenders(hosts, identities, new_fingerprint)
 
 

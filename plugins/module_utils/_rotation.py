@@ -105,3 +105,45 @@ def retire_offenders(expected_hosts, identities_by_host, new_fingerprint):
                 offenders.append("%s/%s: chains to %s" % (
                     host, name, (root or "no current root")[:16]))
     return offenders
+
+
+# What the certs role registers on each node in the use phase: its node call, the CA's signing
+# task (run once for the play, registered on every host) and the install handler.
+USE_PHASE_VARS = ("__trustzone_certs_node", "__trustzone_certs_signed",
+                  "__trustzone_certs_installed")
+
+
+def _finished(result):
+    """A registered task result that ran and did not fail."""
+    return isinstance(result, dict) and not result.get("failed") and not result.get("skipped")
+
+
+def use_phase_holdings(node_result, installed_result, signed_roots):
+    """What a node holds once this run's use phase finished on it, from that phase's own
+    results, in the shape ``retire_offenders`` reads (``{profile: {'root_fingerprint'}}``);
+    None when the use phase did not finish there (the node must then be looked at).
+
+    ``node_result`` is the use phase's node call (``identities``: what the node held,
+    ``requests``: what it asked to be renewed), ``installed_result`` the install step's result
+    on that node (``installed``: the profiles switched), ``signed_roots`` ``{profile: the root
+    fingerprint the certificate the CA signed for it chains to, or None}``. A profile that
+    was not renewed keeps the root the node reported; a renewed one holds what the CA signed,
+    which the install step switched to after checking it against the node's roots. A request
+    that was not installed (a failed or skipped install, check mode) leaves the node unknown.
+    """
+    if not _finished(node_result) or not isinstance(node_result.get("identities"), dict):
+        return None
+    requests = node_result.get("requests") or {}
+    if requests:
+        if not _finished(installed_result):
+            return None
+        installed = installed_result.get("installed")
+        if not isinstance(installed, list) or not set(requests) <= set(installed):
+            return None
+    holdings = {}
+    for name, facts in node_result["identities"].items():
+        if name in requests:
+            holdings[name] = {"root_fingerprint": (signed_roots or {}).get(name)}
+        else:
+            holdings[name] = {"root_fingerprint": (facts or {}).get("root_fingerprint")}
+    return holdings

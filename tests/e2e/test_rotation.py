@@ -160,6 +160,17 @@ def assert_rotated_to(fleet, name, retired):
     return view
 
 
+INSPECT_PLAY = "PLAY [Rotate, phase retire: look at every node the use phase did not]"
+
+
+def inspected_again(output):
+    """The hosts the retire phase's read-only inspect play ran on (None: it matched none)."""
+    part = output.split(INSPECT_PLAY, 1)[1].split("PLAY [", 1)[0]
+    if "skipping: no hosts matched" in part:
+        return None
+    return sorted(set(re.findall(r"^(?:ok|changed|skipping|fatal): \[(node\d)\]", part, re.M)))
+
+
 # --------------------------------------------------------------------------- the tests
 
 def test_site_builds_the_zone_and_every_pair_talks(fleet):
@@ -235,6 +246,8 @@ def test_retire_refuses_while_a_leaf_still_chains_to_the_old_root_and_names_it(f
     assert "node3/client: chains to %s; node3/server: chains to %s." % (old16, old16) \
         in proc.output
     assert "node1/" not in proc.output and "node2/" not in proc.output
+    # no use phase in this run: every node is looked at, read-only
+    assert inspected_again(proc.output) == list(NODES)
     # a node left out of the run blocks retiring too: nobody looked at it
     proc = rotate(fleet, "--skip-tags", "rotate_use", "--limit", "ca,node1,node2", check=False)
     assert proc.returncode != 0
@@ -242,6 +255,19 @@ def test_retire_refuses_while_a_leaf_still_chains_to_the_old_root_and_names_it(f
         proc.output[-6000:]
     assert_nothing_moved(fleet)
     assert probe_all_pairs(fleet) == []
+
+
+def test_retire_after_this_runs_use_phase_still_refuses_for_a_node_it_did_not_reach(fleet):
+    """Issue 17: the retire phase no longer looks at every node a second time; a node this
+    run's use phase finished on is known from that phase's results. The guarantee is the
+    same: a node the use phase did not reach (left out by --limit) blocks retiring."""
+    proc = rotate(fleet, "--limit", "ca,node1,node2", check=False)
+    assert proc.returncode != 0
+    assert "these still depend on it: node3: not inspected in this run" in proc.output, \
+        proc.output[-6000:]
+    # node1 and node2 went through the use phase of this run: not inspected again
+    assert inspected_again(proc.output) is None, proc.output[-6000:]
+    assert_nothing_moved(fleet)
 
 
 def test_retire_selected_by_its_tag_refuses_and_names_the_offenders(fleet):
@@ -261,7 +287,9 @@ def test_retire_selected_by_its_tag_refuses_and_names_the_offenders(fleet):
 def test_full_rotation_finishes_the_rotation_under_way(fleet):
     before = leaves(nodes(fleet))
     # the force flag is ignored: a rotation under way is continued, not restarted
-    rotate(fleet, *FORCE)
+    proc = rotate(fleet, *FORCE)
+    # every node went through this run's use phase: the retire phase reads its results
+    assert inspected_again(proc.output) is None
     view = assert_rotated_to(fleet, "r2", retired=["r1"])
     after = leaves(view)
     assert {k for k in before if before[k] != after[k]} == {("node3", "server"),
@@ -328,3 +356,15 @@ def test_use_phase_selected_by_its_tag_runs(fleet):
     assert proc.returncode == 0, proc.output[-3000:]
     stats = recap(proc.output)
     assert {h: s["changed"] for h, s in stats.items()} == {"ca": 0, "node1": 0}
+
+
+def test_check_mode_plans_a_whole_rotation_and_writes_nothing(fleet):
+    """A forced rotation in check mode: one plan for the three phases, every node inspected
+    (by the use phase's read-only node call), nothing written on the CA host or any node."""
+    ca_before, view_before = ca_state(fleet), nodes(fleet, ["r3"])
+    proc = rotate(fleet, *FORCE, "--check", "--diff")
+    assert "Rotation phase: trust (this run: stable -> trust)" in proc.output, \
+        proc.output[-6000:]
+    assert "what this run would do on 3 node(s) (3 inspected)" in proc.output
+    assert ca_state(fleet) == ca_before
+    assert nodes(fleet, ["r3"]) == view_before

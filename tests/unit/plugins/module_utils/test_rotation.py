@@ -11,8 +11,11 @@ import itertools
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.filter import retire_offenders as F
+from ansible_collections.trustzone.pki.plugins.filter import retire_to_inspect as FI
+from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _rotation as R
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import make_root
 
 OLD = "a" * 64
 NEW = "b" * 64
@@ -262,6 +265,7 @@ def test_filter_reads_the_recorded_identities_from_hostvars():
         "node3: not inspected in this run (unreachable or left out by --limit)",
     ]
     assert F.FilterModule().filters()["retire_offenders"] is F.retire_offenders
+    assert FI.FilterModule().filters()["retire_to_inspect"] is FI.retire_to_inspect
 
 
 @pytest.mark.parametrize("value", [None, "", [], "server", 0])
@@ -275,3 +279,149 @@ def test_filter_missing_host_and_custom_variable():
     hostvars = {"node1": {"mine": {"server": ident(NEW)}}}
     assert F.retire_offenders(["node1", "node9"], hostvars, NEW, var="mine") == [
         "node9: not inspected in this run (unreachable or left out by --limit)"]
+
+
+# --------------------------------------------------------------------------- after the use phase
+#
+# rotate_root.yml does not look at every node again before retiring when this run's use phase
+# already did: what each node holds follows from the use phase's own results (its node call,
+# what the CA signed for it, what it installed). A node whose use phase did not finish is
+# inspected as before.
+
+def use_result(identities, requests=()):
+    return {"changed": bool(requests), "identities": identities,
+            "requests": {name: {"csr": "x", "reasons": [{"reason": "issuer"}]}
+                         for name in requests}, "installed": {}}
+
+
+def test_use_phase_holdings_unrequested_leaves_keep_their_root():
+    node = use_result({"server": ident(NEW), "client": ident(OLD)})
+    assert R.use_phase_holdings(node, None, {}) == {
+        "server": {"root_fingerprint": NEW}, "client": {"root_fingerprint": OLD}}
+
+
+def test_use_phase_holdings_installed_leaves_chain_to_what_the_ca_signed():
+    node = use_result({"server": ident(OLD), "client": ident(OLD)}, requests=["server", "client"])
+    installed = {"changed": True, "installed": ["client", "server"]}
+    assert R.use_phase_holdings(node, installed, {"server": NEW, "client": OLD}) == {
+        "server": {"root_fingerprint": NEW}, "client": {"root_fingerprint": OLD}}
+    # signed, installed, but the CA's certificate chains to no current root
+    assert R.use_phase_holdings(node, installed, {"server": NEW}) == {
+        "server": {"root_fingerprint": NEW}, "client": {"root_fingerprint": None}}
+
+
+@pytest.mark.parametrize("node,installed", [
+    (None, None),
+    ({"failed": True, "msg": "boom"}, None),
+    ({"skipped": True}, None),
+    ({"identities": "server"}, None),
+    # requested, but nothing installed: a failed or skipped install, check mode, a refusal
+    (use_result({"server": ident(OLD)}, requests=["server"]), None),
+    (use_result({"server": ident(OLD)}, requests=["server"]), {"failed": True}),
+    (use_result({"server": ident(OLD)}, requests=["server"]), {"installed": []}),
+    (use_result({"server": ident(OLD), "client": ident(OLD)}, requests=["server", "client"]),
+     {"installed": ["server"]}),
+    (use_result({"server": ident(OLD)}, requests=["server"]), {"skipped": True}),
+])
+def test_use_phase_holdings_unfinished_use_phase_is_unknown(node, installed):
+    assert R.use_phase_holdings(node, installed, {"server": NEW, "client": NEW}) is None
+
+
+def signed_by(zone, keys, issuer_cert, issuer_key, label):
+    cert = zone.leaf(keys.get("p256#%s" % label).public_key(), cn=label,
+                     issuer_cert=issuer_cert, issuer_key=issuer_key)
+    return {"certificate": C.certificate_pem(cert), "chain": [], "fingerprint": C.fingerprint(cert)}
+
+
+@pytest.fixture(scope="module")
+def two_roots(keys, zone):
+    """The zone's root (old) and a next root (new), as a rotation has them."""
+    new_key = keys.get("p384#next")
+    new = make_root(new_key, unique="fedcba9876543210")
+    return {"old": (zone.cert, zone.key), "new": (new, new_key),
+            "pems": [C.certificate_pem(zone.cert), C.certificate_pem(new)]}
+
+
+def use_hostvars(zone, keys, two_roots, issuer="new"):
+    """node1 renewed both leaves in this run's use phase (signed by ``issuer``); node2 was on
+    the new root already; node3 was not in the play."""
+    cert, key = two_roots[issuer]
+    new_fp = C.fingerprint(two_roots["new"][0])
+    signed = {"changed": True, "refused": {}, "certificates": {"node1": {
+        "server": signed_by(zone, keys, cert, key, "n1s"),
+        "client": signed_by(zone, keys, cert, key, "n1c")}}}
+    return {
+        "node1": {"__trustzone_certs_node": use_result(
+            {"server": ident(OLD), "client": ident(OLD)}, requests=["server", "client"]),
+            "__trustzone_certs_signed": signed,
+            "__trustzone_certs_installed": {"changed": True, "installed": ["client", "server"]}},
+        "node2": {"__trustzone_certs_node": use_result(
+            {"server": ident(new_fp), "client": ident(new_fp)}),
+            "__trustzone_certs_signed": signed},
+        "node3": {},
+    }, new_fp
+
+
+def test_filter_after_the_use_phase_needs_no_second_look(zone, keys, two_roots):
+    hostvars, new_fp = use_hostvars(zone, keys, two_roots)
+    assert F.retire_offenders(HOSTS, hostvars, new_fp, roots=two_roots["pems"]) == [
+        "node3: not inspected in this run (unreachable or left out by --limit)"]
+    assert FI.retire_to_inspect(HOSTS, hostvars) == ["node3"]
+    # without the CA's roots the use phase's results are not read: the old behaviour
+    assert F.retire_offenders(HOSTS, hostvars, new_fp) == [
+        "%s: not inspected in this run (unreachable or left out by --limit)" % h for h in HOSTS]
+
+
+def test_filter_after_the_use_phase_names_a_leaf_still_on_the_old_root(zone, keys, two_roots):
+    # the CA signed node1's renewals with the old root: retiring it would cut node1 off
+    hostvars, new_fp = use_hostvars(zone, keys, two_roots, issuer="old")
+    old16 = C.fingerprint(two_roots["old"][0])[:16]
+    assert F.retire_offenders(HOSTS[:2], hostvars, new_fp, roots=two_roots["pems"]) == [
+        "node1/client: chains to %s" % old16, "node1/server: chains to %s" % old16]
+    # a leaf the use phase did not renew and that is still on the old root
+    hostvars["node2"]["__trustzone_certs_node"]["identities"]["client"] = ident(OLD)
+    assert "node2/client: chains to %s" % OLD[:16] in F.retire_offenders(
+        HOSTS[:2], hostvars, new_fp, roots=two_roots["pems"])
+    # a certificate from another CA altogether chains to no current root
+    hostvars, new_fp = use_hostvars(zone, keys, two_roots)
+    stranger_key = keys.get("p384#stranger")
+    stranger = make_root(stranger_key, zone="other", unique="1111111111111111")
+    hostvars["node1"]["__trustzone_certs_signed"]["certificates"]["node1"]["server"] = \
+        signed_by(zone, keys, stranger, stranger_key, "n1x")
+    assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
+        "node1/server: chains to no current root"]
+
+
+def test_filter_a_node_whose_install_did_not_finish_is_inspected_again(zone, keys, two_roots):
+    hostvars, new_fp = use_hostvars(zone, keys, two_roots)
+    hostvars["node1"]["__trustzone_certs_installed"] = {"failed": True, "msg": "refused"}
+    assert FI.retire_to_inspect(HOSTS, hostvars) == ["node1", "node3"]
+    assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
+        "node1: not inspected in this run (unreachable or left out by --limit)"]
+    # the read-only look at it (the retire phase's inspect play) decides then
+    hostvars["node1"]["__trustzone_rotate_identities"] = {"server": ident(new_fp),
+                                                          "client": ident(OLD)}
+    assert FI.retire_to_inspect(HOSTS, hostvars) == ["node3"]
+    assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
+        "node1/client: chains to %s" % OLD[:16]]
+
+
+def test_filter_follows_the_chain_of_a_zone_with_an_intermediate(zone, keys, two_roots):
+    """With an intermediate, the CA's result carries it as the chain: the renewed leaf chains
+    to the root above the intermediate (the next root's next-intermediate in phase use)."""
+    hostvars, new_fp = use_hostvars(zone, keys, two_roots)
+    new, new_key = two_roots["new"]
+    int_key = keys.get("p256#next-intermediate")
+    inter = C.build_ca_certificate(
+        int_key, C.zone_name_attributes("prod", "trustzone prod issuing CA"),
+        new.not_valid_before_utc, new.not_valid_after_utc, path_length=0,
+        issuer_cert=new, issuer_key=new_key)
+    item = signed_by(zone, keys, inter, int_key, "n1i")
+    item["chain"] = [C.certificate_pem(inter)]
+    certificates = hostvars["node1"]["__trustzone_certs_signed"]["certificates"]["node1"]
+    certificates["server"] = certificates["client"] = item
+    assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == []
+    # without the intermediate the leaf reaches no current root
+    item["chain"] = []
+    assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
+        "node1/client: chains to no current root", "node1/server: chains to no current root"]
