@@ -106,7 +106,11 @@ def test_a_dead_run_does_not_block_the_next(fleet):
         run.kill()
         run.communicate(timeout=60)
     assert fleet.exists("ca", "%s.lease" % CA_DIR)
-    after = fleet.playbook("site.yml", "-v")
+    # a run that finds the zone settled takes no lease and leaves this one alone; the next
+    # run that must write takes it over
+    settled = fleet.playbook("site.yml")
+    assert "nothing to do" in settled.output and fleet.exists("ca", "%s.lease" % CA_DIR)
+    after = fleet.playbook("site.yml", "-v", "-e", "trustzone_zone_check=false")
     assert "no longer alive on this controller" in after.output
     assert not fleet.exists("ca", "%s.lease" % CA_DIR)
 
