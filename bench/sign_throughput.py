@@ -87,7 +87,7 @@ def make_inputs(n, issuer_curve):
                  "dns": [host, "%s.%s.trustzone.test" % (host, ZONE)],
                  "ip": [str(ipaddress.ip_address("10.0.0.0") + 10 + i)]}
         profile = ID.resolve_profiles([{"name": "server"}], ZONE, "/etc/trustzone/" + ZONE,
-                                     names)[0]
+                                      names)[0]
         key = C.generate_key(profile["key"])
         csr = C.build_csr(key, profile["common_name"], profile["dns"], profile["ip"])
         requests.append({"host": host, "profile": profile, "csr": C.csr_pem(csr),
