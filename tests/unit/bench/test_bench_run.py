@@ -130,14 +130,17 @@ def test_mitogen_is_a_bench_requirement_only():
     assert bench.MITOGEN_DIR.parent == REPO / ".lab"  # outside the venv, ignored by git
 
 
-def test_mitogen_setup_reports_a_failed_install(tmp_path):
+def test_mitogen_setup_reports_a_failed_install(tmp_path, monkeypatch):
+    # the Python running the tests (ansible-test units runs them in a copy without .venv)
+    monkeypatch.setattr(bench, "VENV_BIN", Path(sys.executable).parent)
     version, why = bench.mitogen_setup(tmp_path / "m", tmp_path / "no-such-requirements.txt")
     assert version is None and why.startswith("pip install failed:")
     assert not (tmp_path / "m").exists()
 
 
-def test_mitogen_setup_reports_why_ansible_cannot_load_it(tmp_path):
+def test_mitogen_setup_reports_why_ansible_cannot_load_it(tmp_path, monkeypatch):
     # an installed Mitogen whose loader refuses this ansible-core: the reason is its error
+    monkeypatch.setattr(bench, "VENV_BIN", Path(sys.executable).parent)
     pkg = tmp_path / "ansible_mitogen"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
