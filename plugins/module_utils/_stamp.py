@@ -290,14 +290,14 @@ def run_full(params, check, get_bin_path, full, now=None):
     after = observe(listings, paths)
     # site.yml's check round (playbooks/zone_check.yml) is check mode that may keep the
     # stamp: the module's own cache of what it saw, never a managed file
-    if stampable(result, check and not params.get("stamp_in_check_mode"), before, after,
-                 profiles):
+    keeps = not check or bool(params.get("stamp_in_check_mode"))
+    if stampable(result, not keeps, before, after, profiles):
         until = due(result, profiles, at)
         if until is not None and at < until:
             kept = {k: v for k, v in result.items() if k != "diff"}
             record(path, {"format": FORMAT, "inputs": inputs(params, layout), "seen": after,
                           "at": _layout.iso(at), "due": _layout.iso(until), "result": kept})
-    elif (not check or params.get("stamp_in_check_mode")) and os.path.lexists(path):
+    elif keeps and os.path.lexists(path):
         forget(path)
     return result
 
