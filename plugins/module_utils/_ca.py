@@ -58,14 +58,17 @@ OFFLINE = ".offline"
 # ``<stem>.key``: the key's label in the token.
 PKCS11 = ".pkcs11"
 MARKERS = (OFFLINE, PKCS11)
+# The zone secrets keyring (module_utils/_secrets.py) lives in the generations too, so that a
+# generation is the whole CA state (and a backup of it carries the keyring).
+SECRETS_KEYRING = _layout.SECRETS_KEYRING
 GENERATION_FILES = LEGACY_FILES + tuple(s + OFFLINE for s in ("root", "next")) + tuple(
-    s + PKCS11 for s in STEMS)
+    s + PKCS11 for s in STEMS) + (SECRETS_KEYRING,)
 RETIRED = "retired"
 MAX_FILES = 10000
 
 
 def _mode_of(rel):
-    return 0o600 if rel.endswith(".key") or rel == STATE_FILE else 0o644
+    return 0o600 if rel.endswith(".key") or rel in (STATE_FILE, SECRETS_KEYRING) else 0o644
 
 
 def _valid_rel(rel):
