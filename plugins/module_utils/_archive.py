@@ -59,6 +59,7 @@ import zlib
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _ca as CA
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils import _secrets as SECRETS
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 try:
@@ -461,6 +462,10 @@ def check_ca_files(files, ca_passphrase=None, where="archive"):
         if cert is not None and not C.same_public_key(key, cert):
             raise TrustzoneError("the key does not belong to its certificate", key_path,
                                  fix="use a backup of a working CA")
+    for path in sorted(files):
+        if ca_passphrase and path.rsplit("/", 1)[-1] == _layout.SECRETS_KEYRING:
+            # the zone secrets keyring is under the CA passphrase too (_secrets.unlock)
+            SECRETS.unlock(files[path][1], ca_passphrase, None, path)
 
 
 def same_contents(files, existing):

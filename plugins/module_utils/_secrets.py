@@ -83,7 +83,7 @@ def check_keyring(keyring, zone, where):
     if not isinstance(keyring, dict) or keyring.get("format") != KEYRING_FORMAT:
         raise TrustzoneError("is not a trustzone.pki secrets keyring", where,
                              fix="restore the CA directory from a backup")
-    if keyring.get("zone") != zone:
+    if zone is not None and keyring.get("zone") != zone:
         raise TrustzoneError("is the secrets keyring of zone %r, not of zone %r"
                              % (keyring.get("zone"), zone), where,
                              fix="point trustzone_ca_dir at this zone's CA directory")
@@ -292,6 +292,19 @@ def can_unwrap_with_cryptography():
     return hasattr(pkcs7, "pkcs7_decrypt_pem")
 
 
+def _pem_body(data):
+    """The DER inside one PEM block, whatever its label (openssl writes ``CMS``,
+    cryptography ``PKCS7``)."""
+    lines = bytes(data).strip().splitlines()
+    if len(lines) < 3 or not lines[0].startswith(b"-----BEGIN ") or \
+            not lines[-1].startswith(b"-----END "):
+        raise ValueError("not a PEM envelope")
+    try:
+        return base64.b64decode(b"".join(lines[1:-1]), validate=True)
+    except binascii.Error:
+        raise ValueError("not a PEM envelope") from None
+
+
 def unwrap_with_cryptography(envelope_pem, cert_pem, key_pem):
     """The plaintext of ``envelope_pem`` for the holder of ``key_pem`` (cryptography >= 45)."""
     from cryptography import x509  # pylint: disable=import-outside-toplevel
@@ -300,7 +313,7 @@ def unwrap_with_cryptography(envelope_pem, cert_pem, key_pem):
     cert = x509.load_pem_x509_certificate(bytes(cert_pem))
     key = serialization.load_pem_private_key(bytes(key_pem), password=None)
     try:
-        return pkcs7.pkcs7_decrypt_pem(bytes(envelope_pem), cert, key, [])
+        return pkcs7.pkcs7_decrypt_der(_pem_body(envelope_pem), cert, key, [])
     except ValueError as exc:
         raise TrustzoneError("the zone secrets envelope does not open with this node's "
                              "secrets key (%s)" % exc, fix=OPEN_FIX) from None
@@ -452,3 +465,15 @@ def unwrap_on_node(envelope_pem, cert_path, key_path, run, zone, where):
                                  where, fix=OPEN_FIX)
         plaintext = out
     return parse_content(plaintext, zone, where)
+
+
+def rekey(data, current, new, zone, where):
+    """The keyring file ``data`` under the ``new`` CA passphrase, or None when it already
+    opens with ``new`` (a re-run after a change of passphrase). Raises when neither opens
+    it, so a passphrase change never leaves the keyring behind."""
+    try:
+        keyring = unlock(data, current, zone, where)
+    except TrustzoneError:
+        unlock(data, new, zone, where)  # raises the clear error when this fails too
+        return None
+    return lock(keyring, new)

@@ -77,6 +77,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
 from ansible_collections.trustzone.pki.plugins.module_utils import _rekey as K
+from ansible_collections.trustzone.pki.plugins.module_utils import _secrets as S
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -95,6 +96,13 @@ def run(module):
         current = ca.load(params["passphrase"])
         keys = {rel: data for rel, data in current.files.items() if K.is_private_key(data)}
         todo, already = K.plan_rekey(keys, params["passphrase"], params["new_passphrase"])
+        if S.KEYRING_FILE in current.files:  # the zone secrets keyring is under it too
+            keyring = S.rekey(current.files[S.KEYRING_FILE], params["passphrase"],
+                              params["new_passphrase"], zone, current.file(S.KEYRING_FILE))
+            if keyring is None:
+                already.append(S.KEYRING_FILE)
+            else:
+                todo[S.KEYRING_FILE] = keyring
         changed = bool(todo)
         if module.check_mode:
             changed |= bool(ca.would_clean(keep=1))
@@ -104,7 +112,11 @@ def run(module):
             ca.commit(wanted, keep=1)  # one switch; older generations (old passphrase) go
             done = ca.load(params["new_passphrase"])
             for rel in todo:  # read back what is in force now
-                C.load_private_key(done.files[rel], params["new_passphrase"], path=done.file(rel))
+                if rel == S.KEYRING_FILE:
+                    S.unlock(done.files[rel], params["new_passphrase"], zone, done.file(rel))
+                else:
+                    C.load_private_key(done.files[rel], params["new_passphrase"],
+                                       path=done.file(rel))
         else:
             changed |= ca.cleanup(keep=1)
     return {"changed": changed, "keys": sorted(todo), "already": already, "dir": path}
