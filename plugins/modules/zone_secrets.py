@@ -15,7 +15,7 @@ description:
     host in the CA's state, encrypted with the CA passphrase (scrypt, then Fernet), and
     travels with the CA's backups.
   - The first run makes generation 1, bound to the zone's signing root. When a root rotation
-    makes another root the one that signs (its use phase), the next run adds a generation:
+    makes another root the one that signs (its use phase), the next run adds a generation;
     values are then sealed with the new key, and every older generation still opens what it
     sealed until O(retire_before) retires it.
   - The controller half (an action plugin) wraps the keyring as CMS EnvelopedData (RFC 5652)
