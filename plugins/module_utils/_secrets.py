@@ -180,10 +180,9 @@ def lock(keyring, passphrase):
     salt = os.urandom(16)
     token = Fernet(_kek(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)).encrypt(
         json.dumps(keyring, sort_keys=True).encode("utf-8"))
-    outer = {"format": KEYRING_FORMAT, "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R,
-                                                "p": SCRYPT_P,
-                                                "salt": base64.b64encode(salt).decode("ascii")},
-             "fernet": token.decode("ascii")}
+    kdf = {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
+           "salt": base64.b64encode(salt).decode("ascii")}
+    outer = {"format": KEYRING_FORMAT, "kdf": kdf, "fernet": token.decode("ascii")}
     return (json.dumps(outer, sort_keys=True, indent=1) + "\n").encode("ascii")
 
 

@@ -294,8 +294,8 @@ def test_an_openssl_envelope_opens_with_our_code_both_ways(tmp_path, monkeypatch
 
 @needs_openssl
 @pytest.mark.parametrize("with_cryptography", [True, False])
-def test_an_envelope_for_another_node_or_zone_does_not_open(tmp_path, monkeypatch,
-                                                           with_cryptography):
+def test_an_envelope_for_another_node_or_zone_does_not_open(
+        tmp_path, monkeypatch, with_cryptography):
     monkeypatch.setattr(S, "can_unwrap_with_cryptography", lambda: with_cryptography)
     other, _oc, _ok = make_cert(tmp_path, name="other")
     _cert, cert_path, key_path = make_cert(tmp_path)
