@@ -31,10 +31,21 @@ class ActionModule(ActionBase):
         nodes = list(module_args.get("nodes") or [])
         cert_var = module_args.get("cert_var") or "__trustzone_secrets_cert"
         profile = module_args.get("profile") or S.PROFILE
+        # the keys come back sealed under a key of this task alone: -vvv prints the module's
+        # raw output before anything here could hide it
+        module_args["transport_key"] = transport_key = S.new_key()
         done = self._execute_module(module_name="trustzone.pki.zone_secrets",
                                     module_args=module_args, task_vars=task_vars)
         done.pop("invocation", None)
-        keys = done.pop("keys", None)
+        sealed = done.pop("sealed_keys", None)
+        done.pop("keys", None)
+        keys = None
+        if sealed and not done.get("failed"):
+            try:
+                keys = S.open_from_transport(sealed, transport_key)
+            except TrustzoneError as exc:
+                result.update(failed=True, msg=str(exc))
+                return result
         valid = done.pop("valid", None) or {}
         if done.get("failed"):
             result.update(done)

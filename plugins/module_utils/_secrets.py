@@ -476,3 +476,28 @@ def rekey(data, current, new, zone, where):
         unlock(data, new, zone, where)  # raises the clear error when this fails too
         return None
     return lock(keyring, new)
+
+
+# ---------------------------------------------------------------------- to the controller
+
+def seal_for_transport(data, transport_key):
+    """``data`` (JSON-able) as a Fernet token under ``transport_key``: how a module hands a
+    secret part of its result to its action plugin. ``-vvv`` prints a module's raw output
+    before the action plugin can hide anything; the transport key came in as a no_log
+    argument (like the CA passphrase), so that output shows only this token."""
+    Fernet, _multi, _invalid = _fernet()
+    return Fernet(transport_key.encode("ascii")).encrypt(
+        json.dumps(data, sort_keys=True).encode("utf-8")).decode("ascii")
+
+
+def open_from_transport(token, transport_key):
+    """What ``seal_for_transport`` sealed; a clear error when ``transport_key`` does not open
+    ``token``."""
+    _fernet_cls, _multi, InvalidToken = _fernet()
+    try:
+        return json.loads(_fernet_cls(transport_key.encode("ascii")).decrypt(
+            str(token).encode("ascii", "replace")).decode("utf-8"))
+    except (InvalidToken, ValueError, UnicodeError):
+        raise TrustzoneError("the module's result did not open with this task's transport key",
+                             fix="run the task again (the module and its action plugin must "
+                                 "come from the same trustzone.pki)") from None

@@ -44,6 +44,12 @@ options:
   key_path:
     description: The node's C(secrets) key. Default - C(secrets.key) in the zone's directory.
     type: path
+  transport_key:
+    description:
+      - Set by the action plugin, not by hand - a one-time Fernet key. With it the module
+        returns the value only sealed under it, so that even C(-vvv), which prints a module's
+        raw output, does not show it.
+    type: str
 attributes:
   check_mode:
     description: Opens the value and says whether O(dest) would change; writes nothing.
@@ -109,8 +115,11 @@ def run(module):
     value = S.open_token(params["token"], [k for _g, k in keys], zone)
     generation = S.generation_of(params["token"], keys, zone)
     if not params["dest"]:
-        return {"changed": False, "generation": generation,
-                "value": value.decode("utf-8", "surrogateescape")}
+        text = value.decode("utf-8", "surrogateescape")
+        if params.get("transport_key"):
+            return {"changed": False, "generation": generation,
+                    "sealed_value": S.seal_for_transport(text, params["transport_key"])}
+        return {"changed": False, "generation": generation, "value": text}
     dest = params["dest"]
     mode = _parse.parse_mode(params["mode"], "mode")
     if mode & 0o007:
@@ -138,6 +147,7 @@ def main():
         envelope_path=dict(type="path"),
         cert_path=dict(type="path"),
         key_path=dict(type="path", no_log=False),
+        transport_key=dict(type="str", no_log=True),
     ))
     run_module(module, run)
 

@@ -51,6 +51,12 @@ options:
     description: Also return the keys, newest first, in RV(keys) (hides the whole result).
     type: bool
     default: false
+  transport_key:
+    description:
+      - Set by the action plugin, not by hand - a one-time Fernet key. With it the module
+        returns the keys only sealed under it, so that even C(-vvv), which prints a module's
+        raw output, shows no key.
+    type: str
 attributes:
   check_mode:
     description: Says what would change; writes nothing and wraps nothing that would change.
@@ -151,7 +157,11 @@ def run(module):
               "valid": {host: (profiles.get(params["profile"]) or [])
                         for host, profiles in valid.items()}}
     if not (changed and module.check_mode):  # keys that exist (check mode plans new ones)
-        result["keys"] = S.keys_newest_first(wanted)
+        keys = S.keys_newest_first(wanted)
+        if params.get("transport_key"):
+            result["sealed_keys"] = S.seal_for_transport(keys, params["transport_key"])
+        else:
+            result["keys"] = keys
     return result
 
 
@@ -163,6 +173,7 @@ def main():
         cert_var=dict(type="str", default="__trustzone_secrets_cert"),
         retire_before=dict(type="int", default=0),
         return_keys=dict(type="bool", default=False),
+        transport_key=dict(type="str", no_log=True),
     ))
     run_module(module, run)
 
