@@ -19,10 +19,9 @@ pytest.importorskip("ansible.module_utils.basic")
 from ansible_collections.trustzone.pki.plugins.module_utils import _secrets as S  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import secret  # noqa: E402
-from ansible_collections.trustzone.pki.plugins.modules import zone_root  # noqa: E402
 from ansible_collections.trustzone.pki.plugins.modules import zone_secrets  # noqa: E402
 from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (  # noqa: E402
-    module_runner)
+    module_runner, zone_root_runner)
 
 PASS = "ca passphrase for units"
 UID, GID = str(os.getuid()), str(os.getgid())
@@ -53,16 +52,9 @@ def call():
     return module_runner()
 
 
-@pytest.fixture
-def ca(tmp_path, call):
-    path = str(tmp_path / "ca" / "prod")
-    os.makedirs(os.path.dirname(path))
-    call(zone_root, zone="prod", dir=path, passphrase=PASS, owner=UID, group=GID,
-         key_curve="secp256r1")
-    return path
-
-
-def test_zone_secrets_returns_the_keys_only_sealed_under_the_transport_key(call, ca):
+def test_zone_secrets_returns_the_keys_only_sealed_under_the_transport_key(call, tmp_path):
+    ca = str(tmp_path / "prod")
+    zone_root_runner(passphrase=PASS, owner=UID, group=GID, key_curve="secp256r1")(ca)
     plain = call(zone_secrets, zone="prod", dir=ca, passphrase=PASS)["keys"]
     key = S.new_key()
     done = call(zone_secrets, zone="prod", dir=ca, passphrase=PASS, transport_key=key)
