@@ -206,6 +206,10 @@ def test_a_node_whose_certificate_is_not_the_one_in_the_ledger_gets_nothing(flee
         "openssl req -x509 -newkey rsa:3072 -nodes -keyout /tmp/forged.key -days 30 "
         "-subj \"$(openssl x509 -in secrets.crt -noout -subject -nameopt compat | cut -d= -f2-)\" "
         "-addext keyUsage=critical,keyEncipherment -out secrets.crt 2>/dev/null").format(d=DIR))
+    subjects = fleet.sh("node3", "for c in /tmp/secrets.crt.good {d}/secrets.crt; do "
+                                 "openssl x509 -in $c -noout -subject; done".format(d=DIR))
+    good, forged = subjects.stdout.splitlines()
+    assert good == forged and "node3" in good  # the same subject, not the zone's certificate
     proc = run(fleet, "secrets.yml", check=False)
     assert proc.returncode != 0
     stats = recap(proc.output)
@@ -234,10 +238,10 @@ def test_values_sealed_before_a_root_rotation_open_during_and_after_it(fleet):
         if phase == "trust":
             assert all(keyring_on(fleet, h) == before[h] for h in NODES)
     # the use phase's secrets.yml added generation 2 for the new root
+    assert ca_result(STATE["after_phase"]["trust"].output)["changed"] is False
     use = ca_result(STATE["after_phase"]["use"].output)
     assert [g["generation"] for g in use["generations"]] == [1, 2]
-    assert use["changes"] == [c for c in use["changes"] if "add secrets key generation 2" in c]
-    assert len(use["changes"]) == 1
+    assert len(use["changes"]) == 1 and "add secrets key generation 2" in use["changes"][0]
     retire = ca_result(STATE["after_phase"]["retire"].output)
     assert retire["changed"] is False and retire["generations"] == use["generations"]
     for host in NODES:
@@ -247,6 +251,17 @@ def test_values_sealed_before_a_root_rotation_open_during_and_after_it(fleet):
     proc = open_on_nodes(fleet, "after_rotation")
     assert "generation 2" in proc.output
     assert_opened(fleet, "after_rotation")
+    # the value sealed before, sealed again with generation 2 (seal.yml's reseal)
+    reseal = fleet.work / "reseal.yml"
+    reseal.write_text(yaml.safe_dump({"trustzone_seal_reseal": {
+        "resealed": STATE["tokens"]["db_password"]}}))
+    out = fleet.work / "resealed.yml"
+    run(fleet, "seal.yml", "-e", "@%s" % reseal, "-e", "trustzone_seal_output=%s" % out)
+    STATE["tokens"]["resealed"] = yaml.safe_load(out.read_text())["resealed"]
+    STATE["cleartexts"]["resealed"] = STATE["cleartexts"]["db_password"]
+    assert STATE["tokens"]["resealed"] != STATE["tokens"]["db_password"]
+    assert "generation 2" in open_on_nodes(fleet, "resealed").output
+    assert_opened(fleet, "resealed")
 
 
 def test_a_pruned_node_is_locked_out_of_values_sealed_after_the_next_rotation(fleet):
