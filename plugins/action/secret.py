@@ -26,13 +26,15 @@ class ActionModule(ActionBase):
         done = self._execute_module(module_name="trustzone.pki.secret",
                                     module_args=module_args, task_vars=task_vars)
         done.pop("invocation", None)
-        sealed = done.pop("sealed_value", None)
-        done.pop("value", None)
+        hidden = "sealed_value" in done
+        try:
+            value = S.from_module(done, "sealed_value", "value", transport_key)
+        except TrustzoneError as exc:
+            done.update(failed=True, msg=str(exc))
+            value = None
         result.update(done)
-        if sealed is not None:
+        if hidden:
             result["_ansible_no_log"] = True
-            try:
-                result["value"] = S.open_from_transport(sealed, transport_key)
-            except TrustzoneError as exc:
-                result.update(failed=True, msg=str(exc))
+        if value is not None:
+            result["value"] = value
         return result

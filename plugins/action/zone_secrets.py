@@ -37,15 +37,11 @@ class ActionModule(ActionBase):
         done = self._execute_module(module_name="trustzone.pki.zone_secrets",
                                     module_args=module_args, task_vars=task_vars)
         done.pop("invocation", None)
-        sealed = done.pop("sealed_keys", None)
-        done.pop("keys", None)
-        keys = None
-        if sealed and not done.get("failed"):
-            try:
-                keys = S.open_from_transport(sealed, transport_key)
-            except TrustzoneError as exc:
-                result.update(failed=True, msg=str(exc))
-                return result
+        try:
+            keys = S.from_module(done, "sealed_keys", "keys", transport_key)
+        except TrustzoneError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
         valid = done.pop("valid", None) or {}
         if done.get("failed"):
             result.update(done)

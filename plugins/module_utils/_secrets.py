@@ -501,3 +501,12 @@ def open_from_transport(token, transport_key):
         raise TrustzoneError("the module's result did not open with this task's transport key",
                              fix="run the task again (the module and its action plugin must "
                                  "come from the same trustzone.pki)") from None
+
+
+def from_module(done, sealed_field, clear_field, transport_key):
+    """Pop the sealed part of a module's result ``done`` (``sealed_field``) and open it with
+    ``transport_key``; None when the module returned none. A clear copy (``clear_field``,
+    what the module answers without a transport key) is dropped whatever it holds."""
+    done.pop(clear_field, None)
+    sealed = done.pop(sealed_field, None)
+    return None if sealed is None else open_from_transport(sealed, transport_key)

@@ -45,6 +45,10 @@ def test_transport_round_trip_hides_the_data_and_needs_the_key():
         S.open_from_transport(sealed, S.new_key())
     with pytest.raises(TrustzoneError, match="transport"):
         S.open_from_transport("not a token", key)
+    done = {"changed": False, "sealed_value": sealed, "value": "a clear copy"}
+    assert S.from_module(done, "sealed_value", "value", key) == data
+    assert done == {"changed": False}
+    assert S.from_module({"value": "a clear copy"}, "sealed_value", "value", key) is None
 
 
 @pytest.fixture
