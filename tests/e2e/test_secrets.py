@@ -187,6 +187,23 @@ def test_a_second_run_changes_nothing(fleet):
     assert_opened(fleet, "db_password")
 
 
+def test_the_postgres_example_hands_the_password_to_every_node(fleet):
+    """playbooks/examples/postgres_password.yml, without its systemd part (no systemd in
+    the lab's containers): the sealed value from the inventory, a root-only file."""
+    sealed = fleet.work / "example-vars.json"
+    sealed.write_text(json.dumps({"app_db_password_sealed": STATE["tokens"]["db_password"],
+                                  "trustzone_example_service": ""}))
+    proc = run(fleet, "examples/postgres_password.yml", "-e", "@%s" % sealed)
+    assert {h: s["changed"] for h, s in recap(proc.output).items()} == dict.fromkeys(NODES, 1)
+    for host in NODES:
+        out = fleet.sh(host, "stat -c '%%a %%U' %s/app-db-password && cat %s/app-db-password"
+                       % (DIR, DIR)).stdout
+        meta, value = out.split("\n", 1)
+        assert meta == "600 root" and value == STATE["cleartexts"]["db_password"], host
+    again = run(fleet, "examples/postgres_password.yml", "-e", "@%s" % sealed)
+    assert {h: s["changed"] for h, s in recap(again.output).items()} == dict.fromkeys(NODES, 0)
+
+
 def test_a_node_of_another_zone_cannot_open_the_value(fleet):
     dev = inventory(fleet, fleet.work / "dev.yml", zone="dev", nodes=("node1",))
     run(fleet, "site.yml", inventory=dev)
