@@ -360,6 +360,29 @@ def install_decision(installed_ids, wanted_ids):
     return None
 
 
+def check_not_older(held, offered, where):
+    """Refuse to replace the keys a node holds (``held``: ``[(generation, key)]`` or None)
+    with ``offered`` when that would lose one: a newer generation than any offered, or a
+    generation number offered with another key. That is a CA restored from an old backup (or
+    another zone's CA): installing it would make every value sealed with the lost key
+    unreadable. Retiring old generations (a subset, the same newest) passes."""
+    if not held:
+        return
+    offered_by_gen = dict(offered)
+    newest_held = max(g for g, _k in held)
+    newest_offered = max(offered_by_gen) if offered_by_gen else 0
+    clash = [g for g, k in held if g in offered_by_gen and offered_by_gen[g] != k]
+    if newest_held > newest_offered or clash:
+        raise TrustzoneError(
+            "this node holds zone secrets key generation %d%s, which the CA's keyring lacks: "
+            "the CA was probably restored from an older backup; installing its keyring would "
+            "make values sealed with the lost key unreadable"
+            % (max(clash) if clash else newest_held,
+               " with another key" if clash else ""), where,
+            fix="restore the CA from its newest backup (playbooks/restore.yml); the node's "
+                "envelope was left as it was")
+
+
 # ---------------------------------------------------------------------- values
 
 def _multi(keys, zone):

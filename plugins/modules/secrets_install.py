@@ -111,21 +111,21 @@ def run(module):
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
     wanted = list(params["key_ids"])
     installed = _fs.read_file(path)
-    ids = None
+    held = None
     if installed is not None:
         try:
-            ids = S.ids_of(S.unwrap_on_node(installed, cert_path, key_path, runner(module),
-                                            zone, path))
+            held = S.unwrap_on_node(installed, cert_path, key_path, runner(module), zone, path)
         except TrustzoneError:
-            ids = None
-    reason = S.install_decision(ids, wanted)
+            held = None  # not ours to open (a new certificate, a damaged file): replaced
+    reason = S.install_decision(None if held is None else S.ids_of(held), wanted)
     changed = False
     if reason:
         new = params["envelope"].encode("ascii")
-        got = S.ids_of(S.unwrap_on_node(new, cert_path, key_path, runner(module), zone, path))
-        if got != wanted:
+        got = S.unwrap_on_node(new, cert_path, key_path, runner(module), zone, path)
+        if S.ids_of(got) != wanted:
             raise TrustzoneError("the envelope from the controller holds other keys than the "
                                  "zone's", path, fix=S.OPEN_FIX)
+        S.check_not_older(held, got, path)
         changed = True
         if not module.check_mode:
             _fs.atomic_write(path, new, mode, uid, gid)

@@ -159,6 +159,12 @@ def test_every_node_gets_the_keyring_which_its_own_openssl_opens(fleet):
     for host in NODES:
         issued = fleet.sh(host, "openssl x509 -in %s/secrets.crt -noout -text" % DIR).stdout
         assert "Key Encipherment" in issued and "3072 bit" in issued
+    checked = run(fleet, "secrets.yml", "--check")  # no keyring yet: says so, writes nothing
+    assert "the zone's keyring would change first" in checked.output
+    assert {h: s["failed"] for h, s in recap(checked.output).items()} == dict.fromkeys(
+        ("ca",) + NODES, 0)
+    for host in NODES:
+        assert fleet.sh(host, "test -e %s/keyring.p7m" % DIR, check=False).returncode == 1
     proc = run(fleet, "secrets.yml")
     assert "create secrets key generation 1 for root" in proc.output
     stats = recap(proc.output)

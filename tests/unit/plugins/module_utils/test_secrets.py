@@ -478,3 +478,27 @@ def test_secret_opens_into_a_file_idempotently_and_refuses_other_zones(call, nod
     os.unlink(os.path.join(node["dir"], S.ENVELOPE_FILE))
     with pytest.raises(TrustzoneError, match="holds no zone secrets key"):
         call(secret, **common)
+
+
+def test_check_not_older_refuses_to_lose_a_generation_a_node_holds():
+    S.check_not_older(None, [(1, "a")], "f")
+    S.check_not_older([(2, "b"), (1, "a")], [(2, "b")], "f")  # retiring gen 1 is fine
+    S.check_not_older([(1, "a")], [(2, "b"), (1, "a")], "f")  # a new generation is fine
+    with pytest.raises(TrustzoneError, match="generation 2, which the CA's keyring lacks"):
+        S.check_not_older([(2, "b"), (1, "a")], [(1, "a")], "f")
+    with pytest.raises(TrustzoneError, match="generation 1 with another key"):
+        S.check_not_older([(1, "a")], [(1, "z")], "f")
+
+
+def test_secrets_install_keeps_a_newer_keyring_than_a_restored_ca_offers(call, node):
+    """A CA restored from an old backup offers generation 1 only; the node holds 1 and 2."""
+    cert = x509.load_pem_x509_certificate(open(node["cert_path"], "rb").read())
+    newer = {"zone": "prod", "generations": [{"generation": 1, "key": node["keys"][0]},
+                                            {"generation": 2, "key": S.new_key()}]}
+    path = os.path.join(node["dir"], S.ENVELOPE_FILE)
+    ids = [S.key_id(g["key"]) for g in reversed(newer["generations"])]
+    install(call, dict(node, envelope=S.wrap(newer, cert), key_ids=ids))
+    before = open(path, "rb").read()
+    with pytest.raises(TrustzoneError, match="restored from an older backup"):
+        install(call, node)  # generation 1 only
+    assert open(path, "rb").read() == before
