@@ -9,9 +9,9 @@ DOCUMENTATION = r"""
 ---
 module: secret
 short_description: Open a value sealed with the zone secrets key, on a node of the zone
-version_added: 0.2.0
+version_added: 0.1.0
 description:
-  - Opens a Fernet token made by the M(trustzone.pki.seal) filter (for example a database
+  - Opens a Fernet token made by the P(trustzone.pki.seal#filter) filter (for example a database
     password kept in the inventory) with the zone's secrets keys, which the node holds
     wrapped to its own C(secrets) certificate (M(trustzone.pki.secrets_install)). Every
     generation of the keyring opens what it sealed, so values sealed before a root rotation

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: secrets_install
 short_description: Install the zone secrets keyring, wrapped to this node, on a node
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Installs the CMS EnvelopedData that M(trustzone.pki.zone_secrets) made for this node
     (the zone's secrets keys, wrapped to its C(secrets) certificate) at O(path), atomically,

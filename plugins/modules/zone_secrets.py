@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: zone_secrets
 short_description: Keep a trust zone's secrets key on its CA host and wrap it to every node
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The zone secrets key (QlikView's SecretsKey) - a 256-bit Fernet key - is kept on the CA
     host in the CA's state, encrypted with the CA passphrase (scrypt, then Fernet), and
