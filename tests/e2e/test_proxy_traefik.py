@@ -298,6 +298,28 @@ def test_a_configuration_traefik_refuses_is_rolled_back(zone, inventories, pebbl
     assert user_get(zone, WEB, cafile=pebble_root).body.startswith(BODY)
 
 
+def test_a_backend_the_zone_revokes_is_left_out_until_it_is_renewed(zone, inventories,
+                                                                     pebble_root):
+    """Traefik reads no CRL: revoke.yml's proxy.yml run checks each backend against the zone's
+    CRLs and leaves node2 out of route web (its only backend: 503, and the run fails naming
+    it); renewed, node2 is back. Traefik keeps running throughout."""
+    pid = traefik_pid(zone)
+    assert user_get(zone, WEB, cafile=pebble_root).code == "200"
+    proc = zone.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
+                         inventory=inventories["files"], check=False)
+    OUTPUTS.append(proc.output)
+    assert proc.returncode != 0
+    assert "every backend of route(s) web presents a certificate its zone's CRLs revoke " \
+           "(node2.lab.trustzone.test:8443)" in proc.output.replace("\n", " ")
+    assert "route web: left out node2.lab.trustzone.test:8443" in proc.output
+    assert eventually(lambda: user_get(zone, WEB, cafile=pebble_root).code == "503")
+    OUTPUTS.append(zone.playbook("site.yml", inventory=inventories["files"]).output)
+    zone.sh("node2", "nginx -s reload")  # the backend serves its renewed certificate
+    proxy(zone, inventories["files"])
+    assert eventually(lambda: user_get(zone, WEB, cafile=pebble_root).code == "200")
+    assert traefik_pid(zone) == pid
+
+
 def test_traefiks_own_acme_resolver_gets_a_certificate_from_pebble(zone, pebble, inventories,
                                                                    pebble_root):
     files_serial = pem_serial(zone.read("node1", ACME + "/web/cert.pem"))
