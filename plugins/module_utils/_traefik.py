@@ -72,7 +72,7 @@ def backends(routes, checks=None):
     itself refuses a backend its zone's roots do not vouch for). ``dead``: routes left with no
     backend."""
     if checks is None:
-        checks = [[] for _ in routes]
+        checks = [[]] * len(routes)
     if len(checks) != len(routes):
         raise TrustzoneError("the backend check covers %d routes, not the %d routes"
                              % (len(checks), len(routes)), fix="check every route once")

@@ -24,8 +24,9 @@ import yaml
 import test_proxy
 from conftest import REPO, fleet_prefix, recap
 from pebble import Pebble
-from test_proxy import (ip_of, pebble_root,  # noqa: F401 (pebble_root: a fixture)
-                        pem_serial, served_certificate)
+from test_proxy import ip_of, pem_serial, served_certificate
+# pebble_root is a fixture: imported, pytest finds it here
+from test_proxy import pebble_root  # noqa: F401  pylint: disable=unused-import
 
 PREFIX = fleet_prefix("tztrf")
 ZONE = "lab"
