@@ -101,10 +101,10 @@ def fatal_lines(output):
 
 
 @pytest.fixture(scope="module")
-def pebble_root(pebble, tmp_path_factory):
-    path = tmp_path_factory.mktemp("user") / "pebble-root.pem"
-    path.write_text(pebble.root_pem())
-    return path
+def pebble_root(pebble):
+    """What the user trusts: the root that signs pebble's certificates, beside its logs."""
+    (pebble.workdir / "issuing-root.pem").write_text(pebble.root_pem())
+    return pebble.workdir / "issuing-root.pem"
 
 
 # --------------------------------------------------------------------------------------------
