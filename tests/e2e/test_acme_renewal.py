@@ -169,7 +169,7 @@ def test_an_unreachable_ca_keeps_the_current_certificate(fleet, pebble, inventor
     assert "issued by another ACME directory (%s)" % pebble.directory in proc.output
     line = assert_kept(fleet, pebble_root, before, proc)
     assert pebble.requests() == requests
-    assert ("ACME certificates web not obtained - the directory %s could not be read: " % closed
+    assert ("ACME certificate web not obtained - the directory %s could not be read: " % closed
             in line)
     assert "nothing was ordered, the current keys and certificates are kept" in line
 
