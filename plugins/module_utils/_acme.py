@@ -38,9 +38,10 @@ def _number(value):
 def span_text(seconds):
     """A duration as people say it: ``90 days``, ``36 hours``, ``45 minutes``."""
     seconds = max(0.0, float(seconds))
-    if seconds >= 2 * DAY:
+    # compared as printed: 0.3333 of 6 days is "2 days", not "48 hours"
+    if round(seconds / DAY, 1) >= 2:
         return "%s days" % _number(seconds / DAY)
-    if seconds >= 2 * 3600:
+    if round(seconds / 3600, 1) >= 2:
         return "%s hours" % _number(seconds / 3600)
     return "%s minutes" % _number(seconds / 60)
 

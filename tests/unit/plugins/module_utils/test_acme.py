@@ -65,6 +65,10 @@ def test_the_texts_say_how_the_window_was_chosen():
     assert A.renewal_window(NOW, NOW + 6 * DAY, fraction=0.25)[1] == (
         "within the last 25% of its lifetime of 6 days (36 hours)")
     assert A.span_text(90 * 60) == "90 minutes" and A.span_text(-5) == "0 minutes"
+    # the role's default, 0.3333, of a 6-day certificate reads as people would say it
+    assert A.renewal_window(NOW, NOW + 6 * DAY, fraction=0.3333)[1] == (
+        "within the last 33.3% of its lifetime of 6 days (2 days)")
+    assert A.span_text(119.99 * 60) == "2 hours"
 
 
 @pytest.mark.parametrize("fraction,days", [(0, None), (1, None), (1.5, None), (-0.1, None),
