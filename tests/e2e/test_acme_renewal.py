@@ -139,6 +139,7 @@ def assert_kept(fleet, pebble_root, before, proc):
     assert served_serial(fleet, pebble_root) == before["serial"]
     assert fleet.sh("node1", "ls -A %s" % CHALLENGES).stdout.strip() == ""
     [line] = fatal_lines(proc.output)
+    assert "\\n" not in line  # one line, also inside the message
     return line
 
 
