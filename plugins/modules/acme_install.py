@@ -30,11 +30,13 @@ description:
     and nginx reads key and certificate only when it is reloaded, which the role does after
     this task. The commit marker makes the five renames one unit across crashes.
   - V(assessed) reads and changes nothing. It says why the certificate in O(dir) must be
-    requested again (RV(reasons), empty when it is fine) - no readable certificate, fewer
-    than O(renew_before_days) days left, other names than O(domains), no readable key, a key
-    that does not match or is not the type asked for, or another ACME directory than
-    O(directory) in C(state.json). It is the collection's renewal assessment, the one the
-    P(trustzone.pki.node#module) module applies to zone certificates.
+    requested again (RV(reasons), empty when it is fine) - no readable certificate, inside its
+    renewal window (the last O(renew_fraction) of its lifetime, or fewer than
+    O(renew_before_days) days left when that is set), other names than O(domains), no readable
+    key, a key that does not match or is not the type asked for, another ACME directory than
+    O(directory) or another O(profile) in C(state.json), or the CA's renewal information
+    (O(renewal_info)) asking for renewal. It is the collection's renewal assessment, the one
+    the P(trustzone.pki.node#module) module applies to zone certificates.
 author: trustzone.pki maintainers (!UNKNOWN)
 extends_documentation_fragment: [trustzone.pki.attributes]
 options:
@@ -68,9 +70,26 @@ options:
     type: int
     default: 3072
   renew_before_days:
-    description: With V(assessed), renew when fewer than this many days are left.
+    description:
+      - With V(assessed), renew when fewer than this many days are left.
+      - When set, it wins over O(renew_fraction).
     type: int
-    default: 30
+  renew_fraction:
+    description:
+      - With V(assessed) and no O(renew_before_days), renew in the last this much of the
+        certificate's lifetime (more than 0, less than 1; a third when not set).
+    type: float
+  renewal_info:
+    description:
+      - With V(assessed), the result of M(community.crypto.acme_certificate_renewal_info) for
+        the certificate, or empty. A renewal that the CA's renewal information (RFC 9773) asks
+        for is a reason; the module's other rules are not used.
+    type: dict
+    default: {}
+  profile:
+    description: With V(assessed), the ACME profile in use; a certificate issued for another one is renewed.
+    type: str
+    default: ""
   directory:
     description: With V(assessed), the ACME directory in use; a certificate another one issued is renewed.
     type: str
@@ -101,7 +120,7 @@ EXAMPLES = r"""
     dir: /etc/trustzone-acme/www
     state: assessed
     domains: [www.example.org]
-    renew_before_days: 30
+    renew_fraction: 0.3333
     directory: https://acme-v02.api.letsencrypt.org/directory
   register: assessed
 """
@@ -125,6 +144,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _acme
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _backend as B
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
@@ -180,7 +200,7 @@ def finish(directory, check):
 
 
 def assess(directory, params, now):
-    """Why the certificate in ``directory`` must be requested again (``_backend``)."""
+    """Why the certificate in ``directory`` must be requested again (``_acme``)."""
     if _fs.refuse_symlink(directory) is None:
         loaded = {"key": None, "key_error": None, "cert": None, "cert_error": None,
                   "chain": []}
@@ -189,8 +209,11 @@ def assess(directory, params, now):
                         os.path.join(directory, "privkey.pem"), None)
     state, _error = B.read(os.path.join(directory, "state.json"), _json)
     spec = B.acme_key_spec(params["key_type"], params["key_curve"], params["key_size"])
-    return B.acme_reasons(loaded, params["domains"], spec, params["renew_before_days"],
-                          params["directory"], state or {}, now)
+    return _acme.reasons(loaded, params["domains"], spec, params["directory"], state or {}, now,
+                         fraction=params.get("renew_fraction"),
+                         before_days=params.get("renew_before_days"),
+                         renewal_info=params.get("renewal_info") or {},
+                         profile=params.get("profile") or "")
 
 
 def _json(data, path):
@@ -249,7 +272,10 @@ def main():
         key_type=dict(type="str", choices=["ec", "rsa"], default="ec", no_log=False),
         key_curve=dict(type="str", default="secp256r1", no_log=False),
         key_size=dict(type="int", default=3072, no_log=False),
-        renew_before_days=dict(type="int", default=30),
+        renew_before_days=dict(type="int"),
+        renew_fraction=dict(type="float"),
+        renewal_info=dict(type="dict", default={}),
+        profile=dict(type="str", default=""),
         directory=dict(type="str", default=""),
     ))
     run_module(module, run)

@@ -260,6 +260,12 @@ class Pebble:
         """Make challtestsrv's DNS answer host's A query with address."""
         self._challtest("/add-a", {"host": host.rstrip(".") + ".", "addresses": [address]})
 
+    def set_a(self, host, address):
+        """Make challtestsrv's DNS answer host's A query with address alone (add_a adds an
+        address to those it already answers with)."""
+        self._challtest("/clear-a", {"host": host.rstrip(".") + "."})
+        self.add_a(host, address)
+
     def txt_records_set(self):
         """TXT records set through challtestsrv's management API so far: [(host, value)]."""
         return re.findall(r'Added DNS-01 TXT challenge for Host "([^"]+)" - Value "([^"]+)"',

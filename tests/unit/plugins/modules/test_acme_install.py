@@ -156,3 +156,27 @@ def test_assessed_reads_the_installed_certificate_and_changes_nothing(tmp_path, 
     os.remove(str(tmp_path / "privkey.pem"))
     assert assessed(tmp_path)["reasons"] == ["no readable key"]
     assert sorted(os.listdir(str(tmp_path))) == [n for n in before if n != "privkey.pem"]
+
+
+def test_assessed_renews_by_a_fraction_of_the_lifetime_unless_days_are_set(tmp_path, ca):
+    """Without renew_before_days the window is renew_fraction of the certificate's lifetime
+    (91 days here: a third is 30.3 days, 89 are left); the CA's renewal information and a
+    changed ACME profile are reasons too."""
+    key, cert = pair(ca, "www.example.org")
+    stage(str(tmp_path), ca, key, cert)
+    A.run(module(tmp_path))
+    with open(str(tmp_path / "state.json"), "w") as handle:
+        handle.write('{"directory": "https://acme/dir"}\n')
+    end = C.not_after(cert).strftime("%Y-%m-%d %H:%M")
+    assert assessed(tmp_path, renew_before_days=None)["reasons"] == []
+    assert assessed(tmp_path, renew_before_days=None, renew_fraction=0.99)["reasons"] == [
+        "expires %s UTC, within the last 99%% of its lifetime of 91 days (90.1 days)" % end]
+    # days win over the fraction
+    assert assessed(tmp_path, renew_before_days=30, renew_fraction=0.99)["reasons"] == []
+    ari = {"supports_ari": True, "should_renew": True, "msg": "the window began"}
+    assert assessed(tmp_path, renew_before_days=None, renewal_info=ari,
+                    profile="shortlived")["reasons"] == [
+        "the CA's renewal information (RFC 9773) says renew now: the window began",
+        "issued without a profile, not for profile shortlived"]
+    with pytest.raises(TrustzoneError, match="renew_fraction"):
+        assessed(tmp_path, renew_before_days=None, renew_fraction=1.0)
