@@ -70,8 +70,9 @@ def _name(common_name):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_listener_pki(address):
-    """(ca_pem, cert_pem, key_pem): a CA and the directory's server certificate for address."""
+def make_listener_pki(address, names=("localhost",)):
+    """(ca_pem, cert_pem, key_pem): a CA and the directory's server certificate for address
+    (and the DNS names ``names``)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder()
@@ -86,7 +87,7 @@ def make_listener_pki(address):
                                        False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     if address != "127.0.0.1":
         sans.append(x509.IPAddress(ipaddress.ip_address(address)))
     cert = (x509.CertificateBuilder()
