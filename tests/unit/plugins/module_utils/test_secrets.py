@@ -493,8 +493,8 @@ def test_check_not_older_refuses_to_lose_a_generation_a_node_holds():
 def test_secrets_install_keeps_a_newer_keyring_than_a_restored_ca_offers(call, node):
     """A CA restored from an old backup offers generation 1 only; the node holds 1 and 2."""
     cert = x509.load_pem_x509_certificate(open(node["cert_path"], "rb").read())
-    newer = {"zone": "prod", "generations": [{"generation": 1, "key": node["keys"][0]},
-                                            {"generation": 2, "key": S.new_key()}]}
+    gens = [{"generation": 1, "key": node["keys"][0]}, {"generation": 2, "key": S.new_key()}]
+    newer = {"zone": "prod", "generations": gens}
     path = os.path.join(node["dir"], S.ENVELOPE_FILE)
     ids = [S.key_id(g["key"]) for g in reversed(newer["generations"])]
     install(call, dict(node, envelope=S.wrap(newer, cert), key_ids=ids))
