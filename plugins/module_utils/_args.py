@@ -14,6 +14,7 @@ Fragment (options) -> doc fragment in plugins/doc_fragments/:
 - ``OWNER_GROUP`` (owner, group; default root) -> ``trustzone.pki.files``
 - ``STORE_ROOTS`` (roots, roots_path; exactly one) -> ``trustzone.pki.store``
 - ``ROLE_SPEC`` (role_spec, read by the action plugin) -> ``trustzone.pki.action.role_spec``
+- ``SECRETS_NODE`` (cert_path, key_path, mode) -> ``trustzone.pki.secrets``
 
 ``ZONE_NODE``, ``ZONE_CA`` and ``ZONE_CA_KEYS`` are the combinations the modules use.
 
@@ -37,6 +38,10 @@ CA_PASSPHRASE = {"options": {"passphrase": {"type": "str", "required": True, "no
 OWNER_GROUP = {"options": {"owner": {"type": "str", "default": "root"},
                            "group": {"type": "str", "default": "root"}}}
 ROLE_SPEC = {"options": {"role_spec": {"type": "path"}}}
+# the node's secrets identity and the mode of what the secrets modules write
+SECRETS_NODE = {"options": {"cert_path": {"type": "path"},
+                            "key_path": {"type": "path", "no_log": False},
+                            "mode": {"type": "str", "default": "0600"}}}
 # what a new root is made of (zone_root; its action plugin makes offline roots from them)
 NEW_ROOT = {"options": {
     "key_type": {"type": "str", "default": "ec", "choices": ["ec", "rsa", "ed25519"]},

@@ -450,6 +450,16 @@ def _read_tree(root):
 # ---------------------------------------------------------------------- the directory
 
 class CaDir:
+    @classmethod
+    def existing(cls, path):
+        """The CA directory at ``path``, owned as it is; a clear error when there is none (or
+        a symbolic link stands there)."""
+        st = _fs.refuse_symlink(path)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            raise TrustzoneError("the CA directory does not exist", path,
+                                 fix="check trustzone_ca_dir, or run playbooks/site.yml first")
+        return cls(path, st.st_uid, st.st_gid)
+
     def __init__(self, path, uid=0, gid=0, fs=None, token=None):
         self.path = path
         self.uid, self.gid = uid, gid

@@ -67,29 +67,22 @@ dir:
 """
 
 import contextlib
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
-from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger as L
 from ansible_collections.trustzone.pki.plugins.module_utils import _rekey as K
 from ansible_collections.trustzone.pki.plugins.module_utils import _secrets as S
-from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
 def run(module):
     params = module.params
     zone, path = _args.zone_and_ca_dir(params)
-    if _fs.refuse_symlink(path) is None or not os.path.isdir(path):
-        raise TrustzoneError("the CA directory does not exist", path,
-                             fix="check trustzone_ca_dir, or run playbooks/site.yml first")
-    st = os.stat(path)
-    ca = CaDir(path, st.st_uid, st.st_gid)
+    ca = CaDir.existing(path)
     # Generations never change once written, so reading needs no lock; the lock keeps two
     # writers apart (and is a file: check mode does not create it).
     with (contextlib.nullcontext() if module.check_mode else L.locked(path)):

@@ -22,7 +22,7 @@ description:
   - A token sealed for another zone, with a retired generation, or altered, fails with one
     line naming the zone. The value never appears in the result, a diff or a log.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.files, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.files, trustzone.pki.secrets, trustzone.pki.attributes]
 options:
   token:
     description: The sealed value.
@@ -31,18 +31,8 @@ options:
   dest:
     description: Write the value to this file (instead of returning it).
     type: path
-  mode:
-    description: Mode of O(dest). Never accessible to other users.
-    type: str
-    default: "0600"
   envelope_path:
     description: The node's envelope. Default - C(keyring.p7m) in the zone's directory.
-    type: path
-  cert_path:
-    description: The node's C(secrets) certificate. Default - C(secrets.crt) in the zone's directory.
-    type: path
-  key_path:
-    description: The node's C(secrets) key. Default - C(secrets.key) in the zone's directory.
     type: path
   transport_key:
     description:
@@ -56,8 +46,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-requirements:
-  - cryptography >= 45 or the openssl command on the node
 """
 
 EXAMPLES = r"""
@@ -140,13 +128,10 @@ def run(module):
 
 def main():
     module = AnsibleModule(**_args.module_args(
-        _args.ZONE_NODE, _args.OWNER_GROUP,
+        _args.ZONE_NODE, _args.OWNER_GROUP, _args.SECRETS_NODE,
         token=dict(type="str", required=True, no_log=True),
         dest=dict(type="path"),
-        mode=dict(type="str", default="0600"),
         envelope_path=dict(type="path"),
-        cert_path=dict(type="path"),
-        key_path=dict(type="path", no_log=False),
         transport_key=dict(type="str", no_log=True),
     ))
     run_module(module, run)

@@ -21,7 +21,7 @@ description:
   - Opening uses cryptography 45 or newer when the node has it, else C(openssl cms -decrypt)
     with only file paths on its command line.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.files, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.zone, trustzone.pki.zone.node_dir, trustzone.pki.files, trustzone.pki.secrets, trustzone.pki.attributes]
 options:
   envelope:
     description: The PEM envelope for this node (RV(trustzone.pki.zone_secrets#module:envelopes)).
@@ -36,24 +36,12 @@ options:
   path:
     description: Where the envelope goes. Default - C(keyring.p7m) in the zone's directory.
     type: path
-  cert_path:
-    description: The node's C(secrets) certificate. Default - C(secrets.crt) in the zone's directory.
-    type: path
-  key_path:
-    description: The node's C(secrets) key. Default - C(secrets.key) in the zone's directory.
-    type: path
-  mode:
-    description: Mode of the envelope. Never accessible to other users.
-    type: str
-    default: "0600"
 attributes:
   check_mode:
     description: Says whether the envelope would be replaced; writes nothing.
     support: full
   diff_mode:
     support: none
-requirements:
-  - cryptography >= 45 or the openssl command on the node
 """
 
 EXAMPLES = r"""
@@ -141,13 +129,10 @@ def run(module):
 
 def main():
     module = AnsibleModule(**_args.module_args(
-        _args.ZONE_NODE, _args.OWNER_GROUP,
+        _args.ZONE_NODE, _args.OWNER_GROUP, _args.SECRETS_NODE,
         envelope=dict(type="str", required=True),
         key_ids=dict(type="list", elements="str", required=True, no_log=False),
         path=dict(type="path"),
-        cert_path=dict(type="path"),
-        key_path=dict(type="path", no_log=False),
-        mode=dict(type="str", default="0600"),
     ))
     run_module(module, run)
 
