@@ -427,18 +427,22 @@ def open_token(token, keys, zone):
                                  % zone) from None
 
 
-def generation_of(token, keys_by_generation, zone):
-    """The generation whose key opens ``token`` (``keys_by_generation``: [(gen, key)])."""
+def open_with_generation(token, keys_by_generation, zone):
+    """``(generation, value)``: ``token`` opened by the key of ``keys_by_generation``
+    (``[(gen, key)]``, newest first) that sealed it; ``open_token``'s error when none does."""
     Fernet, _m, InvalidToken = _fernet()
     raw = _token(token)
     for gen, key in keys_by_generation:
         try:
-            Fernet(key.encode("ascii")).decrypt(raw)
+            return gen, Fernet(key.encode("ascii")).decrypt(raw)
         except InvalidToken:
             continue
-        return gen
-    raise TrustzoneError("the sealed value does not open with zone %r's secrets key" % zone,
-                         fix="seal the value again for zone %r (playbooks/seal.yml)" % zone)
+    return None, open_token(token, [k for _g, k in keys_by_generation], zone)  # raises
+
+
+def generation_of(token, keys_by_generation, zone):
+    """The generation whose key opens ``token`` (``keys_by_generation``: [(gen, key)])."""
+    return open_with_generation(token, keys_by_generation, zone)[0]
 
 
 def reseal(token, keys, zone):
@@ -459,6 +463,21 @@ def bound_root(phase, fingerprints):
     if phase == "use" and fingerprints.get("next"):
         return fingerprints["next"]
     return fingerprints.get("root") or ""
+
+
+def node_paths(zone_dir, envelope_path=None, cert_path=None, key_path=None):
+    """``(envelope, certificate, key)`` paths on a node: the given ones, or the zone
+    directory's ``keyring.p7m``, ``secrets.crt`` and ``secrets.key``."""
+    return (envelope_path or os.path.join(zone_dir, ENVELOPE_FILE),
+            cert_path or os.path.join(zone_dir, PROFILE + ".crt"),
+            key_path or os.path.join(zone_dir, PROFILE + ".key"))
+
+
+def command_runner(module):
+    """``run(argv, data)`` for ``unwrap_on_node``: the module's run_command, bytes in and out."""
+    def run(argv, data):
+        return module.run_command(argv, data=data, binary_data=True, encoding=None)
+    return run
 
 
 def unwrap_on_node(envelope_pem, cert_path, key_path, run, zone, where):

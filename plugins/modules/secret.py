@@ -73,7 +73,6 @@ value:
   type: str
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -88,20 +87,15 @@ from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_m
 def run(module):
     params = module.params
     zone, zone_dir = _args.zone_and_node_dir(params)
-    envelope_path = params["envelope_path"] or os.path.join(zone_dir, S.ENVELOPE_FILE)
-    cert_path = params["cert_path"] or os.path.join(zone_dir, S.PROFILE + ".crt")
-    key_path = params["key_path"] or os.path.join(zone_dir, S.PROFILE + ".key")
+    envelope_path, cert_path, key_path = S.node_paths(
+        zone_dir, params["envelope_path"], params["cert_path"], params["key_path"])
     envelope = _fs.read_file(envelope_path)
     if envelope is None:
         raise TrustzoneError("this node holds no zone secrets key", envelope_path,
                              fix=S.OPEN_FIX)
-
-    def command(argv, data):
-        return module.run_command(argv, data=data, binary_data=True, encoding=None)
-
-    keys = S.unwrap_on_node(envelope, cert_path, key_path, command, zone, envelope_path)
-    value = S.open_token(params["token"], [k for _g, k in keys], zone)
-    generation = S.generation_of(params["token"], keys, zone)
+    keys = S.unwrap_on_node(envelope, cert_path, key_path, S.command_runner(module), zone,
+                            envelope_path)
+    generation, value = S.open_with_generation(params["token"], keys, zone)
     if not params["dest"]:
         text = value.decode("utf-8", "surrogateescape")
         if params.get("transport_key"):

@@ -64,7 +64,6 @@ reason:
   type: str
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -76,22 +75,11 @@ from ansible_collections.trustzone.pki.plugins.module_utils._errors import Trust
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
 
-def node_paths(params, zone_dir):
-    return (params.get("path") or os.path.join(zone_dir, S.ENVELOPE_FILE),
-            params.get("cert_path") or os.path.join(zone_dir, S.PROFILE + ".crt"),
-            params.get("key_path") or os.path.join(zone_dir, S.PROFILE + ".key"))
-
-
-def runner(module):
-    def run(argv, data):
-        return module.run_command(argv, data=data, binary_data=True, encoding=None)
-    return run
-
-
 def run(module):
     params = module.params
     zone, zone_dir = _args.zone_and_node_dir(params)
-    path, cert_path, key_path = node_paths(params, zone_dir)
+    path, cert_path, key_path = S.node_paths(zone_dir, params["path"], params["cert_path"],
+                                             params["key_path"])
     mode = _parse.parse_mode(params["mode"], "mode")
     if mode & 0o007:
         raise TrustzoneError("mode %s lets every user read the zone's secrets keys"
@@ -102,14 +90,14 @@ def run(module):
     held = None
     if installed is not None:
         try:
-            held = S.unwrap_on_node(installed, cert_path, key_path, runner(module), zone, path)
+            held = S.unwrap_on_node(installed, cert_path, key_path, S.command_runner(module), zone, path)
         except TrustzoneError:
             held = None  # not ours to open (a new certificate, a damaged file): replaced
     reason = S.install_decision(None if held is None else S.ids_of(held), wanted)
     changed = False
     if reason:
         new = params["envelope"].encode("ascii")
-        got = S.unwrap_on_node(new, cert_path, key_path, runner(module), zone, path)
+        got = S.unwrap_on_node(new, cert_path, key_path, S.command_runner(module), zone, path)
         if S.ids_of(got) != wanted:
             raise TrustzoneError("the envelope from the controller holds other keys than the "
                                  "zone's", path, fix=S.OPEN_FIX)
