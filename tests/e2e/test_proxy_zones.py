@@ -410,6 +410,46 @@ def test_a_root_rotation_in_prod_never_breaks_either_path(fleet, zones):
     assert doors_processes(fleet) == processes
 
 
+def test_renew_yml_alone_brings_both_doors_in_step(fleet, zones):
+    """renew.yml (no proxy.yml) renews every prod client certificate while users keep asking
+    through both doors: its last play (proxy_in_step.yml) brings the doors in step at once -
+    nginx reloads and presents the renewed certificate, Traefik takes it from new dynamic
+    files without a restart - and no request fails."""
+    client = "/etc/trustzone/prod/client.crt"
+    before = {door: cert_fp_sha1(fleet, door, client) for door in DOORS}
+    assert all(answer(fleet, "prod", door)["fp"] == before[door] for door in DOORS)
+    traefik = doors_processes(fleet)[1]
+    # every client certificate is inside this renew window (365 days left): all renewed
+    profiles = {"trustzone_certs_profiles": [
+        {"name": "server", "extended_key_usage": ["server_auth"]},
+        {"name": "client", "extended_key_usage": ["client_auth"], "lifetime": "400d",
+         "renew_before": "390d"}]}
+    users = Users(fleet)
+    users.start()
+    try:
+        proc = fleet.playbook("renew.yml", "-e", json.dumps(profiles), inventory=zones["prod"],
+                              check=False)
+        OUTPUTS.append(proc.output)
+        assert proc.returncode == 0, proc.output[-6000:]
+        time.sleep(2)
+    finally:
+        users.stop()
+    assert users.failures() == [], users.failures()[:10]
+    for door in DOORS:
+        renewed = cert_fp_sha1(fleet, door, client)
+        assert renewed != before[door], door
+        assert wait_for(lambda d=door, fp=renewed: answer(fleet, "prod", d)["fp"] == fp), door
+    assert "Bring this proxy in step" in proc.output
+    assert doors_processes(fleet)[1] == traefik
+    # and a run with nothing to renew leaves both doors alone (the play is skipped)
+    processes = doors_processes(fleet)
+    proc = fleet.playbook("renew.yml", inventory=zones["prod"])
+    OUTPUTS.append(proc.output)
+    stats = recap(proc.output)
+    assert stats["node1"]["changed"] == 0 and stats["node4"]["changed"] == 0
+    assert doors_processes(fleet) == processes
+
+
 def test_no_secret_ever_appears_in_output(fleet, zones):
     passphrase = (fleet.inventory.parent / "ca-passphrase").read_text().strip()
     keys = [STATE["public_key"]] + [fleet.read(door, "/etc/trustzone/%s/client.key" % z)
