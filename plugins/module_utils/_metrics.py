@@ -206,6 +206,41 @@ def target(directory, optional):
     return directory
 
 
+def ca_facts(ca_dir, zone, now):
+    """``ca_text``'s facts read from the CA directory (the state in force, read only): the
+    ledger's counts by status, the rotation phase, every CRL's issuer and nextUpdate, and
+    ``now`` as the time of the last run (``docs/metrics.md``). Only the CA host's modules
+    call it; it loads cryptography there, never on a node's stamp path."""
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+    from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
+    from ansible_collections.trustzone.pki.plugins.module_utils import _rotation
+    from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
+
+    counts = {}
+    conn = _ledger.connect(ca_dir, create=False)
+    if conn is not None:
+        try:
+            for row in _ledger.rows(conn, zone=zone):
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
+        finally:
+            conn.close()
+    crls = []
+    path = os.path.join(ca_dir, _layout.CRL_FILE)
+    data = _fs.read_file(path)
+    for crl in C.load_crls(data, path=path) if data else []:
+        when = C.crl_next_update(crl)
+        crls.append({"issuer": crl.issuer.rfc4514_string(), "path": path,
+                     "next_update": _layout.iso(when) if when is not None else None})
+    return {"ledger": counts, "phase": _rotation.phase_of(CaDir(ca_dir).load_state()),
+            "crls": crls, "last_success": _layout.iso(now)}
+
+
+def publish_ca(directory, zone, ca_dir, now):
+    """Write the CA host's file from the CA directory (``ca_facts``) when it differs."""
+    return publish(directory, ca_file(zone), ca_text(zone, ca_facts(ca_dir, zone, now)))
+
+
 def publish(directory, name, text):
     """Write ``<directory>/<name>`` (0644, owned by this user) atomically when its content
     differs; True when written. Metrics are never a change of the run."""

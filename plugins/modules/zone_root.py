@@ -409,32 +409,10 @@ def run(module):
         if token is not None:
             token.close()
     if metrics_dir and (not check or params["metrics_in_check_mode"]) \
-            and not result.get("root_requests") and result.get("crl"):
-        _metrics.publish(metrics_dir, _metrics.ca_file(zone),
-                         _metrics.ca_text(zone, ca_metrics(ca_dir, zone, result)))
+            and not result.get("root_requests") and os.path.isdir(ca_dir):
+        _metrics.publish_ca(metrics_dir, zone, ca_dir,
+                            datetime.datetime.now(datetime.timezone.utc))
     return result
-
-
-def ca_metrics(ca_dir, zone, result, now=None):
-    """What the CA host's metrics file says (module_utils/_metrics.ca_text): the ledger's
-    counts by status, the rotation phase, the CRLs' nextUpdate, and now as the time of the
-    last run that got this far (docs/metrics.md)."""
-    counts = {}
-    conn = _ledger.connect(ca_dir, create=False) if os.path.isdir(ca_dir) else None
-    if conn is not None:
-        try:
-            for row in _ledger.rows(conn, zone=zone):
-                counts[row["status"]] = counts.get(row["status"], 0) + 1
-        finally:
-            conn.close()
-    crls = []
-    for crl in C.load_crls(result["crl"]):
-        when = C.crl_next_update(crl)
-        crls.append({"issuer": crl.issuer.rfc4514_string(), "path": ca_dir,
-                     "next_update": _layout.iso(when) if when is not None else None})
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    return {"ledger": counts, "phase": result.get("phase"), "crls": crls,
-            "last_success": _layout.iso(now)}
 
 
 def _run(module, params, check, zone, ca_dir, uid, gid, token):

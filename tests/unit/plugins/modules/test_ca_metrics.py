@@ -15,8 +15,9 @@ import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+from ansible_collections.trustzone.pki.plugins.modules import sign
 from ansible_collections.trustzone.pki.tests.unit.plugins.modules.tz_modulelib import (
-    zone_root_runner)
+    module_runner, zone_root_runner)
 
 UTC = datetime.timezone.utc
 PASS = "correct horse battery staple"
@@ -47,7 +48,7 @@ def test_a_run_writes_the_ca_file_and_is_no_change_for_it(run, tmp_path):
     assert series(prom, "rotation_phase")[
         'trustzone_rotation_phase{zone="prod",phase="stable"}'] == 1
     (crl_line, crl_next), = series(prom, "crl_next_update_seconds").items()
-    assert 'path="%s"' % ca_dir in crl_line and crl_next == int(
+    assert 'path="%s/crl.pem"' % ca_dir in crl_line and crl_next == int(
         datetime.datetime.strptime(first["crl_next_update"], "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=UTC).timestamp())
     (_, last), = series(prom, "last_success_timestamp_seconds").items()
@@ -92,3 +93,20 @@ def test_an_explicit_missing_directory_stops_before_anything_is_written(run, tmp
     assert not ca_dir.exists()
     run(str(ca_dir), metrics_dir=str(tmp_path / "absent"), metrics_dir_optional=True)
     assert ca_dir.exists() and not (tmp_path / "absent").exists()
+
+
+def test_the_sign_step_writes_the_ledger_counts_as_they_are_after_it(run, tmp_path):
+    textfiles = tmp_path / "textfiles"
+    textfiles.mkdir()
+    ca_dir = str(tmp_path / "ca")
+    run(ca_dir, metrics_dir=str(textfiles))
+    conn = _ledger.connect(ca_dir)
+    _ledger.record(conn, [dict(zone="prod", host="node1", profile="server", subject="CN=n",
+                               sans=[], not_before="2026-01-01T00:00:00Z",
+                               not_after="2027-01-01T00:00:00Z", issuer="CN=root",
+                               issuer_fingerprint="00", serial="01", fingerprint="aa")],
+                   "2026-01-01T00:00:00Z")
+    conn.close()
+    module_runner()(sign, zone="prod", dir=ca_dir, passphrase=PASS, metrics_dir=str(textfiles))
+    counts = series(textfiles / "trustzone_prod.ca.prom", "ledger_certificates")
+    assert counts['trustzone_ledger_certificates{zone="prod",status="valid"}'] == 1
