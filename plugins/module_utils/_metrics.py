@@ -43,6 +43,9 @@ NODE_SERIES = (
                                        "seconds since the epoch."),
     ("certificate_not_after_seconds", "End of the certificate's validity period (notAfter), "
                                       "seconds since the epoch."),
+    ("certificate_renew_at_seconds", "When the certificate enters its renew window (notAfter "
+                                     "minus the profile's renew_before), seconds since the "
+                                     "epoch."),
     ("certificate_valid", "1 when the certificate was inside its validity period at the last "
                           "check, else 0."),
     ("certificate_chain_valid", "1 when the certificate chains to one of the zone's roots."),
@@ -128,8 +131,8 @@ def _crl_lines(zone, crls):
 
 def node_text(zone, facts):
     """A node's metrics file from ``facts`` (the node module's ``metrics``:
-    ``{certificates: [{profile, path, not_before, not_after, valid, chain_valid, key_match,
-    reasons}], crls: [{issuer, path, next_update}], phase}``)."""
+    ``{certificates: [{profile, path, not_before, not_after, renew_at, valid, chain_valid,
+    key_match, reasons}], crls: [{issuer, path, next_update}], phase}``)."""
     samples = {}
 
     def add(name, labels, value):
@@ -142,6 +145,8 @@ def node_text(zone, facts):
         if present:
             add("certificate_not_before_seconds", labels, seconds(item["not_before"]))
             add("certificate_not_after_seconds", labels, seconds(item["not_after"]))
+            if item.get("renew_at"):
+                add("certificate_renew_at_seconds", labels, seconds(item["renew_at"]))
             add("certificate_valid", labels, bool(item.get("valid")))
             add("certificate_chain_valid", labels, bool(item.get("chain_valid")))
             add("certificate_key_match", labels, bool(item.get("key_match")))

@@ -161,8 +161,10 @@ class Node:
                 "reasons": [r["reason"] for r in reasons]}
         if cert is not None:
             begins, ends = C.not_before(cert), C.not_after(cert)
+            renew_at = ends - datetime.timedelta(seconds=identity.profile["renew_before"])
             item.update(
                 not_before=_layout.iso(begins), not_after=_layout.iso(ends),
+                renew_at=_layout.iso(renew_at),
                 valid=begins <= self.now < ends,
                 chain_valid=C.chain_to(cert, identity.loaded["chain"], self.roots) is not None,
                 key_match=key is not None and C.same_public_key(key, cert))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _metrics as M
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -24,7 +26,7 @@ NODE = {
     "certificates": [
         {"profile": "server", "path": "/etc/trustzone/prod/server.crt", "reasons": [],
          "not_before": "2026-01-01T00:00:00Z", "not_after": "2026-04-01T00:00:00Z",
-         "valid": True, "chain_valid": True, "key_match": True},
+         "renew_at": "2026-03-02T00:00:00Z", "valid": True, "chain_valid": True, "key_match": True},
         {"profile": "client", "path": "/etc/trustzone/prod/client.crt",
          "reasons": ["revoked", "expiring"],
          "not_before": "2026-01-01T00:00:00Z", "not_after": "2026-02-01T00:00:00Z",
@@ -57,6 +59,8 @@ def test_node_series_carry_the_certificate_times_as_seconds_since_the_epoch():
         labels, epoch("2026-04-01T00:00:00Z")) in lines_of(text)
     assert "trustzone_certificate_not_before_seconds{%s} %d" % (
         labels, epoch("2026-01-01T00:00:00Z")) in lines_of(text)
+    assert "trustzone_certificate_renew_at_seconds{%s} %d" % (
+        labels, epoch("2026-03-02T00:00:00Z")) in lines_of(text)
     for name in ("valid", "chain_valid", "key_match", "present"):
         assert "trustzone_certificate_%s{%s} 1" % (name, labels) in lines_of(text)
     assert "trustzone_certificate_renewal_pending{%s} 0" % labels in lines_of(text)
@@ -171,3 +175,22 @@ def test_promtool_check_metrics_accepts_the_files(text):
                          capture_output=True, timeout=60, check=False)
     assert run.returncode == 0, (run.stdout + run.stderr).decode()
     assert not run.stdout.strip() and not run.stderr.strip(), (run.stdout + run.stderr).decode()
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian: prometheus)")
+def test_promtool_check_rules_accepts_the_example_alerts():
+    rules = os.path.join(ROOT, "docs", "examples", "trustzone-alerts.yml")
+    run = subprocess.run([PROMTOOL, "check", "rules", rules], capture_output=True, timeout=60,
+                         check=False)
+    assert run.returncode == 0, (run.stdout + run.stderr).decode()
+    assert b"SUCCESS: 7 rules found" in run.stdout, run.stdout.decode()
+
+
+def test_every_series_an_example_alert_uses_is_one_we_write():
+    rules = os.path.join(ROOT, "docs", "examples", "trustzone-alerts.yml")
+    with open(rules, encoding="utf-8") as handle:
+        groups = yaml.safe_load(handle)["groups"]
+    used = {name for group in groups for rule in group["rules"]
+            for name in re.findall(r"trustzone_[a-z_]+", rule["expr"])}
+    written = {M.PREFIX + name for name, _help in M.NODE_SERIES + M.CA_SERIES}
+    assert used and used <= written, used - written

@@ -89,6 +89,9 @@ def test_a_full_run_writes_each_certificates_series(zone):
         for series in ("valid", "chain_valid", "key_match", "present"):
             assert value(zone.series("certificate_" + series, name)) == 1
         assert value(zone.series("certificate_renewal_pending", name)) == 0
+        profile, _cert = zone.cert(name)
+        assert value(zone.series("certificate_renew_at_seconds", name)) == int(
+            C.not_after(cert).timestamp()) - profile["renew_before"]
     assert 'trustzone_rotation_phase{zone="prod",phase="stable"} 1' in zone.prom.read_text()
     assert (zone.prom.stat().st_mode & 0o777) == 0o644
 
