@@ -66,24 +66,27 @@ def test_node_series_carry_the_certificate_times_as_seconds_since_the_epoch():
     assert "trustzone_certificate_renewal_pending{%s} 0" % labels in lines_of(text)
 
 
-def test_pending_renewals_name_each_reason_and_broken_facts_are_zero():
-    text = M.node_text("prod", NODE)
-    labels = 'zone="prod",profile="client",path="/etc/trustzone/prod/client.crt"'
-    assert "trustzone_certificate_renewal_pending{%s} 1" % labels in lines_of(text)
-    assert 'trustzone_certificate_renewal_reason{%s,reason="expiring"} 1' % labels \
-        in lines_of(text)
-    assert 'trustzone_certificate_renewal_reason{%s,reason="revoked"} 1' % labels \
-        in lines_of(text)
-    assert "trustzone_certificate_chain_valid{%s} 0" % labels in lines_of(text)
-    assert "trustzone_certificate_key_match{%s} 0" % labels in lines_of(text)
+CLIENT = 'zone="prod",profile="client",path="/etc/trustzone/prod/client.crt"'
+DB = 'zone="prod",profile="db",path="/srv/we\\"ird\\\\path\\n.crt"'
 
 
-def test_label_values_are_escaped_and_a_missing_certificate_has_no_times():
+@pytest.mark.parametrize("line", [
+    # a pending renewal names each reason; the facts that are wrong are 0
+    "trustzone_certificate_renewal_pending{%s} 1" % CLIENT,
+    'trustzone_certificate_renewal_reason{%s,reason="expiring"} 1' % CLIENT,
+    'trustzone_certificate_renewal_reason{%s,reason="revoked"} 1' % CLIENT,
+    "trustzone_certificate_chain_valid{%s} 0" % CLIENT,
+    "trustzone_certificate_key_match{%s} 0" % CLIENT,
+    # label values escaped; a missing certificate is not present, and why
+    "trustzone_certificate_present{%s} 0" % DB,
+    'trustzone_certificate_renewal_reason{%s,reason="missing"} 1' % DB,
+])
+def test_renewals_broken_facts_and_escaped_labels(line):
+    assert line in lines_of(M.node_text("prod", NODE))
+
+
+def test_a_missing_certificate_has_no_times():
     text = M.node_text("prod", NODE)
-    labels = 'zone="prod",profile="db",path="/srv/we\\"ird\\\\path\\n.crt"'
-    assert "trustzone_certificate_present{%s} 0" % labels in lines_of(text)
-    assert 'trustzone_certificate_renewal_reason{%s,reason="missing"} 1' % labels \
-        in lines_of(text)
     assert not [line for line in lines_of(text) if 'profile="db"' in line and "_seconds" in line]
     assert M.escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
 

@@ -20,8 +20,9 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _metrics as M
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.modules import node as N
 from ansible_collections.trustzone.pki.tests.unit.plugins.modules.test_node_identity import sign
+# pylint: disable-next=unused-import
 from ansible_collections.trustzone.pki.tests.unit.plugins.modules.test_node_stamp import (
-    Zone, make_ca)
+    Zone, ca)
 
 UTC = datetime.timezone.utc
 DAY = datetime.timedelta(days=1)
@@ -59,11 +60,6 @@ class MetricsZone(Zone):
         prefix = 'trustzone_%s{zone="prod",profile="%s",path="%s"' % (
             name, profile["name"], profile["cert_path"])
         return [line for line in self.prom.read_text().splitlines() if line.startswith(prefix)]
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return make_ca("01")
 
 
 @pytest.fixture
