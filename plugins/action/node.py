@@ -19,6 +19,7 @@ import os
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _identity
+from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils import _publish
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
@@ -73,6 +74,8 @@ class ActionModule(InventoryActionMixin, ActionBase):
         result.update(remote)
         result.pop("profiles", None)
         if result.get("failed"):
+            if _metrics.VARIABLE in str(result.get("msg", "")):
+                result["msg"] = "%s: %s" % (host, result["msg"])  # one line naming the host
             return result
         # Set here, on the controller, after the node answered: what the CA signs by comes
         # from the inventory, never from anything the node returned.

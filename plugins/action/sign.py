@@ -61,6 +61,9 @@ class ActionModule(InventoryActionMixin, ActionBase):
             module_args.update({k: args[k] for k in ("pkcs11_module", "pkcs11_token",
                                                      "pkcs11_pin", "pkcs11_keys")})
         module_args["requests"] = requests
+        if args.get("metrics_dir"):  # the CA host's metrics file follows the ledger
+            module_args.update(metrics_dir=args["metrics_dir"],
+                               metrics_dir_optional=args["metrics_dir_optional"])
         if publish_url:  # from the inventory, on the controller: never from a node
             module_args["publish_url"] = publish_url
         if installed:

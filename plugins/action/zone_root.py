@@ -24,6 +24,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
+from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _constraints
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _offline
@@ -82,6 +83,8 @@ class ActionModule(InventoryActionMixin, ActionBase):
                 result = self._rounds(result, args, task_vars, store, zone)
             except TrustzoneError as exc:
                 return self._failed(result, exc)
+        if result.get("failed") and _metrics.VARIABLE in str(result.get("msg", "")):
+            result["msg"] = "%s: %s" % (host, result["msg"])  # one line naming the host
         if not result.get("failed") and not self._task.check_mode:
             # what the nodes of the next run's check round are checked against
             _zonecheck.write_cache(_zonecheck.cache_path_of(zone, host, task_vars), result)

@@ -35,6 +35,9 @@ def sign_module_args(module=False):
     own = dict(
         hosts=dict(type="list", elements="str"),
         result_var=dict(type="str", default=NODE_RESULT_VAR),
+        # the CA host's metrics file, rewritten after the ledger changed (docs/metrics.md)
+        metrics_dir=dict(type="path"),
+        metrics_dir_optional=dict(type="bool", default=False),
     )
     if module:
         own.update(requests=dict(type="list", elements="dict", default=[]),

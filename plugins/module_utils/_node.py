@@ -56,6 +56,7 @@ class Node:
         self.now = datetime.datetime.now(datetime.timezone.utc)
         self.changes = B.Changes(check)
         self.crl_changed = False  # crl.pem's content changed (or would): reload its readers
+        self.metric_items = []  # per profile, what the metrics file says (metric_item)
 
     def identity(self, profile):
         return B.Identity(profile, self.dir, self.changes, self.now)
@@ -133,6 +134,7 @@ class Node:
                 installed[identity.name] = holds
             reasons = identity.needs_regeneration(self.issuers, self.revoked)
             identities[identity.name] = identity.facts(reasons, self.roots)
+            self.metric_items.append(self.metric_item(identity, reasons))
             if reasons:
                 requests[identity.name] = identity.request(reasons)
             else:
@@ -150,6 +152,64 @@ class Node:
                                                  self.zone)
             installed.append(name)
         return installed
+
+    # ------------------------------------------------------------------ metrics
+    def metric_item(self, identity, reasons):
+        """What the metrics file says of one loaded identity (module_utils/_metrics.py)."""
+        cert, key = identity.loaded["cert"], identity.loaded["key"]
+        item = {"profile": identity.name, "path": identity.profile["cert_path"],
+                "reasons": [r["reason"] for r in reasons]}
+        if cert is not None:
+            begins, ends = C.not_before(cert), C.not_after(cert)
+            renew_at = ends - datetime.timedelta(seconds=identity.profile["renew_before"])
+            item.update(
+                not_before=_layout.iso(begins), not_after=_layout.iso(ends),
+                renew_at=_layout.iso(renew_at),
+                valid=begins <= self.now < ends,
+                chain_valid=C.chain_to(cert, identity.loaded["chain"], self.roots) is not None,
+                key_match=key is not None and C.same_public_key(key, cert))
+        return item
+
+    def assess_all(self):
+        """``metric_item`` of every profile as it is now (after an install or a rollback)."""
+        revoked = self.revoked_on_node()
+        self.metric_items = []
+        for profile in self.profiles:
+            identity = self.identity(profile)
+            identity.load()
+            self.metric_items.append(
+                self.metric_item(identity, identity.needs_regeneration(self.issuers, revoked)))
+
+    def rotation_phase(self):
+        """The root rotation phase as the node sees it: one root is V(stable); with two (the
+        current root, then the next), the one that signs now says V(trust) or V(use)."""
+        if len(self.roots) < 2:
+            return "stable"
+        prints = [C.fingerprint(root) for root in self.roots]
+        for issuer in self.issuers:
+            found = C.fingerprint(issuer)
+            if found not in prints:
+                path = C.chain_to(issuer, [], self.roots)
+                found = C.fingerprint(path[-1]) if path else None
+            if found in prints:
+                return "trust" if prints.index(found) == 0 else "use"
+        return None
+
+    def crl_facts(self):
+        """Issuer and nextUpdate of every CRL of the node's copy (the one given, else
+        ``<dir>/crl.pem``)."""
+        path = os.path.join(self.dir, CRL_FILE)
+        data = self.crl if self.crl is not None else _fs.read_file(path)
+        facts = []
+        for crl in C.load_crls(data, path=path) if data else []:
+            when = C.crl_next_update(crl)
+            facts.append({"issuer": crl.issuer.rfc4514_string(), "path": path,
+                          "next_update": _layout.iso(when) if when is not None else None})
+        return facts
+
+    def metrics(self):
+        return {"certificates": self.metric_items, "crls": self.crl_facts(),
+                "phase": self.rotation_phase()}
 
     def recover(self):
         """Finish (or discard) every identity switch a crash interrupted."""
@@ -182,15 +242,21 @@ def run(params, check, diff, run_command, get_bin_path):
     node.ensure_zone_dir()
     node.recover()
     result = {"zone": node.zone, "dir": node.dir}
+    inspected = False
     if params["rollback"]:
         result["rolled_back"] = node.rollback(params["rollback"])
     elif params["certificates"] is not None:
         result["installed"] = node.install(params["certificates"])
     else:
+        inspected = True
         node.sync_roots_bundle()
         if params["trust"] is not None:
             result["trust"] = node.sync_trust(params["trust"])
         result["identities"], result["requests"], result["installed"] = node.inspect()
+    if inspected or (params.get("metrics_dir") and not check):
+        if not inspected:
+            node.assess_all()
+        result["metrics"] = node.metrics()
     result["changed"] = node.changes.changed
     result["crl_changed"] = node.crl_changed
     result["files"] = node.changes.files

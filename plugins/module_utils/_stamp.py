@@ -52,8 +52,9 @@ FORMAT = 1
 NAME = ".trustzone-stamp.json"
 MAX_AGE = datetime.timedelta(days=1)  # a full check at least this often, whatever the stamp
 ACCOUNTS = ("/etc/passwd", "/etc/group")
-# Parameters that never change what the node finds (the action plugin's, and the switch).
-NOT_INPUTS = ("fast_path", "stamp_in_check_mode")
+# Parameters that never change what the node finds (the action plugin's, the switch, and
+# where the metrics file goes: written from the result, also from the stamp's).
+NOT_INPUTS = ("fast_path", "stamp_in_check_mode", "metrics_dir", "metrics_dir_optional")
 
 
 def diff_text(result, files):

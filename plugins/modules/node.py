@@ -165,6 +165,23 @@ options:
         else; an operator's C(--check) leaves it false.
     type: bool
     default: false
+  metrics_dir:
+    description:
+      - Directory of node_exporter's textfile collector. When set, the module writes the
+        node's certificates, CRL copy and rotation phase as Prometheus metrics to
+        C(<metrics_dir>/trustzone_<zone>.prom) (0644, atomically, and only when the content
+        differs; never counted as a change), also when the answer comes from the stamp. See
+        C(docs/metrics.md). The certs role sets it from C(trustzone_metrics_textfile_dir).
+      - A directory that does not exist or is not writable stops the run before anything is
+        written, unless O(metrics_dir_optional) is set.
+    type: path
+  metrics_dir_optional:
+    description:
+      - When O(metrics_dir) does not exist, write nothing instead of failing (the certs
+        role's default directory, C(/var/lib/prometheus/node-exporter), on a node without
+        node_exporter).
+    type: bool
+    default: false
   code:
     description:
       - Set by the action plugin on the controller, not by a task - the digest of the
@@ -249,6 +266,14 @@ crl_changed:
       C(_reload_commands)) on the nodes where it is true, and only there.
   returned: always
   type: bool
+metrics:
+  description:
+    - What the metrics file says (C(docs/metrics.md)) - C(certificates) (per profile
+      C(profile), C(path), C(reasons) and, with a certificate, C(not_before), C(not_after),
+      C(valid), C(chain_valid), C(key_match)), C(crls) (C(issuer), C(path), C(next_update))
+      and C(phase).
+  returned: inspect, and install or rollback when O(metrics_dir) is set
+  type: dict
 files:
   description: Files written or removed.
   returned: always
@@ -259,7 +284,9 @@ files:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _args
+from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _stamp
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 
 def run(module):
@@ -272,7 +299,39 @@ def run(module):
         return _node.run(module.params, module.check_mode, module._diff, module.run_command,
                          module.get_bin_path)
 
-    return _stamp.run_full(module.params, module.check_mode, module.get_bin_path, full)
+    result = _stamp.run_full(module.params, module.check_mode, module.get_bin_path, full)
+    publish_metrics(module.params, result, module.check_mode)
+    return result
+
+
+def metrics_dir(params):
+    """The directory the metrics file goes in, or None (module_utils/_metrics.target):
+    checked before anything else is done, so a bad one stops the run with nothing written."""
+    return _metrics.target(params.get("metrics_dir"), params.get("metrics_dir_optional"))
+
+
+def answer(params, check, diff, get_bin_path, now=None):
+    """The stamp's answer (module_utils/_stamp.py) with the metrics file written from it, or
+    None when the full run must run. A bad metrics directory raises first."""
+    metrics_dir(params)
+    fast = _stamp.answer(params, diff, get_bin_path, now)
+    if fast is not None:
+        publish_metrics(params, fast, check)
+    return fast
+
+
+def publish_metrics(params, result, check):
+    """Write the node's metrics file when it differs (never a change of the run). In check
+    mode only for site.yml's check round (O(stamp_in_check_mode)), which on a settled run is
+    the run's only node call."""
+    if check and not params.get("stamp_in_check_mode"):
+        return
+    directory = metrics_dir(params)
+    if directory is None or result.get("metrics") is None:
+        return
+    zone = _args.zone_and_node_dir(params)[0]
+    _metrics.publish(directory, _metrics.node_file(zone),
+                     _metrics.node_text(zone, result["metrics"]))
 
 
 def full_run(module):
@@ -307,8 +366,14 @@ def main():
         fast_path=dict(type="bool", default=True),
         stamp_in_check_mode=dict(type="bool", default=False),
         code=dict(type="str"),
+        metrics_dir=dict(type="path"),
+        metrics_dir_optional=dict(type="bool", default=False),
     ))
-    fast = _stamp.answer(module.params, module._diff, module.get_bin_path)
+    fast = None
+    try:
+        fast = answer(module.params, module.check_mode, module._diff, module.get_bin_path)
+    except TrustzoneError as exc:
+        module.fail_json(msg=str(exc))
     if fast is not None:
         module.exit_json(**fast)
     full_run(module)

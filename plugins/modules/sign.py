@@ -50,6 +50,17 @@ options:
         What may be signed for the host comes from the inventory, never from the result.
     type: str
     default: __trustzone_certs_node
+  metrics_dir:
+    description:
+      - Directory of node_exporter's textfile collector on the CA host. When set, the CA host's
+        metrics file C(<metrics_dir>/trustzone_<zone>.ca.prom) is written again after the
+        ledger changed (the ledger's counts by status; see C(docs/metrics.md)). The certs role
+        sets it from the CA host's C(trustzone_metrics_textfile_dir).
+    type: path
+  metrics_dir_optional:
+    description: When O(metrics_dir) does not exist, write nothing instead of failing.
+    type: bool
+    default: false
   requests:
     description:
       - Set by the action plugin; do not pass it yourself.
@@ -136,6 +147,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
+from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -147,12 +159,17 @@ def run(module):
     if module.check_mode:
         return {"changed": bool(requests), "certificates": {}, "refused": {}, "issued": 0,
                 "reconciled": [], "unrecorded": {}}
+    metrics_dir = _metrics.target(params["metrics_dir"], params["metrics_dir_optional"])
     token = _args.token_access(params)
     try:
-        return _sign(params, zone, ca_dir, requests, token)
+        result = _sign(params, zone, ca_dir, requests, token)
     finally:
         if token is not None:
             token.close()
+    if metrics_dir:  # the ledger's counts as they are now (docs/metrics.md)
+        _metrics.publish_ca(metrics_dir, zone, ca_dir,
+                            datetime.datetime.now(datetime.timezone.utc))
+    return result
 
 
 def _sign(params, zone, ca_dir, requests, token):

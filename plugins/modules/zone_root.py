@@ -186,6 +186,26 @@ options:
         again when a certificate was revoked or the zone's CAs changed.
     type: str
     default: 2d
+  metrics_dir:
+    description:
+      - Directory of node_exporter's textfile collector. When set, every run that gets as far
+        as the CRL writes the ledger's counts by status, the rotation phase, the CRLs'
+        nextUpdate and the time of this run to C(<metrics_dir>/trustzone_<zone>.ca.prom)
+        (0644, atomically; never counted as a change). See C(docs/metrics.md). The ca role
+        sets it from C(trustzone_metrics_textfile_dir).
+      - A directory that does not exist or is not writable stops the run before anything is
+        written, unless O(metrics_dir_optional) is set.
+    type: path
+  metrics_dir_optional:
+    description: When O(metrics_dir) does not exist, write nothing instead of failing.
+    type: bool
+    default: false
+  metrics_in_check_mode:
+    description:
+      - Also write the metrics file in check mode. C(playbooks/zone_check.yml)'s check round
+        sets it (through the ca role), so that a run that ends there still records its time.
+    type: bool
+    default: false
   retire_confirmed:
     description:
       - Set by C(playbooks/rotate_root.yml) after it checked that no leaf of the zone still
@@ -351,6 +371,7 @@ created:
 
 import contextlib
 import datetime
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -360,6 +381,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _offline
 from ansible_collections.trustzone.pki.plugins.module_utils import _rootplan
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
@@ -369,10 +391,12 @@ from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_m
 
 
 def run(module):
-    """load -> plan -> apply (unless check mode) -> result."""
+    """load -> plan -> apply (unless check mode) -> result; then the metrics file."""
     params = module.params
     check = module.check_mode
     zone, ca_dir = _args.zone_and_ca_dir(params)
+    # a bad metrics directory stops the run before anything is written
+    metrics_dir = _metrics.target(params["metrics_dir"], params["metrics_dir_optional"])
     uid, gid = _fs.resolve_owner(params["owner"], params["group"])
     if params["pkcs11_token"] and params["root_offline"] and "root" in params["pkcs11_keys"]:
         raise TrustzoneError("the root key cannot be both offline and in the PKCS#11 token",
@@ -380,10 +404,15 @@ def run(module):
                                  "offline root")
     token = _args.token_access(params, check)
     try:
-        return _run(module, params, check, zone, ca_dir, uid, gid, token)
+        result = _run(module, params, check, zone, ca_dir, uid, gid, token)
     finally:
         if token is not None:
             token.close()
+    if metrics_dir and (not check or params["metrics_in_check_mode"]) \
+            and not result.get("root_requests") and os.path.isdir(ca_dir):
+        _metrics.publish_ca(metrics_dir, zone, ca_dir,
+                            datetime.datetime.now(datetime.timezone.utc))
+    return result
 
 
 def _run(module, params, check, zone, ca_dir, uid, gid, token):
@@ -502,6 +531,9 @@ def main():
         # Consumed by the action plugin on the controller; listed so that the module's
         # documentation and argument spec agree.
         ca_hosts=dict(type="list", elements="str"),
+        metrics_dir=dict(type="path"),
+        metrics_dir_optional=dict(type="bool", default=False),
+        metrics_in_check_mode=dict(type="bool", default=False),
     ))
     run_module(module, run)
 
