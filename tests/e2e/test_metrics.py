@@ -1,8 +1,8 @@
 """The zone's state as Prometheus metrics, scraped from Debian's real prometheus-node-exporter
 (issue 19, docs/metrics.md).
 
-One fleet (a CA host and one node). node_exporter (the host's /usr/bin/prometheus-node-exporter,
-installed by scripts/bootstrap --tests) is copied into the node and the CA host and started
+One fleet (a CA host and one node). node_exporter (Debian's prometheus-node-exporter binary,
+unpacked into .venv/bin by scripts/bootstrap --tests) is copied into the node and the CA host and started
 with its textfile collector on the directory the roles write to: the node's is Debian's
 default (trustzone_metrics_textfile_dir unset, the directory exists), the CA host's is set
 in the inventory. The test scrapes http://<host>:9100/metrics and finds every series with
@@ -25,14 +25,15 @@ import pytest
 import yaml
 from cryptography import x509
 
-from conftest import assert_nothing_changed, fleet_prefix
+from conftest import REPO, assert_nothing_changed, fleet_prefix
 
 PREFIX = fleet_prefix("tzmetr")
 ZONE = "mx"
 DIR = "/etc/trustzone/%s" % ZONE
 NODE_TEXTFILES = "/var/lib/prometheus/node-exporter"  # Debian's default: the variable unset
 CA_TEXTFILES = "/srv/metrics"                          # set in the inventory for the CA host
-EXPORTER = "/usr/bin/prometheus-node-exporter"
+# Debian's node_exporter, unpacked into the venv by scripts/bootstrap --tests
+EXPORTER = str(REPO / ".venv" / "bin" / "prometheus-node-exporter")
 PORT = 9100
 HOSTS = ("ca", "node1")
 
@@ -76,7 +77,7 @@ def start_exporter(fleet, host, directory):
 @pytest.fixture(scope="module")
 def fleet(make_fleet, tmp_path_factory):
     if shutil.which(EXPORTER) is None:
-        pytest.fail("%s is missing: run scripts/bootstrap --tests (Debian's "
+        pytest.fail("%s is missing: run scripts/bootstrap --tests (it unpacks Debian's "
                     "prometheus-node-exporter)" % EXPORTER)
     fleet = make_fleet(PREFIX, nodes=1, zone=ZONE)
     inv = yaml.safe_load(fleet.inventory.read_text())

@@ -20,7 +20,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils._errors import Trust
 
 UTC = datetime.timezone.utc
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-PROMTOOL = shutil.which("promtool")
+# Debian's promtool, unpacked into the venv by scripts/bootstrap --tests
+PROMTOOL = shutil.which("promtool") or shutil.which(os.path.join(ROOT, ".venv", "bin", "promtool"))
 
 NODE = {
     "certificates": [
