@@ -8,7 +8,8 @@ checking its CRLs). The layout is docs/proxy.md's "Several zones": an inventory 
 proxies in group trustzone_proxies of both, their variables (the routes of both zones,
 trustzone_proxy_zones) in one group_vars file beside the two inventories, the engine per host.
 Route "cross" is a mistake on purpose: a dev route whose backend is prod's node2; neither
-engine may carry it (the proxy presents dev's identity and trusts dev's roots only). The public certificate is one the test makes (routes with ssl_certificate), so
+engine may carry it (the proxy presents dev's identity and trusts dev's roots only). The
+public certificate is one the test makes (routes with ssl_certificate), so
 no ACME server is needed here (test_proxy.py covers ACME). The test is the user: it talks to
 the proxy from this machine, trusting only its own public CA. The tests run in file order,
 each building on the state the previous ones left.
@@ -384,7 +385,7 @@ def test_a_root_rotation_in_prod_never_breaks_either_path(fleet, zones):
     assert rotation_phase(fleet, "dev") == "stable"
     failures = users.failures()
     counts = {}
-    for where, _ in users.results:
+    for where, _what in users.results:
         counts[where] = counts.get(where, 0) + 1
     print("rotation %.0f s, requests %s, failures %d" % (elapsed, counts, len(failures)))
     assert failures == [], failures[:10]

@@ -35,8 +35,8 @@ def test_only_proxies_whose_zone_files_changed_are_refreshed():
     (play,) = plays("proxy_in_step.yml")
     assert play["hosts"] == "trustzone_proxies" and play["gather_facts"] is False
     (task,) = play["tasks"]
-    assert task["ansible.builtin.include_role"] == {"name": "trustzone.pki.proxy",
-                                                     "tasks_from": "refresh"}
+    assert task["ansible.builtin.include_role"] == {
+        "name": "trustzone.pki.proxy", "tasks_from": "refresh"}
     assert "__trustzone_certs_node" in task["when"] and "is changed" in task["when"]
     assert "__trustzone_certs_installed" in task["when"]
 
