@@ -75,7 +75,8 @@ def build(base, base_ref, suite, ref, alias, recipe):
     proc = subprocess.run(
         ["podman", "run", "--name", name, base_ref, "sh", "-c",
          SETUP.format(packages=" ".join(PACKAGES))],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        check=False)
     try:
         if proc.returncode != 0:
             sys.stderr.write("".join(proc.stdout.splitlines(keepends=True)[-30:]))
@@ -105,7 +106,7 @@ def build(base, base_ref, suite, ref, alias, recipe):
 def main():
     base = load_base()
     parser = argparse.ArgumentParser(prog="scripts/build_image_systemd.py",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.add_argument("suite", nargs="?", default="bookworm", choices=sorted(base.NGINX))
     args = parser.parse_args()
@@ -114,7 +115,7 @@ def main():
 
     # The base image first (cached, or built under its own lock): its reference is its recipe.
     proc = subprocess.run([sys.executable, os.path.join(HERE, "build-image"), args.suite],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
         base.die(f"scripts/build-image {args.suite} failed (exit {proc.returncode})")
     base_ref = proc.stdout.strip().splitlines()[-1]
