@@ -37,13 +37,15 @@ def _zone(hostvars, ca_host, zone):
 
 
 def fleet_report(hosts, hostvars, ca_host, soon_days=30, crl_near="1d", now=None, zone=None,
-                 node_var="__trustzone_report_node", ledger_var="__trustzone_report_ledger"):
+                 node_var="__trustzone_report_node", ledger_var="__trustzone_report_ledger",
+                 fail_within=R.FAIL_WITHIN):
     hosts = [str(h) for h in hosts or []]
     try:
         nodes = {h: _var(hostvars, h, node_var) for h in hosts}
         return R.fleet_report(_zone(hostvars, ca_host, zone), hosts, nodes,
                               _var(hostvars, ca_host, ledger_var), _now(now),
-                              soon_days=int(soon_days), crl_near=crl_near)
+                              soon_days=int(soon_days), crl_near=crl_near,
+                              fail_within=fail_within)
     except TrustzoneError as exc:
         raise AnsibleFilterError("fleet_report: %s" % exc) from None
 

@@ -152,3 +152,14 @@ def test_html_of_an_unreadable_ca():
     html = render_html(F.fleet_report(["web1"], hv, "ca", now=NOW))
     assert "The CA host could not be read: ledger damaged" in html
     assert '<header class="health-critical">' in html
+
+
+def test_fleet_report_passes_the_fail_threshold():
+    # web2's server certificate has 2 days left: outside a 1d threshold, inside 3d
+    report = F.fleet_report(["web1", "web2"], hostvars(), "ca", now=NOW, fail_within="1d")
+    assert (report["fail_within"], report["failures"]) == ("1d", [])
+    report = F.fleet_report(["web1", "web2"], hostvars(), "ca", now=NOW, fail_within="3d")
+    assert [(f["kind"], f["host"], f["profile"]) for f in report["failures"]] == [
+        ("expiring", "web2", "server")]
+    with pytest.raises(AnsibleFilterError, match="fleet_report: trustzone_report_fail_within"):
+        F.fleet_report(["web1"], hostvars(), "ca", now=NOW, fail_within="soon")
