@@ -27,6 +27,7 @@ import datetime
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
+from ansible_collections.trustzone.pki.plugins.module_utils import _timeline
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._layout import days_left, parse_time  # noqa: F401  (re-exported)
 
@@ -365,14 +366,16 @@ def sort_findings(findings):
 
 
 def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d",
-                 fail_within=FAIL_WITHIN):
+                 fail_within=FAIL_WITHIN, renew_windows=None):
     """The whole report as JSON-ready data.
 
     ``hosts``: the zone's nodes in the inventory; ``nodes[host]``: that node's ``node_info``
     result (None, or one with ``failed``/``unreachable``, when it could not be inspected);
     ``ledger``: the CA host's ``ledger_info`` result (``rows``, ``crl``, ``cas``, ``phase``);
     ``now``: the report's time; ``fail_within``: the threshold of ``failures`` (a duration,
-    or a percentage of each certificate's lifetime).
+    or a percentage of each certificate's lifetime); ``renew_windows[host][profile]``: each
+    profile's renew_before in seconds, shaded on the HTML page's timeline (``timeline``:
+    coordinates for the page, left out of the JSON file).
     """
     threshold = fail_threshold(fail_within)
     now = parse_time(now)
@@ -426,6 +429,7 @@ def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d",
     report["zones"] = {zone: zone_summary(report, ledger_rows)}
     report["fail_within"] = str(fail_within)
     report["failures"] = failures(report, threshold)
+    report["timeline"] = _timeline.timeline(report, renew_windows)
     return report
 
 
