@@ -89,12 +89,13 @@ def test_bars_renew_windows_and_now_are_inside_the_chart(report):
     drawn = [r for r in tl["rows"] if r["bar"]]
     assert len(drawn) == 2 + 99 * 2
     for row in drawn:
-        bar = row["bar"]
-        assert left <= bar["x"] and bar["x"] + bar["width"] <= right + 0.1
+        drawn_bar = row["bar"]
+        assert left <= drawn_bar["x"] and drawn_bar["x"] + drawn_bar["width"] <= right + 0.1
         if row["kind"] == "certificate":
             renew = row["renew"]
-            assert bar["x"] <= renew["x"]
-            assert renew["x"] + renew["width"] == pytest.approx(bar["x"] + bar["width"], abs=0.2)
+            assert drawn_bar["x"] <= renew["x"]
+            assert renew["x"] + renew["width"] == pytest.approx(
+                drawn_bar["x"] + drawn_bar["width"], abs=0.2)
     # the longest-lived root runs past the axis: cut, and said so
     assert [r["cut_right"] for r in tl["rows"][:2]] == [True, True]
     crls = [r for r in tl["rows"] if r["kind"] == "crl"]
