@@ -37,13 +37,20 @@ def _zone(hostvars, ca_host, zone):
 
 
 def fleet_report(hosts, hostvars, ca_host, soon_days=30, crl_near="1d", now=None, zone=None,
-                 node_var="__trustzone_report_node", ledger_var="__trustzone_report_ledger"):
+                 node_var="__trustzone_report_node", ledger_var="__trustzone_report_ledger",
+                 fail_within=R.FAIL_WITHIN, profiles_var="__trustzone_certs_profiles"):
     hosts = [str(h) for h in hosts or []]
     try:
         nodes = {h: _var(hostvars, h, node_var) for h in hosts}
+        windows = {}
+        for host in hosts:
+            profiles = _var(hostvars, host, profiles_var)
+            windows[host] = {p["name"]: p["renew_before"] for p in profiles or []
+                             if isinstance(p, dict) and isinstance(p.get("renew_before"), int)}
         return R.fleet_report(_zone(hostvars, ca_host, zone), hosts, nodes,
                               _var(hostvars, ca_host, ledger_var), _now(now),
-                              soon_days=int(soon_days), crl_near=crl_near)
+                              soon_days=int(soon_days), crl_near=crl_near,
+                              fail_within=fail_within, renew_windows=windows)
     except TrustzoneError as exc:
         raise AnsibleFilterError("fleet_report: %s" % exc) from None
 

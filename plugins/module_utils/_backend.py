@@ -108,7 +108,7 @@ def _validity_facts(cert, chain, roots, now):
     """Serial, fingerprint, issuer, validity and the root it chains to (with the path)."""
     path = C.chain_to(cert, chain or [], roots or [])
     return path, {
-        "issuer": cert.issuer.rfc4514_string(),
+        "issuer": C.issuer_text(cert),
         "serial": "%x" % cert.serial_number,
         "fingerprint": C.fingerprint(cert),
         "not_after": iso(C.not_after(cert)),

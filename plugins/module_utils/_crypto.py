@@ -268,8 +268,38 @@ def common_name(obj):
     return attrs[0].value if attrs else None
 
 
+# Attribute names for the name attributes RFC 4514 leaves as dotted OIDs (cryptography names
+# only CN, L, ST, O, OU, C, STREET, DC and UID): a zone root's subject reads
+# ``serialNumber=...,CN=...``, never ``2.5.4.5=...``. An OID not listed stays dotted.
+NAME_ATTRIBUTES = (
+    ("SERIAL_NUMBER", "serialNumber"), ("EMAIL_ADDRESS", "emailAddress"),
+    ("SURNAME", "SN"), ("GIVEN_NAME", "givenName"), ("TITLE", "title"),
+    ("INITIALS", "initials"), ("GENERATION_QUALIFIER", "generationQualifier"),
+    ("DN_QUALIFIER", "dnQualifier"), ("PSEUDONYM", "pseudonym"),
+    ("BUSINESS_CATEGORY", "businessCategory"), ("POSTAL_ADDRESS", "postalAddress"),
+    ("POSTAL_CODE", "postalCode"), ("ORGANIZATION_IDENTIFIER", "organizationIdentifier"),
+    ("UNSTRUCTURED_NAME", "unstructuredName"),
+    ("X500_UNIQUE_IDENTIFIER", "x500UniqueIdentifier"),
+    ("JURISDICTION_COUNTRY_NAME", "jurisdictionC"),
+    ("JURISDICTION_LOCALITY_NAME", "jurisdictionL"),
+    ("JURISDICTION_STATE_OR_PROVINCE_NAME", "jurisdictionST"),
+)
+
+
+def name_text(name):
+    """An X.509 name as people read it: RFC 4514 with attribute names (``serialNumber=``)
+    where cryptography would write dotted OIDs. The one place names are put into words."""
+    overrides = {getattr(NameOID, oid): text for oid, text in NAME_ATTRIBUTES
+                 if hasattr(NameOID, oid)}
+    return name.rfc4514_string(attr_name_overrides=overrides)
+
+
 def subject_text(obj):
-    return obj.subject.rfc4514_string()
+    return name_text(obj.subject)
+
+
+def issuer_text(obj):
+    return name_text(obj.issuer)
 
 
 def names_of(obj):

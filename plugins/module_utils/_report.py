@@ -27,6 +27,8 @@ import datetime
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _parse
+from ansible_collections.trustzone.pki.plugins.module_utils import _timeline
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.module_utils._layout import days_left, parse_time  # noqa: F401  (re-exported)
 
 UTC = datetime.timezone.utc
@@ -55,6 +57,21 @@ FINDINGS = (
 # Problems of one certificate (a row of the table).
 PROBLEMS = ("unreadable", "missing", "expired", "not_yet_valid", "chain_invalid",
             "key_mismatch", "key_missing", "modes")
+# What fails report.yml (its exit-status contract, docs/report.md), in the order listed.
+# Everything else the report finds is a warning: in the files, never in the exit status.
+FAILURES = (
+    "ledger_unreadable",  # the CA host's ledger could not be read
+    "not_inspected",      # a node could not be reached or failed its inspection
+    "missing", "unreadable", "expired", "not_yet_valid", "chain_invalid", "key_mismatch",
+    "key_missing",        # a profile's certificate is unusable (worst problem first)
+    "expiring",           # a profile's certificate has less than the threshold left
+    "revoked_in_use",     # a node holds a certificate the ledger says is revoked
+    "crl_unreadable",     # the CA's CRL or a node's copy does not parse
+    "crl_past",           # ... is past its nextUpdate
+    "crl_near",           # ... is within trustzone_report_crl_near of it
+    "ca_expiring",        # a trusted CA certificate expired or has less than the threshold
+)
+FAIL_WITHIN = "7d"  # the default threshold (trustzone_report_fail_within)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -348,14 +365,19 @@ def sort_findings(findings):
                                            f.get("serial") or ""))
 
 
-def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d"):
+def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d",
+                 fail_within=FAIL_WITHIN, renew_windows=None):
     """The whole report as JSON-ready data.
 
     ``hosts``: the zone's nodes in the inventory; ``nodes[host]``: that node's ``node_info``
     result (None, or one with ``failed``/``unreachable``, when it could not be inspected);
     ``ledger``: the CA host's ``ledger_info`` result (``rows``, ``crl``, ``cas``, ``phase``);
-    ``now``: the report's time.
+    ``now``: the report's time; ``fail_within``: the threshold of ``failures`` (a duration,
+    or a percentage of each certificate's lifetime); ``renew_windows[host][profile]``: each
+    profile's renew_before in seconds, shaded on the HTML page's timeline (``timeline``:
+    coordinates for the page, left out of the JSON file).
     """
+    threshold = fail_threshold(fail_within)
     now = parse_time(now)
     soon_seconds = int(soon_days) * DAY
     near_seconds = _parse.parse_duration(crl_near, "CRL warning window")
@@ -405,6 +427,9 @@ def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d"):
         "ledger_error": ledger_error,
     }
     report["zones"] = {zone: zone_summary(report, ledger_rows)}
+    report["fail_within"] = str(fail_within)
+    report["failures"] = failures(report, threshold)
+    report["timeline"] = _timeline.timeline(report, renew_windows)
     return report
 
 
@@ -454,3 +479,128 @@ def zone_summary(report, ledger_rows):
         "crl_next_update": report["crl"]["next_update"],
         "phase": report.get("phase"),
     }
+
+
+# --------------------------------------------------------------------------- exit status
+
+def fail_threshold(value):
+    """``trustzone_report_fail_within``: ``('seconds', n)`` for a duration (``7d``, ``12h``)
+    or ``('share', f)`` for a percentage of each certificate's lifetime (``25%``)."""
+    text = str(value).strip()
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1])
+        except ValueError:
+            share = 0.0
+        if not 0 < share <= 100:
+            raise TrustzoneError(
+                "trustzone_report_fail_within %r is not a percentage from 1%% to 100%%"
+                % (value,))
+        return ("share", share / 100.0, text)
+    try:
+        return ("seconds", _parse.parse_duration(text, "trustzone_report_fail_within"), text)
+    except TrustzoneError as exc:
+        raise TrustzoneError("%s (or a percentage of the lifetime, like 25%%)" % exc) from None
+
+
+def _left_text(seconds):
+    seconds = max(int(seconds), 0)
+    for unit, size in (("d", DAY), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return "%d%s" % (seconds // size, unit)
+    return "%ds" % seconds
+
+
+def _inside(threshold, not_before, not_after, now):
+    """``(inside, left seconds, threshold text)``: whether less than the threshold is left."""
+    left = (parse_time(not_after) - now).total_seconds()
+    kind, amount, text = threshold
+    if kind == "seconds":
+        return left < amount, left, text
+    if not not_before:
+        return False, left, text
+    window = (parse_time(not_after) - parse_time(not_before)).total_seconds() * amount
+    return left < window, left, "%s of its lifetime, %s" % (text, _left_text(window))
+
+
+def _failure(kind, host, profile, path, line):
+    return {"kind": kind, "host": host, "profile": profile, "path": path, "line": line}
+
+
+def _certificate_failures(rows, threshold, now):
+    out = []
+    for row in rows:
+        if row["kind"] != "profile":
+            continue  # a certificate no profile describes only ever warns
+        who = "%s/%s: %s" % (row["host"], row["profile"], row["path"])
+        broken = [p for p in FAILURES if p in row["problems"]]
+        if broken:
+            parts = ["%s %s" % (p, row["not_after"]) if p == "expired" else
+                     "%s: %s" % (p, row["error"]) if p == "unreadable" and row.get("error")
+                     else p for p in broken]
+            out.append(_failure(broken[0], row["host"], row["profile"], row["path"],
+                                "%s %s" % (who, "; ".join(parts))))
+            continue
+        inside, left, text = _inside(threshold, row.get("not_before"), row["not_after"], now)
+        if inside:
+            out.append(_failure("expiring", row["host"], row["profile"], row["path"],
+                                "%s expires %s, %s left (threshold %s)"
+                                % (who, row["not_after"], _left_text(left), text)))
+    return out
+
+
+def _crl_failures(crl, near_text):
+    out = []
+    copies = [("CA host", None, crl.get("ca") or {})] + [
+        (host, host, entry) for host, entry in sorted((crl.get("nodes") or {}).items())]
+    for label, host, entry in copies:
+        status, path = entry.get("status"), entry.get("path")
+        if status == "unreadable":
+            line = "%s: CRL %s unreadable: %s" % (label, path, entry.get("error"))
+        elif status == "past":
+            line = "%s: CRL %s past its nextUpdate %s" % (label, path, entry["next_update"])
+        elif status == "near":
+            line = "%s: CRL %s within %s of its nextUpdate %s" % (
+                label, path, near_text, entry["next_update"])
+        else:
+            continue
+        out.append(_failure("crl_" + status, host, None, path, line))
+    return out
+
+
+def failures(report, threshold):
+    """What fails report.yml: one entry per finding (``kind``, ``host``, ``profile``,
+    ``path`` and ``line``, the sentence printed), in ``FAILURES`` order. Empty for a zone
+    that is safe to leave alone. ``threshold``: ``fail_threshold``'s answer."""
+    now = parse_time(report["generated_at"])
+    out = []
+    if report.get("ledger_error"):
+        out.append(_failure("ledger_unreadable", None, None, None,
+                            "CA host: the issuance ledger could not be read: %s"
+                            % report["ledger_error"]))
+    for host, facts in sorted(report["hosts"].items()):
+        if not facts["inspected"]:
+            out.append(_failure("not_inspected", host, None, None,
+                                "%s: not inspected: %s" % (host, facts["error"])))
+    out.extend(_certificate_failures(report["certificates"], threshold, now))
+    for finding in report["findings"]:
+        if finding["kind"] == "revoked_in_use":
+            out.append(_failure("revoked_in_use", finding["host"], finding["profile"],
+                                finding["path"], "%s/%s: %s revoked in use: %s" % (
+                                    finding["host"], finding["profile"], finding["path"],
+                                    finding["detail"])))
+    out.extend(_crl_failures(report["crl"], report.get("crl_near")))
+    for ca in report.get("cas") or []:
+        if not ca.get("trusted") or not ca.get("not_after"):
+            continue
+        inside, left, text = _inside(threshold, ca.get("not_before"), ca["not_after"], now)
+        if left <= 0:
+            line = "CA %s: %s expired %s" % (ca.get("name"), ca.get("subject"), ca["not_after"])
+        elif inside:
+            line = "CA %s: %s expires %s, %s left (threshold %s)" % (
+                ca.get("name"), ca.get("subject"), ca["not_after"], _left_text(left), text)
+        else:
+            continue
+        out.append(_failure("ca_expiring", None, None, None, line))
+    return sorted(out, key=lambda f: (FAILURES.index(f["kind"]), f["host"] or "",
+                                      f["profile"] or "", f["path"] or ""))

@@ -14,6 +14,11 @@ The tests run in file order and build on each other:
    node2/server expiring), node3's trust store changing, ...
 3. plan.yml outside check mode writes nothing; report.yml in check mode (it is read-only)
    shows the planted key, and the one-hour CRL is no longer flagged with a 30-minute window.
+4. The exit-status contract (issue 19): the runs above show report-only mode (exit 0, the
+   failing findings in the files) and a failing run (exit 2, one line per finding, files
+   written); after site.yml heals the zone report.yml exits 0, and with a threshold longer
+   than node2's server certificate has left and node3 unreachable it exits 2 naming both.
+   The HTML page's expiry timeline is checked in headless Chromium (rows, SVG, screenshot).
 """
 
 from __future__ import annotations
@@ -145,7 +150,8 @@ def test_report_describes_the_fleet_exactly(fleet, work):
 
     proc = timed("report.yml", fleet, "report.yml", "-e", "trustzone_report_json=%s" % (
         work / "out" / "rep.json"), "-e", "trustzone_report_html=%s" % (
-        work / "out" / "rep.html"), "-e", "trustzone_report_crl_near=2h", inventory=inv)
+        work / "out" / "rep.html"), "-e", "trustzone_report_crl_near=2h",
+        "-e", "trustzone_report_fail=false", inventory=inv)
     stats = recap(proc.output)
     assert {h: (s["changed"], s["failed"]) for h, s in stats.items()} == {
         "ca": (0, 0), "node1": (0, 0), "node2": (0, 0), "node3": (0, 0)}
@@ -162,7 +168,7 @@ def test_report_describes_the_fleet_exactly(fleet, work):
     root = report["cas"][0]
     assert (len(report["cas"]), root["name"], root["fingerprint"], root["trusted"],
             root["signing"]) == (1, "root", root_fp, True, True)
-    assert re.fullmatch(r"2\.5\.4\.5=[0-9a-f]{16},CN=trustzone rep root CA,OU=rep,O=trustzone",
+    assert re.fullmatch(r"serialNumber=[0-9a-f]{16},CN=trustzone rep root CA,OU=rep,O=trustzone",
                         root["subject"])
 
     rows = report["certificates"]
@@ -228,6 +234,15 @@ def test_report_describes_the_fleet_exactly(fleet, work):
     assert (summary["soonest"]["host"], summary["soonest"]["path"]) == ("node1",
                                                                         DIR + "/rogue.crt")
     assert "Findings: unknown_to_ledger 1, missing_from_node 1, crl_near 3" in proc.output
+    # report-only mode: exit 0, and what would fail the run is in the files all the same
+    assert proc.returncode == 0
+    assert "Fails the run: 6 (threshold 7d; report-only mode" in proc.output
+    assert [(f["kind"], f["host"], f["profile"]) for f in report["failures"]] == [
+        ("missing", "node2", "client"), ("missing", "node3", "client"),
+        ("missing", "node3", "server"), ("crl_near", None, None), ("crl_near", "node1", None),
+        ("crl_near", "node2", None)]
+    assert report["failures"][0]["line"] == "node2/client: %s/client.crt missing" % DIR
+    assert "timeline" not in report  # coordinates are for the page only
 
 
 def test_report_html_loads_in_chromium_and_shows_every_host(fleet, work, chromium):
@@ -264,6 +279,21 @@ def test_report_html_loads_in_chromium_and_shows_every_host(fleet, work, chromiu
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1400, 1800)
     assert len(png) > 20000  # a rendered page, not a blank one
+    # the expiry timeline: CA host (root, CRL), node1 (client, server, rogue.crt, CRL),
+    # node2 (client missing, server, CRL), node3 (client and server missing, no CRL)
+    assert '<div class="timeline" data-rows="11">' in text
+    body = re.search(r'<svg class="tl-body" width="(\d+)" height="(\d+)"(.*?)</svg>', text, re.S)
+    assert (int(body.group(1)), int(body.group(2))) == (1160, 11 * 14)
+    rows = re.findall(r'<g class="tl-row tl-(\w+)" data-host="(\w*)">', body.group(3))
+    assert rows == [("ca", ""), ("crl", ""), ("certificate", "node1"), ("certificate", "node1"),
+                    ("certificate", "node1"), ("crl", "node1"), ("certificate", "node2"),
+                    ("certificate", "node2"), ("crl", "node2"), ("certificate", "node3"),
+                    ("certificate", "node3")]
+    assert body.group(3).count('class="renew"') == 3 + 3  # 3 certificates, 3 CRL windows
+    assert len(re.findall(r'<rect class="bar-', body.group(3))) == 1 + 4
+    assert "now &#183; phase stable" in text or "now · phase stable" in text
+    assert re.findall(r'<li data-failure="(\w+)"', text) == [
+        "missing", "missing", "missing", "crl_near", "crl_near", "crl_near"]
 
 
 def test_check_mode_plan_counts_exactly(fleet, work):
@@ -325,10 +355,19 @@ def test_plan_is_check_mode_only_and_report_is_check_mode_safe(fleet, work):
     assert "TASK [Show the plan]" not in proc.output
 
     before = {h: files_digest(fleet, h) for h in ("ca",) + NODES}
+    (work / "out" / "check.json").unlink(missing_ok=True)
     proc = timed("report.yml --check", fleet, "report.yml", "--check",
                  "-e", "trustzone_report_json=%s" % (work / "out" / "check.json"),
                  "-e", "trustzone_report_html=%s" % (work / "out" / "check.html"),
-                 "-e", "trustzone_report_crl_near=30m", inventory=inv)
+                 "-e", "trustzone_report_crl_near=30m", inventory=inv, check=False)
+    # the run fails on its findings, one line each, after writing the report
+    assert proc.returncode == 2, proc.output[-3000:]
+    assert "TASK [Fail on the report's findings]" in proc.output
+    assert "Zone %s: 4 finding(s) fail this run" % ZONE in proc.output
+    for line in ("node1/client: %s/client.crt key_mismatch" % DIR,
+                 "node2/client: %s/client.crt missing" % DIR,
+                 "node3/client: %s/client.crt missing" % DIR):
+        assert line in proc.output
     assert {h: files_digest(fleet, h) for h in ("ca",) + NODES} == before
     assert all(s["changed"] == 0 for s in recap(proc.output).values())
     report = json.loads((work / "out" / "check.json").read_text())
@@ -345,6 +384,38 @@ def test_plan_is_check_mode_only_and_report_is_check_mode_safe(fleet, work):
     assert (summary["health"], summary["problems"]["key_mismatch"], summary["crl_status"]) == (
         "critical", 1, "ok")
     assert (work / "out" / "check.html").read_text().count('data-host-row="') == 3
+
+
+def test_exit_status_healthy_zone_then_threshold_and_unreachable_node(fleet, work):
+    fleet.sh("node1", "rm %s/rogue.crt %s/rogue.key" % (DIR, DIR))
+    inv = inventory(fleet, work, "short", node2_profiles=SHORT_SERVER)
+    timed("site.yml (heal the zone)", fleet, "site.yml", inventory=inv)
+    out = work / "exit"
+    paths = ["-e", "trustzone_report_json=%s" % (out / "r.json"),
+             "-e", "trustzone_report_html=%s" % (out / "r.html")]
+    proc = timed("report.yml (healthy)", fleet, "report.yml", *paths, inventory=inv,
+                 check=False)
+    assert proc.returncode == 0, proc.output[-3000:]
+    assert "Fails the run: 0 (threshold 7d)" in proc.output
+    assert json.loads((out / "r.json").read_text())["failures"] == []
+
+    # node2's server certificate lives 10 days (9 left): inside a 10-day threshold; node3
+    # cannot be reached
+    bad = yaml.safe_load(inv.read_text())
+    bad["all"]["children"]["trustzone_nodes"]["hosts"]["node3"]["ansible_port"] = 1
+    (work / "unreachable.yml").write_text(yaml.safe_dump(bad))
+    (out / "r.json").unlink()
+    proc = timed("report.yml (threshold, unreachable)", fleet, "report.yml", *paths,
+                 "-e", "trustzone_report_fail_within=10d", inventory=work / "unreachable.yml",
+                 check=False)
+    assert proc.returncode == 2, proc.output[-3000:]
+    report = json.loads((out / "r.json").read_text())  # written before the run failed
+    assert [(f["kind"], f["host"], f["profile"]) for f in report["failures"]] == [
+        ("not_inspected", "node3", None), ("expiring", "node2", "server")]
+    assert re.search(r"node2/server: %s/server\.crt expires \S+Z, 9d left \(threshold 10d\)"
+                     % DIR, proc.output)
+    assert "node3: not inspected: " in proc.output
+    assert "Zone %s: 2 finding(s) fail this run" % ZONE in proc.output
 
 
 def test_timings():

@@ -152,3 +152,35 @@ def test_html_of_an_unreadable_ca():
     html = render_html(F.fleet_report(["web1"], hv, "ca", now=NOW))
     assert "The CA host could not be read: ledger damaged" in html
     assert '<header class="health-critical">' in html
+
+
+def test_fleet_report_passes_the_fail_threshold():
+    # web2's server certificate has 2 days left: outside a 1d threshold, inside 3d
+    report = F.fleet_report(["web1", "web2"], hostvars(), "ca", now=NOW, fail_within="1d")
+    assert (report["fail_within"], report["failures"]) == ("1d", [])
+    report = F.fleet_report(["web1", "web2"], hostvars(), "ca", now=NOW, fail_within="3d")
+    assert [(f["kind"], f["host"], f["profile"]) for f in report["failures"]] == [
+        ("expiring", "web2", "server")]
+    with pytest.raises(AnsibleFilterError, match="fleet_report: trustzone_report_fail_within"):
+        F.fleet_report(["web1"], hostvars(), "ca", now=NOW, fail_within="soon")
+
+
+def test_fleet_report_shades_the_renew_windows_of_resolved_profiles():
+    hv = hostvars(web1={"__trustzone_certs_profiles": [{"name": "server",
+                                                        "renew_before": 30 * 86400}]})
+    rows = F.fleet_report(["web1", "web2"], hv, "ca", now=NOW)["timeline"]["rows"]
+    shaded = [(r["host"], r["label"], r["renew"] is not None) for r in rows
+              if r["kind"] == "certificate"]
+    assert shaded == [("web1", "server", True), ("web2", "server", False)]
+
+
+def test_html_draws_the_timeline_and_lists_what_fails_the_run():
+    report = F.fleet_report(["web1", "web2", "web3"], hostvars(), "ca", now=NOW,
+                            fail_within="3d")
+    html = render_html(report)
+    rows = report["timeline"]["rows"]
+    assert html.count('<g class="tl-row') == len(rows) == 7  # root, CA CRL, 2 x (cert, CRL), web3
+    assert '<div class="timeline" data-rows="7">' in html
+    assert "now &#183; phase stable" in html
+    assert re.findall(r'<li data-failure="(\w+)"', html) == ["not_inspected", "expiring"]
+    assert "&lt;script&gt;" not in re.search(r'<svg class="tl-body".*?</svg>', html, re.S).group(0)

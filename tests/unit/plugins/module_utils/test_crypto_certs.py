@@ -429,3 +429,16 @@ def test_csr_signature_valid(keys):
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
     der[-1] ^= 0x01
     assert not C.csr_signature_valid(x509.load_der_x509_csr(bytes(der)))
+
+
+def test_names_show_attribute_names_never_dotted_oids_of_known_attributes():
+    """Issue 19: ``serialNumber=...``, not ``2.5.4.5=...``; an OID nobody named stays dotted
+    (RFC 4514 has no other way to write it)."""
+    name = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "abcd"),
+                      x509.NameAttribute(NameOID.EMAIL_ADDRESS, "pki@example.org"),
+                      x509.NameAttribute(x509.ObjectIdentifier("1.2.3.4.5"), "odd"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "trustzone prod root CA")])
+    assert C.name_text(name) == ("CN=trustzone prod root CA,1.2.3.4.5=odd,"
+                                 "emailAddress=pki@example.org,serialNumber=abcd")
+    root = C.zone_name_attributes("prod", "trustzone prod root CA", unique="abcd")
+    assert C.name_text(root) == "serialNumber=abcd,CN=trustzone prod root CA,OU=prod,O=trustzone"
