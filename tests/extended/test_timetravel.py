@@ -68,6 +68,12 @@ DAYS = float(os.environ.get("TRUSTZONE_TIMETRAVEL_DAYS", "14"))
 # TrustzoneRunNotSeen rule, its threshold set to this zone's schedule)
 RUN_LATE = STEP + STEP // 2
 
+PROMTOOL = REPO / ".venv" / "bin" / "promtool"
+ALERT_RULES = REPO / "docs" / "examples" / "trustzone-alerts.yml"
+# The example rules' thresholds are for the default lifetimes; for this zone: a leaf within
+# half its renew window, a CRL copy inside its refresh window, no run for 1.5 intervals.
+SCALED = {"< 2 * 86400": "< 4 * 3600", "< 86400": "< 6 * 3600", "> 26 * 3600": "> 6 * 3600"}
+
 ZONE_VARS = {
     "trustzone_certs_profiles": [
         {"name": "server", "lifetime": "1d", "renew_before": "8h",
@@ -239,12 +245,60 @@ def metric_flags(fleet, now):
     return flags
 
 
+def rules(scaled):
+    """The example alert rules (docs/examples/trustzone-alerts.yml) as shipped, or with their
+    thresholds scaled to this zone (docs/schedule.md, "Proven by time travel")."""
+    text = ALERT_RULES.read_text()
+    if scaled:
+        for shipped, zone in SCALED.items():
+            assert text.count(shipped) == 1, shipped
+            text = text.replace(shipped, zone)
+    return text
+
+
+def firing(fleet, now, rules_text, tmp_path):
+    """``{(alert, instance)}`` the rules fire at ``now`` over the metrics files as they are,
+    evaluated by ``promtool test rules``: every series held constant for a day before ``now``
+    (the files change only when a run writes them), timestamps shifted onto promtool's clock."""
+    files = [(n, "trustzone_%s.prom" % ZONE) for n in NODES] + [
+        ("ca", "trustzone_%s.ca.prom" % ZONE)]
+    series = []
+    for host, name in files:
+        for metric, labels, value in prom(fleet, host, name):
+            if metric.endswith("_seconds"):
+                value = value - now + 86400
+            labels = dict(labels, instance=host)
+            series.append({"series": "%s{%s}" % (metric, ",".join(
+                '%s="%s"' % item for item in sorted(labels.items()))),
+                "values": "%.3f+0x288" % value})
+    names = [r["alert"] for g in yaml.safe_load(rules_text)["groups"] for r in g["rules"]]
+    (tmp_path / "rules.yml").write_text(rules_text)
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "5m", "input_series": series, "alert_rule_test": [
+            {"eval_time": "1d", "alertname": n, "exp_alerts": []} for n in names]}]}))
+    proc = subprocess.run([str(PROMTOOL), "test", "rules", "test.yml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    text = proc.stdout + proc.stderr
+    got = set(re.findall(r'Labels:\{alertname="(\w+)", instance="([^"]+)"', text))
+    assert proc.returncode == 0 or got, text
+    return got
+
+
 def report(clock, tmp_path):
+    """report.yml at the simulated now, with its exit-status contract (docs/report.md) set to
+    this zone: a leaf with less than a quarter of its life left, or a CRL copy inside its
+    refresh window, fails the run. ``(exit status, the zone's summary, the failure lines)``."""
     path = tmp_path / ("report-%d.json" % clock.offset)
-    run(clock, "report.yml", "-e", "trustzone_report_json=%s" % path,
-        "-e", "trustzone_report_html=%s" % path.with_suffix(".html"),
-        "-e", "trustzone_report_soon_days=0", "-e", "trustzone_report_crl_near=6h")
-    return json.loads(path.read_text())["zones"][ZONE]
+    proc = run(clock, "report.yml", "-e", "trustzone_report_json=%s" % path,
+               "-e", "trustzone_report_html=%s" % path.with_suffix(".html"),
+               "-e", "trustzone_report_soon_days=0", "-e", "trustzone_report_crl_near=6h",
+               "-e", "trustzone_report_fail_within=25%", check=False)
+    assert proc.returncode in (0, 2), proc.output[-4000:]
+    data = json.loads(path.read_text())
+    lines = [f["line"] for f in data["failures"]]
+    assert (proc.returncode == 2) == bool(lines), (proc.returncode, lines)
+    return proc.returncode, data["zones"][ZONE], lines
 
 
 def iso(seconds):
@@ -268,9 +322,10 @@ def summary(step, clock, state, proc=None, wall=None):
 
 @pytest.fixture(scope="module")
 def clock(tmp_path_factory):
-    if not LIB.is_file():
-        pytest.fail("%s is missing: run scripts/bootstrap --tests (it unpacks Debian's "
-                    "libfaketime)" % LIB)
+    for need in (LIB, PROMTOOL):
+        if not need.is_file():
+            pytest.fail("%s is missing: run scripts/bootstrap --tests (it unpacks Debian's "
+                        "libfaketime and promtool)" % need)
     inventory = REPO / ".lab" / PREFIX / "hosts.yml"
     E2E.lab("down", "--prefix", PREFIX)
     E2E.lab("up", "--prefix", PREFIX, "--nodes", str(len(NODES)), "--zone", ZONE,
@@ -328,7 +383,7 @@ def test_every_process_sees_the_simulated_time(clock):
           "controller; back at the real time after")
 
 
-def test_the_zone_stays_valid_across_the_walk(clock):
+def test_the_zone_stays_valid_across_the_walk(clock, tmp_path):
     """site.yml at the real time, then renew.yml every STEP for DAYS simulated days: every
     ordered pair of nodes completes mTLS, every certificate is inside its validity and no
     CRL copy is past its nextUpdate at every step."""
@@ -359,6 +414,19 @@ def test_the_zone_stays_valid_across_the_walk(clock):
                for pair, ok in handshakes(state).items() if not ok}
         assert not bad, (step, bad)
     elapsed = time.monotonic() - started
+    # while the schedule runs, the example rules scaled to the zone stay silent; as shipped
+    # (thresholds for year-long leaves and week-long CRLs) they fire all the time
+    quiet = firing(clock.fleet, clock.now(), rules(scaled=True), tmp_path)
+    loud = firing(clock.fleet, clock.now(), rules(scaled=False), tmp_path)
+    print("alert rules at the last step: scaled %s; as shipped %s" % (
+        sorted(quiet) or "none", sorted({a for a, _i in loud})))
+    assert not quiet, quiet
+    status, health, lines = report(clock, tmp_path)
+    print("report.yml at the last step: exit %d, health %s, CRL %s" % (
+        status, health["health"], health["crl_status"]))
+    assert status == 0 and health["crl_status"] == "ok", (status, health, lines)
+    assert {"TrustzoneCrlNearNextUpdate", "TrustzoneCertificateExpiresSoon"} <= {
+        a for a, _i in loud}, loud
     # every leaf was renewed about once per 16 to 20 simulated hours; every CRL signed again
     renewals = min(len(s) for s in serials.values())
     assert renewals >= int(DAYS * 24 // 20), serials
@@ -372,7 +440,7 @@ def test_skipped_runs_are_flagged_before_the_zone_breaks(clock, tmp_path):
     """No more renew.yml: the metrics files and report.yml flag the zone at least one step
     before the first handshake fails; past every notAfter the handshake fails on the
     certificate itself (the check can fail)."""
-    first_flag = broken = None
+    first_flag = first_alert = broken = None
     step = 0
     while broken is None:
         step += 1
@@ -381,7 +449,12 @@ def test_skipped_runs_are_flagged_before_the_zone_breaks(clock, tmp_path):
         state = observe(clock)
         summary("s%d" % step, clock, state)
         flags = metric_flags(clock.fleet, clock.now())
+        alerts = firing(clock.fleet, clock.now(), rules(scaled=True), tmp_path)
         ok = all(handshakes(state).values())
+        print("  skipped %d: alert rules (scaled) firing: %s" % (step, sorted(
+            {a for a, _i in alerts}) or "none"), flush=True)
+        if alerts and first_alert is None and ok:
+            first_alert = step
         print("  skipped %d: metrics flag %d: %s" % (step, len(flags), "; ".join(
             sorted({re.sub(r"^node\d ", "", f) for f in flags})) or "none"), flush=True)
         if not ok:
@@ -391,16 +464,19 @@ def test_skipped_runs_are_flagged_before_the_zone_breaks(clock, tmp_path):
             print("  broken at skipped step %d: %s" % (step, errors), flush=True)
             assert any("CRL has expired" in e or "certificate has expired" in e
                        for e in errors), errors
-            health = report(clock, tmp_path)
-            assert health["health"] == "critical", health
+            status, health, lines = report(clock, tmp_path)
+            print("  report.yml: exit %d, health %s, CRL %s; %s" % (
+                status, health["health"], health["crl_status"], lines[:2]), flush=True)
+            assert status == 2 and health["health"] == "critical", (health, lines)
         elif flags and first_flag is None:
             first_flag = step
-            health = report(clock, tmp_path)
-            print("  report.yml: health %s, CRL %s, findings %s" % (
-                health["health"], health["crl_status"], health["findings"]), flush=True)
-            assert health["health"] == "warning", health
-            assert health["crl_status"] == "near" or health["findings"], health
+            status, health, lines = report(clock, tmp_path)
+            print("  report.yml: exit %d, health %s, CRL %s; %s" % (
+                status, health["health"], health["crl_status"], lines[:2]), flush=True)
+            # the zone still works, and the report says so with its exit status
+            assert status == 2 and health["health"] == "warning", (health, lines)
     assert first_flag is not None and first_flag < broken, (first_flag, broken)
+    assert first_alert is not None and first_alert < broken, (first_alert, broken)
     # past every notAfter: without the CRL check too, the certificates themselves fail
     last = max(c[1] for s in state.values() for c in s["certs"].values())
     clock.set(last - time.time() + HOUR)
@@ -409,8 +485,8 @@ def test_skipped_runs_are_flagged_before_the_zone_breaks(clock, tmp_path):
     assert not any(handshakes(state).values()), state
     errors = {e for s in state.values() for hs in s["handshakes"].values() for e in hs["errors"]}
     assert any("certificate has expired" in e for e in errors), errors
-    health = report(clock, tmp_path)
-    assert health["health"] == "critical" and health["by_status"]["expired"] == 2 * len(NODES), \
-        health
-    print("flagged after %d skipped step(s), broken after %d; past notAfter every handshake "
-          "fails: %s" % (first_flag, broken, sorted(errors)[:3]))
+    status, health, lines = report(clock, tmp_path)
+    assert status == 2 and health["health"] == "critical", (health, lines)
+    assert health["by_status"]["expired"] == 2 * len(NODES), health
+    print("flagged after %d skipped step(s) (alert rules: %d), broken after %d; past notAfter "
+          "every handshake fails: %s" % (first_flag, first_alert, broken, sorted(errors)[:3]))
