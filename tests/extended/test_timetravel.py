@@ -13,7 +13,8 @@ the offset each time it asks for the time, while sshd itself runs on the real cl
 with SIGSYS once the library is in it.) The controller's ansible-playbook runs with
 ``LD_PRELOAD`` and ``FAKETIME=+<seconds>``, so controller-side decisions see the same time.
 Offsets rather than ``@`` start dates: with ``@`` every new process starts again at the
-date given, so the processes of one step would not agree on the time.
+date given, so the processes of one step would not agree on the time. The monotonic clock
+is faked too: with ``FAKETIME_DONT_FAKE_MONOTONIC=1`` Python's ``time.sleep`` fails (EINVAL).
 
 The zone: one-day leaves renewed 8 hours before they run out (a third of their life), CRLs
 valid 12 hours and signed again 6 hours before their nextUpdate; a CA host and three nodes,
@@ -23,9 +24,10 @@ the CRL changes (as a service's reload would).
 
 The walk: every STEP (4 hours, the schedule's interval) renew.yml runs as the schedule would,
 then every ordered pair of nodes completes an mTLS handshake, every certificate is inside
-its validity and no CRL copy is past its nextUpdate. Then the runs stop: the node's metrics
-file, the CA host's and report.yml flag the zone one step or more before the handshakes
-break, and past every notAfter the handshake breaks on the certificate too.
+its validity and no CRL copy is past its nextUpdate. Then the runs stop: the nodes' metrics
+files, the CA host's, the example alert rules evaluated over them by ``promtool test rules``
+and report.yml's exit status flag the zone one step or more before the handshakes break,
+and past every notAfter the handshake breaks on the certificate too.
 """
 
 from __future__ import annotations
