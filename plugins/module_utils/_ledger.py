@@ -133,6 +133,12 @@ def rows(conn, zone=None, host=None, serial=None, status=None):
     return out
 
 
+def counts_by_status(conn, zone):
+    """``{status: count}`` of ``zone``'s rows (statuses without rows left out)."""
+    return dict(conn.execute(
+        "SELECT status, COUNT(*) FROM issuance WHERE zone = ? GROUP BY status", (zone,)))
+
+
 def valid_fingerprints(conn, zone):
     """``{host: {profile: [fingerprint, ...]}}``: the fingerprints of ``zone``'s valid rows
     (one per host and profile in a ledger in step with its nodes)."""

@@ -217,7 +217,6 @@ def ca_facts(ca_dir, zone, now):
     ``now`` as the time of the last run (``docs/metrics.md``). Only the CA host's modules
     call it; it loads cryptography there, never on a node's stamp path."""
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
     from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
     from ansible_collections.trustzone.pki.plugins.module_utils import _rotation
     from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
@@ -226,19 +225,26 @@ def ca_facts(ca_dir, zone, now):
     conn = _ledger.connect(ca_dir, create=False)
     if conn is not None:
         try:
-            for row in _ledger.rows(conn, zone=zone):
-                counts[row["status"]] = counts.get(row["status"], 0) + 1
+            counts = _ledger.counts_by_status(conn, zone)
         finally:
             conn.close()
-    crls = []
     path = os.path.join(ca_dir, _layout.CRL_FILE)
-    data = _fs.read_file(path)
+    return {"ledger": counts, "phase": _rotation.phase_of(CaDir(ca_dir).load_state()),
+            "crls": crl_facts(_fs.read_file(path), path), "last_success": _layout.iso(now)}
+
+
+def crl_facts(data, path):
+    """Issuer and nextUpdate of every CRL in ``data`` (the PEM read from ``path``; None or
+    empty: none), as the node's and the CA host's files list them."""
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
+
+    facts = []
     for crl in C.load_crls(data, path=path) if data else []:
         when = C.crl_next_update(crl)
-        crls.append({"issuer": crl.issuer.rfc4514_string(), "path": path,
-                     "next_update": _layout.iso(when) if when is not None else None})
-    return {"ledger": counts, "phase": _rotation.phase_of(CaDir(ca_dir).load_state()),
-            "crls": crls, "last_success": _layout.iso(now)}
+        facts.append({"issuer": crl.issuer.rfc4514_string(), "path": path,
+                      "next_update": _layout.iso(when) if when is not None else None})
+    return facts
 
 
 def publish_ca(directory, zone, ca_dir, now):

@@ -26,6 +26,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _anchors
 from ansible_collections.trustzone.pki.plugins.module_utils import _assess
+from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _report as R
 from ansible_collections.trustzone.pki.plugins.module_utils import _stamp
 from ansible_collections.trustzone.pki.plugins.module_utils import _trust as T
@@ -199,13 +200,8 @@ class Node:
         """Issuer and nextUpdate of every CRL of the node's copy (the one given, else
         ``<dir>/crl.pem``)."""
         path = os.path.join(self.dir, CRL_FILE)
-        data = self.crl if self.crl is not None else _fs.read_file(path)
-        facts = []
-        for crl in C.load_crls(data, path=path) if data else []:
-            when = C.crl_next_update(crl)
-            facts.append({"issuer": crl.issuer.rfc4514_string(), "path": path,
-                          "next_update": _layout.iso(when) if when is not None else None})
-        return facts
+        return _metrics.crl_facts(self.crl if self.crl is not None else _fs.read_file(path),
+                                  path)
 
     def metrics(self):
         return {"certificates": self.metric_items, "crls": self.crl_facts(),

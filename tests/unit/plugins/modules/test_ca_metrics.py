@@ -68,6 +68,9 @@ def test_ledger_counts_by_status(run, tmp_path):
                  issuer="CN=root", issuer_fingerprint="00")
     _ledger.record(conn, [dict(entry, serial="01", fingerprint="aa")], "2026-01-01T00:00:00Z")
     _ledger.record(conn, [dict(entry, serial="02", fingerprint="bb")], "2026-01-02T00:00:00Z")
+    # another zone's row in the same ledger is not counted
+    _ledger.record(conn, [dict(entry, zone="dev", serial="03", fingerprint="cc")],
+                   "2026-01-02T00:00:00Z")
     conn.close()
     run(ca_dir, metrics_dir=str(textfiles))
     counts = series(textfiles / "trustzone_prod.ca.prom", "ledger_certificates")
