@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: trustzone.pki contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# NOTE: THIS IS PRIVATE TO THE trustzone.pki COLLECTION. It may change without notice.
+"""Probes after a reload: does a node still serve, with its new certificate, to the zone?
+
+``endpoints`` (pure) reads the inventory's endpoint list of a node; ``observe`` makes one
+real mutual-TLS handshake (standard library ``ssl``: the prober's zone client certificate,
+the zone's roots, the endpoint's DNS name) and reports what it saw; ``verdict`` (pure) says
+whether that is what the rollout expected, in one line. The module ``trustzone.pki.probe``
+runs ``observe`` on the prober; the certs role decides with ``verdict`` what to roll back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import time
+
+from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
+
+DEFAULT_PROFILE = "server"
+# How long the prober waits, after the handshake, for the server to refuse its client
+# certificate (TLS 1.3 sends that alert after the handshake, on the first read).
+REFUSAL_WAIT = 1.0
+
+
+def endpoints(raw, default_host, allowed=None, where="trustzone_rollout_endpoints"):
+    """The node's endpoints, each ``{'host', 'port', 'server_name', 'profile'}``.
+
+    ``allowed``: the names and addresses the zone knows this node by (its profiles' names,
+    its inventory address); an endpoint elsewhere is refused - probes reach only the zone's
+    own hosts. None: not checked (the caller checked).
+
+    ``raw`` is the inventory's list: a port (``8443``), ``"host:port"``, or a dict with
+    ``port`` and optionally ``host`` (where to connect; default ``default_host``, the node's
+    first DNS name), ``server_name`` (the name the certificate must carry; default the host)
+    and ``profile`` (whose certificate it must present; default ``server``).
+    """
+    if raw is None:
+        return []
+    if not isinstance(raw, (list, tuple)):
+        raise TrustzoneError("%s must be a list of endpoints, not %s" % (where, type(raw).__name__),
+                             fix="write e.g. [8443, 'node1.example.test:9443', {port: 5432}]")
+    out = []
+    for index, item in enumerate(raw):
+        here = "%s[%d]" % (where, index)
+        if isinstance(item, bool):
+            raise TrustzoneError("%s is %r, not an endpoint" % (here, item),
+                                 fix="give a port, 'host:port' or {host, port}")
+        if isinstance(item, int):
+            item = {"port": item}
+        elif isinstance(item, str):
+            host, sep, port = item.rpartition(":")
+            if not sep:
+                host, port = "", item
+            item = {"port": port}
+            if host:
+                item["host"] = host
+        elif not isinstance(item, dict):
+            raise TrustzoneError("%s is %r, not an endpoint" % (here, item),
+                                 fix="give a port, 'host:port' or {host, port}")
+        unknown = sorted(set(item) - {"host", "port", "server_name", "profile"})
+        if unknown:
+            raise TrustzoneError("%s has unknown keys %s" % (here, ", ".join(unknown)),
+                                 fix="use host, port, server_name and profile")
+        try:
+            port = int(str(item.get("port")).strip())
+        except ValueError:
+            port = 0
+        if not 0 < port < 65536:
+            raise TrustzoneError("%s has port %r; a port is 1-65535" % (here, item.get("port")),
+                                 fix="give the port the service listens on")
+        host = str(item.get("host") or default_host or "").strip()
+        if not host:
+            raise TrustzoneError("%s names no host and the node has no DNS name" % here,
+                                 fix="give the endpoint a host")
+        server_name = str(item.get("server_name") or host)
+        if allowed is not None:
+            outside = [n for n in (host, server_name) if n not in allowed]
+            if outside:
+                raise TrustzoneError(
+                    "%s names %s, which is not this node in the zone (its names: %s); probes "
+                    "reach only the zone's own hosts" % (here, outside[0],
+                                                         ", ".join(sorted(allowed)) or "none"),
+                    fix="name one of the node's own names or addresses")
+        out.append({"host": host, "port": port, "server_name": server_name,
+                    "profile": str(item.get("profile") or DEFAULT_PROFILE)})
+    return out
+
+
+def label(endpoint):
+    return "%s:%d" % (endpoint["host"], endpoint["port"])
+
+
+def fingerprint(der):
+    return hashlib.sha256(der).hexdigest()
+
+
+def observe(endpoint, cafile, certfile, keyfile, timeout, connect=socket.create_connection):
+    """One mutual-TLS handshake with ``endpoint``; what the prober saw (never raises).
+
+    ``{'endpoint', 'connected', 'handshake', 'accepted', 'fingerprint', 'error'}``:
+    ``fingerprint`` is the SHA-256 of the certificate the endpoint presented, ``accepted``
+    whether the server kept the connection after it saw the prober's client certificate.
+    """
+    seen = {"endpoint": label(endpoint), "connected": False, "handshake": False,
+            "accepted": False, "fingerprint": None, "error": None}
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as err:
+        seen["error"] = "the prober's zone files cannot be used: %s" % (err,)
+        return seen
+    try:
+        raw = connect((endpoint["host"], endpoint["port"]), timeout=timeout)
+    except OSError as err:
+        seen["error"] = "no connection: %s" % (getattr(err, "strerror", None) or err,)
+        return seen
+    seen["connected"] = True
+    try:
+        with context.wrap_socket(raw, server_hostname=endpoint["server_name"]) as tls:
+            seen["handshake"] = True
+            der = tls.getpeercert(binary_form=True)
+            seen["fingerprint"] = fingerprint(der) if der else None
+            tls.settimeout(REFUSAL_WAIT)
+            try:
+                tls.recv(1)
+            except socket.timeout:
+                pass  # the server waits for the client to speak: it took the certificate
+            except ssl.SSLError as err:
+                seen["error"] = "the server refused the zone client certificate: %s" % (
+                    err.reason or err,)
+                return seen
+            except OSError as err:
+                seen["error"] = "the server dropped the connection after the handshake: %s" % (
+                    getattr(err, "strerror", None) or err,)
+                return seen
+            seen["accepted"] = True
+    except ssl.SSLCertVerificationError as err:
+        seen["error"] = "the certificate it presented does not verify: %s" % (
+            err.verify_message or err.reason or err,)
+    except ssl.SSLError as err:
+        seen["error"] = "the handshake failed: %s" % (err.reason or err,)
+    except OSError as err:
+        seen["error"] = "the handshake failed: %s" % (getattr(err, "strerror", None) or err,)
+    finally:
+        raw.close()
+    return seen
+
+
+def verdict(seen, expect_fingerprint=None):
+    """``(ok, line)``: whether what the prober saw is a node serving ``expect_fingerprint``
+    (any zone certificate when None) to a zone client; ``line`` says what was seen."""
+    where = seen.get("endpoint") or "?"
+    if seen.get("error"):
+        return False, "%s: %s" % (where, seen["error"])
+    if not seen.get("accepted"):
+        return False, "%s: the server did not take the zone client certificate" % where
+    have = seen.get("fingerprint")
+    if expect_fingerprint and (have or "").lower() != expect_fingerprint.lower():
+        return False, ("%s: presents certificate %s, not the one just installed (%s); the "
+                       "service did not load it" % (where, (have or "none")[:16],
+                                                    expect_fingerprint.lower()[:16]))
+    return True, "%s: serves %s to the zone" % (where, (have or "?")[:16])
+
+
+def probe(endpoint, cafile, certfile, keyfile, timeout=5.0, retries=3, delay=2.0,
+          expect_fingerprint=None, sleep=time.sleep, look=observe):
+    """Probe until the verdict is good or ``retries`` more attempts have failed (a service
+    that is still reloading gets ``delay`` seconds each time). Returns the last ``seen`` with
+    ``ok``, ``line`` and ``attempts`` added."""
+    attempts = 0
+    while True:
+        attempts += 1
+        seen = look(endpoint, cafile, certfile, keyfile, timeout)
+        ok, line = verdict(seen, expect_fingerprint)
+        if ok or attempts > max(0, int(retries)):
+            return dict(seen, ok=ok, line=line, attempts=attempts)
+        sleep(delay)
+
+
+def choose_prober(host, candidates, batch, configured=None):
+    """Who probes ``host``: ``configured`` when the inventory names one; else the first of
+    ``candidates`` (the play's nodes, in order) outside the running ``batch``, then the first
+    other node of the batch, then the node itself."""
+    if configured:
+        return configured
+    others = [c for c in candidates if c != host]
+    outside = [c for c in others if c not in batch]
+    return (outside or others or [host])[0]
