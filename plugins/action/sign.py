@@ -31,7 +31,12 @@ class ActionModule(InventoryActionMixin, ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        hosts = args["hosts"] or list(task_vars.get("ansible_play_hosts") or [])
+        # The running batch, not the play: under serial (a rollout's batches, docs/rollout.md)
+        # the nodes of earlier batches still hold this play's node results, requests that
+        # their own batch signed and installed; signing them again would put certificates
+        # in the ledger that no node holds. Without serial the batch is the whole play.
+        hosts = args["hosts"] or list(task_vars.get("ansible_play_batch")
+                                      or task_vars.get("ansible_play_hosts") or [])
         hostvars = task_vars.get("hostvars", {})
         try:
             identities = self._resolve(args["zone"], hosts)

@@ -88,9 +88,10 @@ def _signed_roots(signed, host, roots):
 
 def _use_holdings(host, host_vars, roots):
     node, signed, installed = (host_vars.get(name) for name in R.USE_PHASE_VARS)
+    rolled_back = host_vars.get(R.ROLLBACK_VAR)
     if not isinstance(node, dict) or not node.get("requests"):
-        return R.use_phase_holdings(node, installed, {})
-    return R.use_phase_holdings(node, installed, _signed_roots(signed, host, roots))
+        return R.use_phase_holdings(node, installed, {}, rolled_back)
+    return R.use_phase_holdings(node, installed, _signed_roots(signed, host, roots), rolled_back)
 
 
 def retire_offenders(hosts, hostvars, new_fingerprint, var="__trustzone_rotate_identities",

@@ -69,7 +69,7 @@ def retire_to_inspect(hosts, hostvars, var="__trustzone_rotate_identities"):
         if isinstance(host_vars.get(var), dict):
             continue
         node, _signed, installed = (host_vars.get(name) for name in R.USE_PHASE_VARS)
-        if R.use_phase_holdings(node, installed, {}) is None:
+        if R.use_phase_holdings(node, installed, {}, host_vars.get(R.ROLLBACK_VAR)) is None:
             todo.append(host)
     return todo
 

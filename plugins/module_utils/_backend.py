@@ -510,10 +510,12 @@ class Identity:
             self.finish_switch(plan["finish"], keys[plan["finish"]])
 
     # ------------------------------------------------------------------ rollback
-    def rollback(self, revoked):
+    def rollback(self, revoked, roots=()):
         """Swap the certificate, chain and (if it changed) key with the previous generation
         kept as ``.prev``. Doing it twice rolls forward again. ``revoked()`` gives the revoked
-        serials (read only when there is a previous certificate to judge)."""
+        serials (read only when there is a previous certificate to judge); ``roots``, when
+        given, the roots the previous certificate must still chain to. Returns the SHA-256
+        fingerprint of the certificate put back."""
         profile = self.profile
         prev_cert_path = profile["cert_path"] + _fs.PREVIOUS_SUFFIX
         data = _fs.read_file(prev_cert_path)
@@ -521,7 +523,14 @@ class Identity:
             raise TrustzoneError("there is no previous certificate to roll back to",
                                  prev_cert_path, fix="nothing to undo for this profile")
         cert = C.load_certificate(data, path=prev_cert_path)
+        chain = _fs.read_file(profile["chain_path"] + _fs.PREVIOUS_SUFFIX) or data
         refusal = I.rollback_refusal(cert, self.now, revoked())
+        if not refusal and roots and C.chain_to(
+                cert, [c for c in C.load_certificates(chain, path=prev_cert_path)
+                       if C.fingerprint(c) != C.fingerprint(cert)], list(roots)) is None:
+            refusal = ("the previous certificate (serial %x) does not chain to a root the zone "
+                       "trusts now (its root was retired); rolling back to it would undo the "
+                       "root rotation" % cert.serial_number)
         if refusal:
             raise TrustzoneError(refusal, prev_cert_path,
                                  fix="renew instead (playbooks/renew.yml)")
@@ -538,7 +547,6 @@ class Identity:
                                  prev_cert_path, fix="renew instead (playbooks/renew.yml)")
         uid, gid = self.preflight()
         mode = int(profile["mode"], 8)
-        chain = _fs.read_file(profile["chain_path"] + _fs.PREVIOUS_SUFFIX) or data
         # The same one-unit switch as an install: the previous key as a pending key, the
         # previous chain and certificate staged, then the renames (current -> .prev).
         key_src = profile["key_path"]
@@ -548,3 +556,4 @@ class Identity:
         self.changes.write(I.staged_path(profile["chain_path"], cert), chain, mode, uid, gid)
         self.changes.write(I.staged_path(profile["cert_path"], cert), data, mode, uid, gid)
         self.finish_switch(I.key_tag(cert), key_src)
+        return C.fingerprint(cert)

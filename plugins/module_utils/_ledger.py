@@ -47,7 +47,20 @@ CREATE TABLE IF NOT EXISTS issuance (
 );
 CREATE INDEX IF NOT EXISTS issuance_host ON issuance (zone, host, profile, status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    zone TEXT NOT NULL,
+    host TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    event TEXT NOT NULL CHECK (event IN ('rolled_back', 'rollback_refused')),
+    fingerprint TEXT,
+    restored_fingerprint TEXT,
+    detail TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
+EVENT_COLUMNS = ("zone", "host", "profile", "event", "fingerprint", "restored_fingerprint",
+                 "detail", "at")
 COLUMNS = ("serial", "zone", "host", "profile", "subject", "sans", "not_before", "not_after",
            "fingerprint", "issuer", "issuer_fingerprint", "issued_at", "status",
            "revocation_reason", "revoked_at")
@@ -329,3 +342,44 @@ def reconcile_installed(conn, zone, installed, now_text):
             conn.execute("UPDATE issuance SET status = ? WHERE serial = ? AND zone = ? AND "
                          "status != 'revoked'", (change["status"], change["serial"], zone))
     return changes, unrecorded
+
+
+# --------------------------------------------------------------------------- rollout events
+# (issue 21: a node whose services failed their probe after an install was rolled back)
+
+def rollout_events(zone, host, abandoned, restored, refused, detail, at):
+    """The ``events`` rows for one node's automatic rollback (pure).
+
+    ``abandoned[profile]``: fingerprint of the certificate installed and then given up;
+    ``restored[profile]``: fingerprint of the one put back; ``refused[profile]``: why that
+    profile could not be rolled back; ``detail``: what the probe saw (one line)."""
+    out = []
+    for profile in sorted(set(abandoned or {}) | set(restored or {}) | set(refused or {})):
+        why = (refused or {}).get(profile)
+        out.append({"zone": zone, "host": host, "profile": profile,
+                    "event": "rollback_refused" if why else "rolled_back",
+                    "fingerprint": (abandoned or {}).get(profile),
+                    "restored_fingerprint": (restored or {}).get(profile),
+                    "detail": ("%s; not rolled back: %s" % (detail, why)) if why else detail,
+                    "at": at})
+    return out
+
+
+def record_events(conn, events):
+    """Insert ``events`` (``rollout_events`` rows) in one transaction."""
+    with transaction(conn):
+        for event in events:
+            conn.execute("INSERT INTO events (%s) VALUES (%s)" % (
+                ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS))),
+                [event.get(c) for c in EVENT_COLUMNS])
+
+
+def events(conn, zone, host=None):
+    """``zone``'s events (optionally one host's), oldest first."""
+    query = "SELECT %s FROM events WHERE zone = ?" % ", ".join(EVENT_COLUMNS)
+    args = [zone]
+    if host:
+        query += " AND host = ?"
+        args.append(host)
+    return [dict(zip(EVENT_COLUMNS, row))
+            for row in conn.execute(query + " ORDER BY id", args)]

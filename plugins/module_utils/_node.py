@@ -221,15 +221,19 @@ class Node:
         return _assess.revoked_set(C.load_crls(data, path=path)) if data else set()
 
     def rollback(self, names):
+        """Roll ``names`` back; ``{profile: SHA-256 fingerprint of the certificate put back}``.
+        With roots given, a previous certificate that does not chain to one of them (a root
+        the zone retired) is refused: a rollback never undoes a root rotation."""
         by_name = self.by_name()
-        rolled = []
         for name in names:
             if name not in by_name:
                 raise TrustzoneError("no profile %r on this node" % name,
                                      fix="name one of %s" % ", ".join(sorted(by_name)))
-            self.identity(by_name[name]).rollback(self.revoked_on_node)
-            rolled.append(name)
-        return rolled
+        restored = {}
+        for name in names:
+            restored[name] = self.identity(by_name[name]).rollback(self.revoked_on_node,
+                                                                   self.roots)
+        return restored
 
 
 def run(params, check, diff, run_command, get_bin_path):
@@ -240,7 +244,8 @@ def run(params, check, diff, run_command, get_bin_path):
     result = {"zone": node.zone, "dir": node.dir}
     inspected = False
     if params["rollback"]:
-        result["rolled_back"] = node.rollback(params["rollback"])
+        result["restored"] = node.rollback(params["rollback"])
+        result["rolled_back"] = list(result["restored"])
     elif params["certificates"] is not None:
         result["installed"] = node.install(params["certificates"])
     else:

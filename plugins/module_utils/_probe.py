@@ -182,12 +182,56 @@ def probe(endpoint, cafile, certfile, keyfile, timeout=5.0, retries=3, delay=2.0
         sleep(delay)
 
 
-def choose_prober(host, candidates, batch, configured=None):
-    """Who probes ``host``: ``configured`` when the inventory names one; else the first of
-    ``candidates`` (the play's nodes, in order) outside the running ``batch``, then the first
-    other node of the batch, then the node itself."""
+def choose_prober(host, candidates, batch, configured=None, active=None):
+    """Who probes ``host``: ``configured`` when the inventory names one; else the first node
+    of an earlier batch that is still ``active`` (its new certificates passed their probes),
+    then the first other node of the running ``batch`` (it installed its certificates in
+    this same step), then the node itself. ``candidates``: the play's nodes in batch order.
+    Nodes of later batches are never chosen: on a zone's first run they hold nothing yet."""
     if configured:
         return configured
-    others = [c for c in candidates if c != host]
-    outside = [c for c in others if c not in batch]
-    return (outside or others or [host])[0]
+    batch = set(batch or [])
+    first = next((i for i, c in enumerate(candidates) if c in batch), len(candidates))
+    earlier = [c for c in candidates[:first] if active is None or c in set(active)]
+    others = [c for c in candidates if c in batch and c != host]
+    return (earlier or others or [host])[0]
+
+
+def reload_errors(*registered):
+    """One line per failed reload, from the registered results of the reload loops (a service
+    or a command each); skipped or missing results count as nothing."""
+    out = []
+    for result in registered:
+        if not isinstance(result, dict) or result.get("skipped"):
+            continue
+        for item in result.get("results") or []:
+            if not isinstance(item, dict) or not item.get("failed"):
+                continue
+            what = item.get("item")
+            if isinstance(what, (list, tuple)):
+                what = " ".join(str(w) for w in what)
+            said = (item.get("stderr") or item.get("msg") or "").strip().splitlines()
+            rc = item.get("rc")
+            out.append("reload %r failed%s%s" % (
+                str(what), " (rc=%s)" % rc if rc is not None else "",
+                ": %s" % said[-1][:200] if said else ""))
+    return out
+
+
+def failure_line(seen, rollback=None, after=None, not_rolled_back=None):
+    """The one line a node that failed its probe fails the run with.
+
+    ``seen``: what the reloads and probes saw (lines); ``rollback``: the registered result
+    of the node module's rollback (None or skipped: none was tried, and ``not_rolled_back``
+    says why, if anything); ``after``: what the reloads and probes saw after the rollback.
+    """
+    line = "; ".join(seen or []) or "the node's services failed their probe"
+    if not isinstance(rollback, dict) or rollback.get("skipped"):
+        return line + ("; not rolled back: %s" % not_rolled_back if not_rolled_back else "")
+    if rollback.get("failed"):
+        return line + "; could not roll back: %s" % (rollback.get("msg") or "the rollback failed")
+    profiles = ", ".join(rollback.get("rolled_back") or []) or "nothing"
+    if after:
+        return line + "; rolled back %s to the previous certificates, which do not serve " \
+                      "either: %s" % (profiles, "; ".join(after))
+    return line + "; rolled back %s to the previous certificates, which serve again" % profiles

@@ -118,7 +118,11 @@ def _finished(result):
     return isinstance(result, dict) and not result.get("failed") and not result.get("skipped")
 
 
-def use_phase_holdings(node_result, installed_result, signed_roots):
+# set by the certs role's probe step when it rolled a node back (or tried to) in this run
+ROLLBACK_VAR = "__trustzone_certs_rolled_back"
+
+
+def use_phase_holdings(node_result, installed_result, signed_roots, rolled_back=None):
     """What a node holds once this run's use phase finished on it, from that phase's own
     results, in the shape ``retire_offenders`` reads (``{profile: {'root_fingerprint'}}``);
     None when the use phase did not finish there (the node must then be looked at).
@@ -130,7 +134,12 @@ def use_phase_holdings(node_result, installed_result, signed_roots):
     was not renewed keeps the root the node reported; a renewed one holds what the CA signed,
     which the install step switched to after checking it against the node's roots. A request
     that was not installed (a failed or skipped install, check mode) leaves the node unknown.
+    A node the probe step rolled back (``rolled_back``: that task's result, whatever its
+    outcome) is unknown too: what it holds now is its previous generation, which the retire
+    phase must look at (docs/rollout.md).
     """
+    if isinstance(rolled_back, dict) and not rolled_back.get("skipped"):
+        return None
     if not _finished(node_result) or not isinstance(node_result.get("identities"), dict):
         return None
     requests = node_result.get("requests") or {}

@@ -249,6 +249,13 @@ rolled_back:
   returned: rollback
   type: list
   elements: str
+restored:
+  description:
+    - Per profile rolled back, the SHA-256 fingerprint of the certificate put back. With
+      O(roots) given, a previous certificate that no longer chains to one of them (its root
+      was retired) is refused, so that a rollback never undoes a root rotation.
+  returned: rollback
+  type: dict
 installed:
   description:
     - In install mode, the profiles whose certificates were installed (a list).

@@ -25,7 +25,7 @@ def test_each_phase_node_play_is_followed_by_proxy_yml_under_its_tag():
     plays = entries()
     for phase in ("trust", "use", "retire"):
         node_plays = [i for i, p in enumerate(plays)
-                      if p.get("hosts") == "trustzone_nodes"
+                      if p.get("hosts") in ("trustzone_nodes", "{{ __trustzone_rollout_hosts }}")
                       and str(p.get("name", "")).startswith("Rotate, phase %s:" % phase)]
         assert node_plays, phase
         after = plays[node_plays[-1] + 1]

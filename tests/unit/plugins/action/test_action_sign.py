@@ -73,9 +73,11 @@ def make_action(args=None, check_mode=False, remote=None, inv=None):
     return action
 
 
-def run(action, hv, play_hosts=None):
-    return action.run(task_vars={"hostvars": hv,
-                                 "ansible_play_hosts": play_hosts or sorted(hv)})
+def run(action, hv, play_hosts=None, play_batch=None):
+    task_vars = {"hostvars": hv, "ansible_play_hosts": play_hosts or sorted(hv)}
+    if play_batch is not None:
+        task_vars["ansible_play_batch"] = play_batch
+    return action.run(task_vars=task_vars)
 
 
 def test_nothing_pending_does_not_contact_the_ca():
@@ -191,6 +193,16 @@ def test_hosts_argument_limits_the_batch():
     action = make_action(args={"hosts": ["web2"]}, remote={"changed": True, "issued": 1})
     run(action, hostvars(web1=node(server="CSR1"), web2=node(server="CSR2")),
         play_hosts=["web1", "web2"])
+    requests = action._execute_module.call_args.kwargs["module_args"]["requests"]
+    assert [r["host"] for r in requests] == ["web2"]
+
+
+def test_under_serial_only_the_running_batch_is_signed():
+    # web1's batch ran first: its node result still carries the requests that batch signed
+    # and installed. The second batch must not sign them again (issue 21).
+    action = make_action(remote={"changed": True, "issued": 1})
+    run(action, hostvars(web1=node(server="CSR1"), web2=node(server="CSR2")),
+        play_hosts=["web1", "web2"], play_batch=["web2"])
     requests = action._execute_module.call_args.kwargs["module_args"]["requests"]
     assert [r["host"] for r in requests] == ["web2"]
 
