@@ -375,7 +375,11 @@ def record_events(conn, events):
 
 
 def events(conn, zone, host=None):
-    """``zone``'s events (optionally one host's), oldest first."""
+    """``zone``'s events (optionally one host's), oldest first; none in a ledger written
+    before the events table existed (opened read-only, nothing is created)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                        "name = 'events'").fetchone():
+        return []
     query = "SELECT %s FROM events WHERE zone = ?" % ", ".join(EVENT_COLUMNS)
     args = [zone]
     if host:

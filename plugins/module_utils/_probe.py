@@ -18,6 +18,9 @@ import hashlib
 import socket
 import ssl
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -164,6 +167,8 @@ def verdict(seen, expect_fingerprint=None):
         return False, ("%s: presents certificate %s, not the one just installed (%s); the "
                        "service did not load it" % (where, (have or "none")[:16],
                                                     expect_fingerprint.lower()[:16]))
+    if seen.get("status") is not None:
+        return True, "%s: answered HTTP %d" % (where, seen["status"])
     return True, "%s: serves %s to the zone" % (where, (have or "?")[:16])
 
 
@@ -235,3 +240,46 @@ def failure_line(seen, rollback=None, after=None, not_rolled_back=None):
         return line + "; rolled back %s to the previous certificates, which do not serve " \
                       "either: %s" % (profiles, "; ".join(after))
     return line + "; rolled back %s to the previous certificates, which serve again" % profiles
+
+
+def health_url(url, allowed, where="trustzone_rollout_health_url"):
+    """``url`` checked: HTTPS, on one of the node's own names (``allowed``). Returns it."""
+    parts = urllib.parse.urlsplit(str(url or ""))
+    if parts.scheme != "https" or not parts.hostname:
+        raise TrustzoneError("%s is %r, not an https:// URL" % (where, url),
+                             fix="give e.g. https://node1.example.test:8443/health")
+    if allowed is not None and parts.hostname not in allowed:
+        raise TrustzoneError("%s names %s, which is not this node in the zone (its names: %s); "
+                             "probes reach only the zone's own hosts"
+                             % (where, parts.hostname, ", ".join(sorted(allowed)) or "none"),
+                             fix="name one of the node's own names or addresses")
+    return str(url)
+
+
+def fetch(url, cafile, certfile, keyfile, timeout):
+    """GET ``url`` with the prober's zone client certificate; what it saw (never raises):
+    ``{'endpoint', 'accepted', 'status', 'error'}`` - ``accepted`` when the answer is 2xx."""
+    seen = {"endpoint": url, "connected": False, "handshake": False, "accepted": False,
+            "fingerprint": None, "status": None, "error": None}
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as err:
+        seen["error"] = "the prober's zone files cannot be used: %s" % (err,)
+        return seen
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"),  # nosec B310
+                                    timeout=timeout, context=context) as answer:
+            seen["status"] = answer.status
+    except urllib.error.HTTPError as err:
+        seen["status"] = err.code
+    except (urllib.error.URLError, OSError, ssl.SSLError) as err:
+        reason = getattr(err, "reason", err)
+        seen["error"] = "no answer: %s" % (getattr(reason, "strerror", None) or reason,)
+        return seen
+    seen["connected"] = seen["handshake"] = True
+    if 200 <= seen["status"] < 300:
+        seen["accepted"] = True
+    else:
+        seen["error"] = "answered HTTP %d, not 2xx" % seen["status"]
+    return seen

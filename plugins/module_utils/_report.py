@@ -425,6 +425,9 @@ def fleet_report(zone, hosts, nodes, ledger, now, soon_days=30, crl_near="1d",
         "cas": ledger.get("cas") or [],
         "phase": ledger.get("phase"),
         "ledger_error": ledger_error,
+        # automatic rollbacks of rollouts (docs/rollout.md): what the probe saw, and when
+        "rollbacks": [e for e in ledger.get("events") or []
+                      if isinstance(e, dict) and e.get("zone") in (None, zone)],
     }
     report["zones"] = {zone: zone_summary(report, ledger_rows)}
     report["fail_within"] = str(fail_within)

@@ -59,6 +59,13 @@ rows:
   returned: success
   type: list
   elements: dict
+events:
+  description: Automatic rollbacks of rollouts (C(docs/rollout.md)), oldest first - C(zone),
+    C(host), C(profile), C(event) (V(rolled_back) or V(rollback_refused)), C(fingerprint) (the
+    certificate given up), C(restored_fingerprint), C(detail) (what the probe saw) and C(at).
+  returned: success
+  type: list
+  elements: dict
 cas:
   description: The zone's CA certificates - C(name) (V(root), V(next), V(intermediate),
     V(next-intermediate)), C(fingerprint), C(subject), C(not_after), C(days_left), C(trusted)
@@ -109,20 +116,22 @@ CA_FILES = ("root", "next", "intermediate", "next-intermediate")
 
 
 def read_ledger(ca_dir, zone, host=None, status=None):
-    """``(exists, rows)``; the database is opened read-only and never created or migrated."""
+    """``(exists, rows, events)``; the database is opened read-only and never created or
+    migrated."""
     path = os.path.join(ca_dir, _ledger.LEDGER_FILE)
     if os.path.islink(path):
         raise TrustzoneError("is a symbolic link; refusing to use it", path,
                              fix="replace it with the real ledger file")
     if not os.path.exists(path):
-        return False, []
+        return False, [], []
     try:
         conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=60)
         try:
             row = conn.execute("PRAGMA quick_check").fetchone()
             if not row or row[0] != "ok":
                 raise sqlite3.DatabaseError(row[0] if row else "quick_check failed")
-            return True, _ledger.rows(conn, zone=zone, host=host, status=status)
+            return (True, _ledger.rows(conn, zone=zone, host=host, status=status),
+                    _ledger.events(conn, zone, host=host))
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -139,7 +148,7 @@ def run(module):
     params = module.params
     zone, ca_dir = _args.zone_and_ca_dir(params)
     now = datetime.datetime.now(datetime.timezone.utc)
-    exists, rows = read_ledger(ca_dir, zone, params["host"], params["status"])
+    exists, rows, events = read_ledger(ca_dir, zone, params["host"], params["status"])
     state = CaDir(ca_dir).load()  # the CA state in force, read only
     phase = ROT.phase_of(state.load_state())
 
@@ -175,7 +184,7 @@ def run(module):
     except TrustzoneError as exc:
         crl.update(exists=True, error=str(exc))
     return {"changed": False, "zone": zone, "dir": ca_dir, "ledger_exists": exists,
-            "rows": rows, "cas": cas, "phase": phase,
+            "rows": rows, "events": events, "cas": cas, "phase": phase,
             "roots": [C.certificate_pem(c) for c in roots],
             "intermediates": [C.certificate_pem(c) for c in intermediates], "crl": crl}
 

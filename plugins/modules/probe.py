@@ -42,6 +42,11 @@ options:
     type: list
     elements: str
     required: true
+  health_url:
+    description:
+      - An https:// URL on the probed node (one of O(allowed)) that must answer 2xx to a GET
+        with the prober's zone client certificate, after the handshakes passed.
+    type: str
   expect:
     description:
       - Per profile, the SHA-256 fingerprint (hex) of the certificate the endpoints of that
@@ -117,15 +122,23 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _probe
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
 
-def run(params, look=_probe.observe):
+def run(params, look=_probe.observe, fetch=_probe.fetch):
     found = _probe.endpoints(params["endpoints"], params["default_host"],
                              allowed=set(params["allowed"]))
+    url = params.get("health_url")
+    if url:
+        url = _probe.health_url(url, set(params["allowed"]))
     probes = []
     for endpoint in found:
         probes.append(_probe.probe(
             endpoint, params["cafile"], params["client_cert"], params["client_key"],
             timeout=params["timeout"], retries=params["retries"], delay=params["delay"],
             expect_fingerprint=(params["expect"] or {}).get(endpoint["profile"]), look=look))
+    if url and all(p["ok"] for p in probes):
+        probes.append(_probe.probe(
+            {"host": url, "port": 0}, params["cafile"], params["client_cert"],
+            params["client_key"], timeout=params["timeout"], retries=params["retries"],
+            delay=params["delay"], look=lambda _e, ca, cert, key, t: fetch(url, ca, cert, key, t)))
     return {"changed": False, "ok": all(p["ok"] for p in probes),
             "lines": [p["line"] for p in probes if not p["ok"]], "probes": probes}
 
@@ -136,6 +149,7 @@ def main():
             endpoints=dict(type="list", elements="raw", required=True),
             default_host=dict(type="str", required=True),
             allowed=dict(type="list", elements="str", required=True),
+            health_url=dict(type="str"),
             expect=dict(type="dict", default={}),
             cafile=dict(type="path", required=True),
             client_cert=dict(type="path", required=True),

@@ -38,6 +38,11 @@ if [ -e /etc/tz-svc/ec-only ] && ! openssl pkey -in $D/server.key -noout -text 2
   echo "tz-svc: this service cannot use an RSA key ($D/server.key)" >&2
   exit 1
 fi
+if [ -e /etc/tz-svc/pinned-issuer ] && [ "$(openssl x509 -in $D/server.crt -noout -issuer)" \
+     != "$(cat /etc/tz-svc/pinned-issuer)" ]; then
+  echo "tz-svc: this service accepts only certificates of $(cat /etc/tz-svc/pinned-issuer)" >&2
+  exit 1
+fi
 date +%s.%N >> /tmp/tz-svc-reloads
 if [ -e /etc/tz-svc/stale ]; then exit 0; fi  # says it reloaded, keeps the old certificate
 pkill -f 'openssl s_server -accept 8443' || true
@@ -63,6 +68,9 @@ def fleet(make_fleet, tmp_path_factory):
     children["trustzone_nodes"].setdefault("vars", {}).update({
         "trustzone_certs_reload_commands": [["/usr/local/bin/tz-svc"]],
         "trustzone_rollout_endpoints": [8443],
+        # s_server -www answers GET / with a status page: a health URL on the node's own name
+        "trustzone_rollout_health_url": "https://{{ inventory_hostname }}.%s.trustzone.test:8443/"
+                                        % ZONE,
         "trustzone_rollout_canary": "rollout_canary",
         "trustzone_rollout_batches": 1,
         "trustzone_rollout_probe_retries": 2,
@@ -202,6 +210,19 @@ def test_a_canary_its_new_certificate_breaks_is_rolled_back_and_nothing_else_mov
                          "profile = 'server' AND status = 'valid'") == [[before["node3"]]]
 
 
+def test_the_report_lists_the_rollback(fleet, tmp_path):
+    out = tmp_path / "report.json"
+    proc = run(fleet, "report.yml", "-e", "trustzone_report_json=%s" % out,
+               "-e", "trustzone_report_html=%s" % (tmp_path / "report.html"),
+               "-e", "trustzone_report_fail=false")
+    assert re.search(r"Rollbacks: \S+ node3 server rolled_back reload '/usr/local/bin/tz-svc' "
+                     r"failed \(rc=1\): tz-svc: this service cannot use an RSA key", proc.output), \
+        proc.output[-3000:]
+    rollbacks = json.loads(out.read_text())["rollbacks"]
+    assert [(e["host"], e["profile"], e["event"]) for e in rollbacks] == \
+        [("node3", "server", "rolled_back")]
+
+
 def test_a_reload_that_keeps_the_old_certificate_is_caught_by_the_probe(fleet):
     fleet.sh("node3", "rm -f /etc/tz-svc/ec-only && touch /etc/tz-svc/stale")
     before = cert_fp(fleet, "node3")
@@ -234,9 +255,51 @@ def test_a_healthy_rollout_changes_every_node_in_three_batches_and_probes_each(f
     assert all(s["changed"] == 0 for s in recap(again.output).values())
 
 
+def anchors(fleet, host):
+    return fleet.sh(host, "ls /usr/local/share/ca-certificates/ | grep -c trustzone-%s-" % ZONE,
+                    check=False).stdout.strip()
+
+
+def test_a_rotation_whose_canary_fails_keeps_the_old_root_and_does_not_retire(fleet):
+    # node3's service now takes only certificates of the current root: the use phase's new
+    # leaf breaks it. The canary is rolled back to its old-root leaf, the other nodes keep
+    # theirs, every node keeps trusting the old root, and the retire phase does not run.
+    fleet.sh("node3", "openssl x509 -in %s/server.crt -noout -issuer > /etc/tz-svc/pinned-issuer"
+             % DIR)
+    before = {h: cert_fp(fleet, h) for h in NODES}
+    proc = run(fleet, "rotate_root.yml", "-e", "trustzone_ca_rotate_force=true",
+               "-e", json.dumps(RSA_PROFILES), check=False)
+    assert proc.returncode != 0
+    verdict = proc.output.split("TASK [Stop with what the probe saw]")[1]
+    assert "this service accepts only certificates of" in verdict
+    assert "rolled back client, server to the previous certificates, which serve again" \
+        in verdict, verdict
+    assert "Rollout stopped: node3 failed in an earlier batch" in proc.output
+    assert "Rotate, phase retire: the CA retires the old root" in proc.output
+    assert "not retiring the old root" not in proc.output  # it stopped before, cleanly
+    assert {h: cert_fp(fleet, h) for h in NODES} == before
+    for host in NODES:
+        assert anchors(fleet, host) == "2", host  # the old root and the next one
+        fp, answered = served(fleet, "node2" if host != "node2" else "node1", host)
+        assert answered and fp == before[host], host
+    ca_dir = "/var/lib/trustzone/%s" % ZONE
+    assert json.loads(fleet.sh("ca", "cat %s/$(cat %s/current)/rotation.json" % (ca_dir, ca_dir))
+                      .stdout)["phase"] == "use"
+    # the service is fixed: the same command finishes the rotation, batch by batch
+    fleet.sh("node3", "rm -f /etc/tz-svc/pinned-issuer")
+    proc = run(fleet, "rotate_root.yml", "-e", json.dumps(RSA_PROFILES))
+    assert [p[0] for p in probes(proc.output)] == ["node3", "node1", "node2"]
+    for host in NODES:
+        assert anchors(fleet, host) == "1", host
+        now = cert_fp(fleet, host)
+        assert now != before[host]
+        fp, answered = served(fleet, "node1" if host != "node1" else "node2", host)
+        assert answered and fp == now, host
+
+
 def test_no_secret_in_any_output(fleet):
     outputs = "\n".join(OUTPUTS)
-    assert len(OUTPUTS) >= 7
+    assert len(OUTPUTS) >= 10
     assert fleet.passphrase not in outputs
     assert "PRIVATE KEY" not in outputs
     assert "Traceback" not in outputs

@@ -343,3 +343,76 @@ def test_the_failure_line_says_what_was_seen_and_what_the_rollback_did():
     assert P.failure_line(seen, {"skipped": True}, None, "trustzone_rollout_rollback is false") \
         .endswith("; not rolled back: trustzone_rollout_rollback is false")
     assert P.failure_line(seen, None) == seen[0]
+
+
+# ------------------------------------------------------------------ health URL
+
+class Health:
+    """An HTTPS server on loopback demanding a zone client certificate, answering ``code``."""
+
+    def __init__(self, files, code):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the standard library's name)
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(files["server"], files["server_key"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(files["roots"])
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("code, ok", [(200, True), (503, False)])
+def test_the_health_url_answers_2xx_to_the_zone_client(files, code, ok):
+    server = Health(files, code)
+    try:
+        # the certificate names NAME; connect to loopback under that name
+        url = "https://%s:%d/health" % (NAME, server.port)
+        real = socket.getaddrinfo
+        socket.getaddrinfo = lambda host, *a, **k: real("127.0.0.1" if host == NAME else host,
+                                                       *a, **k)
+        try:
+            seen = P.fetch(url, files["roots"], files["client"], files["client_key"], 5)
+        finally:
+            socket.getaddrinfo = real
+    finally:
+        server.close()
+    assert seen["status"] == code
+    assert P.verdict(seen)[0] is ok
+    assert P.verdict(seen)[1] == ("%s: answered HTTP 200" % url if ok else
+                                  "%s: answered HTTP 503, not 2xx" % url)
+
+
+def test_a_health_url_without_a_zone_client_certificate_gets_no_answer(files, tmp_path):
+    server = Health(files, 200)
+    try:
+        seen = P.fetch("https://127.0.0.1:%d/" % server.port, files["roots"],
+                       files["stranger"], files["stranger_key"], 5)
+    finally:
+        server.close()
+    assert not P.verdict(seen)[0] and seen["error"].startswith("no answer")
+
+
+@pytest.mark.parametrize("url, says", [
+    ("http://node1.z/health", "not an https:// URL"),
+    ("https://bank.example/health", "not this node in the zone"),
+    ("node1.z", "not an https:// URL"),
+])
+def test_bad_health_urls_fail_in_one_line(url, says):
+    with pytest.raises(TrustzoneError) as err:
+        P.health_url(url, {"node1.z"})
+    assert says in str(err.value)
+    assert P.health_url("https://node1.z:8443/h", {"node1.z"}) == "https://node1.z:8443/h"

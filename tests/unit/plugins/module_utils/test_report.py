@@ -366,6 +366,18 @@ def test_fleet_report_healthy_zone():
         "crl_status": "ok", "crl_next_update": T(NOW + 7 * DAY), "phase": "stable"}}
 
 
+def test_fleet_report_lists_this_zones_rollbacks():
+    nodes = {"web1": node_info(item("server", fingerprint="a1"))}
+    ledger = ledger_info([ledger_row("web1", "server", "a1")])
+    event = {"zone": "prod", "host": "web1", "profile": "server", "event": "rolled_back",
+             "fingerprint": "b1", "restored_fingerprint": "a1", "at": T(NOW),
+             "detail": "web1:8443: no connection: Connection refused"}
+    ledger["events"] = [event, dict(event, zone="other", host="web9")]
+    report = R.fleet_report("prod", ["web1"], nodes, ledger, NOW)
+    assert report["rollbacks"] == [event]
+    assert R.fleet_report("prod", ["web1"], nodes, ledger_info([]), NOW)["rollbacks"] == []
+
+
 def test_fleet_report_with_every_kind_of_trouble():
     nodes = {
         "web1": node_info(item("server", fingerprint="a1", days=5),

@@ -425,3 +425,18 @@ def test_filter_follows_the_chain_of_a_zone_with_an_intermediate(zone, keys, two
     item["chain"] = []
     assert F.retire_offenders(["node1"], hostvars, new_fp, roots=two_roots["pems"]) == [
         "node1/client: chains to no current root", "node1/server: chains to no current root"]
+
+
+def test_a_node_rolled_back_in_the_use_phase_must_be_looked_at_again():
+    # issue 21: the install went through, then the probe failed and the node was put back on
+    # its previous (old-root) leaves; the use phase's own results no longer say what it holds
+    node = use_result({"server": ident(OLD), "client": ident(OLD)}, requests=["server", "client"])
+    installed = {"changed": True, "installed": ["client", "server"]}
+    assert R.use_phase_holdings(node, installed, {"server": NEW, "client": NEW}) is not None
+    for rolled_back in ({"changed": True, "rolled_back": ["server"]},
+                        {"failed": True, "msg": "there is no previous certificate"}):
+        assert R.use_phase_holdings(node, installed, {"server": NEW, "client": NEW},
+                                    rolled_back) is None
+    # a rollback task that did not run (the probe passed) changes nothing
+    assert R.use_phase_holdings(node, installed, {"server": NEW, "client": NEW},
+                                {"skipped": True}) is not None

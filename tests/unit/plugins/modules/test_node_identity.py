@@ -385,3 +385,31 @@ def test_rollback_twice_rolls_forward_and_switches_as_a_unit(zone, ca):
     zone.run(rollback=["server"])
     assert identity(zone.server) == new
     assert [n for n in os.listdir(zone.dir) if ".new-" in n or ".next-" in n] == []
+
+
+# --------------------------------------------------------------------------- issue 21
+
+def test_rollback_returns_the_fingerprint_it_put_back(zone, ca):
+    issue_all(zone)
+    old_fp = identity(zone.server)[0]
+    zone.run(certificates=zone.sign(renew_all(zone.run, zone.profiles)))
+    result = zone.run(rollback=["server"], roots=[ca.pem])
+    assert result["restored"] == {"server": old_fp} and result["rolled_back"] == ["server"]
+
+
+def test_rollback_never_puts_back_a_leaf_of_a_retired_root(zone, ca):
+    # the previous certificate chains to the zone's old root; the roots the zone trusts now
+    # are only the new one: rolling back would undo the rotation's retire phase
+    issue_all(zone)
+    zone.run(certificates=zone.sign(renew_all(zone.run, zone.profiles)))
+    live = identity(zone.server)
+    new_key = C.generate_key({"type": "ec", "curve": "secp256r1"})
+    new_root = C.build_ca_certificate(new_key, C.zone_name_attributes(
+        "prod", "trustzone prod root CA", unique="02"), NOW - DAY, NOW + 3650 * DAY)
+    with pytest.raises(TrustzoneError) as info:
+        zone.run(rollback=["server"], roots=[C.certificate_pem(new_root)])
+    assert "does not chain to a root the zone trusts now" in str(info.value)
+    assert identity(zone.server) == live  # nothing switched
+    # with the old root still trusted (the use phase), the same rollback goes through
+    assert zone.run(rollback=["server"], roots=[ca.pem, C.certificate_pem(new_root)])[
+        "rolled_back"] == ["server"]
