@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: proxy_probe
-short_description: Prove the proxy's front door serves the certificates just installed, or put back the last proven ones
+short_description: Prove the proxy's front door serves what was just installed, or go back to what last passed
 version_added: 0.1.0
 description:
   - Used by the P(trustzone.pki.proxy#role) role after it reloaded nginx. Runs on the proxy.

@@ -492,7 +492,7 @@ def test_a_reload_that_leaves_the_door_serving_another_certificate_is_rolled_bac
         r"were put back, the proxy reloaded and serves them again" % (re.escape(WEB), ACME),
         fatal)
     assert line, fatal
-    assert DASH not in fatal.split("msg:")[-1]  # names served with their new certificate passed
+    assert DASH not in fatal.rsplit("msg:", maxsplit=1)[-1]  # served with its new certificate
     # the previous generation is back, byte for byte
     for name, pem in before.items():
         assert zone.read("node1", "%s/%s/cert.pem" % (ACME, name)) == pem

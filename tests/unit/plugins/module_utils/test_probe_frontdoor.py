@@ -62,7 +62,7 @@ def server(tmp_path):
         listener.settimeout(0.2)
         while not stop.is_set():
             try:
-                conn, _ = listener.accept()
+                conn, _peer = listener.accept()
             except socket.timeout:
                 continue
             try:

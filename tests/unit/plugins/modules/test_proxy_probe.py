@@ -58,7 +58,7 @@ def run(tmp_path, look, check=False, **params):
 
 def test_a_passing_door_keeps_its_generation_once(tmp_path):
     web, conf, routes = setup(tmp_path)
-    look = looking(lambda: (web / "fullchain.pem").read_bytes())
+    look = looking((web / "fullchain.pem").read_bytes)
     got = run(tmp_path, look, routes=routes, configs=[str(conf)], keep=True)
     assert got["ok"] and got["changed"] and got["kept"] and got["failure"] == ""
     assert [c[0] for c in look.calls] == ["web.example.test", "www.example.test"]
@@ -76,7 +76,7 @@ def test_a_passing_door_keeps_its_generation_once(tmp_path):
 
 def test_check_mode_keeps_nothing(tmp_path):
     web, conf, routes = setup(tmp_path)
-    look = looking(lambda: (web / "fullchain.pem").read_bytes())
+    look = looking((web / "fullchain.pem").read_bytes)
     got = run(tmp_path, look, check=True, routes=routes, configs=[str(conf)], keep=True)
     assert got["ok"] and got["changed"]
     assert not (tmp_path / "served").exists()
@@ -134,7 +134,7 @@ def test_nothing_kept_fails_in_one_line(tmp_path):
 
 def test_a_damaged_copy_is_refused_and_nothing_is_written(tmp_path):
     web, conf, routes = setup(tmp_path)
-    look = looking(lambda: (web / "fullchain.pem").read_bytes())
+    look = looking((web / "fullchain.pem").read_bytes)
     run(tmp_path, look, routes=routes, configs=[str(conf)], keep=True)
     manifest = json.loads((tmp_path / "served" / P.MANIFEST).read_text())
     (tmp_path / "served" / manifest["files"][-1]["name"]).write_text("tampered")
