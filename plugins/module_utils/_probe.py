@@ -102,18 +102,35 @@ def fingerprint(der):
     return hashlib.sha256(der).hexdigest()
 
 
+def client_context(cafile, certfile, keyfile):
+    """The prober's TLS context. With ``certfile`` None no client certificate is loaded (a
+    user at the proxy's front door has none); with ``cafile`` None as well nothing is
+    verified - the caller pins the exact certificate by its fingerprint instead (the front
+    door's public CA is not one the proxy trusts)."""
+    if cafile is None and certfile is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile is not None:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 def observe(endpoint, cafile, certfile, keyfile, timeout, connect=socket.create_connection):
     """One mutual-TLS handshake with ``endpoint``; what the prober saw (never raises).
 
     ``{'endpoint', 'connected', 'handshake', 'accepted', 'fingerprint', 'error'}``:
     ``fingerprint`` is the SHA-256 of the certificate the endpoint presented, ``accepted``
     whether the server kept the connection after it saw the prober's client certificate.
+    With ``certfile`` None (the front door) no client certificate is presented, and
+    ``accepted`` means the handshake completed (there is nothing for the server to refuse).
     """
     seen = {"endpoint": label(endpoint), "connected": False, "handshake": False,
             "accepted": False, "fingerprint": None, "error": None}
     try:
-        context = ssl.create_default_context(cafile=cafile)
-        context.load_cert_chain(certfile, keyfile)
+        context = client_context(cafile, certfile, keyfile)
     except (OSError, ssl.SSLError) as err:
         seen["error"] = "the prober's zone files cannot be used: %s" % (err,)
         return seen
@@ -128,6 +145,9 @@ def observe(endpoint, cafile, certfile, keyfile, timeout, connect=socket.create_
             seen["handshake"] = True
             der = tls.getpeercert(binary_form=True)
             seen["fingerprint"] = fingerprint(der) if der else None
+            if certfile is None:
+                seen["accepted"] = True
+                return seen
             tls.settimeout(REFUSAL_WAIT)
             try:
                 tls.recv(1)

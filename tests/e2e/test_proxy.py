@@ -445,6 +445,72 @@ def test_a_configuration_nginx_refuses_is_rolled_back(zone, pebble, inventories,
     assert user_get(zone, WEB, cafile=pebble_root).body.startswith(BODY)
 
 
+SERVED = "/var/lib/trustzone-proxy/served"
+SHADOW = "/etc/nginx/conf.d/00-shadow.conf"
+SHADOW_CONF = r"""
+# an operator's server for the same public name, with a copy of the certificate of the day;
+# conf.d is read in name order and nginx gives a name to the first server that claims it
+# (nginx -t only warns: conflicting server name ... ignored)
+server {
+    listen 443 ssl;
+    server_name web.public.test;
+    ssl_certificate /etc/ssl/shadow/fullchain.pem;
+    ssl_certificate_key /etc/ssl/shadow/privkey.pem;
+    return 200 "shadow\n";
+}
+"""
+
+
+def test_a_reload_that_leaves_the_door_serving_another_certificate_is_rolled_back(
+        zone, pebble, inventories, pebble_root):
+    """nginx -t passes and nginx reloads, but the door does not serve the certificate just
+    installed: a stray server block (00-shadow.conf, with a copy of today's web certificate)
+    claims the name before the role's file does. A forced renewal installs new certificates;
+    the probe after the reload sees the copy instead of the new file, the role puts back the
+    last generation that passed a probe (certificates, keys, configuration), reloads, probes
+    again and fails the run with one line. Without the shadow the door then serves the
+    previous generation, and the next run changes nothing."""
+    assert zone.exists("node1", SERVED + "/manifest.json")  # kept by an earlier passing probe
+    before = {n: zone.read("node1", "%s/%s/cert.pem" % (ACME, n)) for n in ("web", "apps")}
+    files_before = {p: zone.read("node1", p) for p in (
+        ACME + "/web/privkey.pem", ACME + "/web/fullchain.pem", ACME + "/web/state.json",
+        ACME + "/apps/privkey.pem", "/etc/nginx/conf.d/trustzone-proxy.conf")}
+    zone.sh("node1", "mkdir -p /etc/ssl/shadow && cp %s/web/fullchain.pem %s/web/privkey.pem "
+            "/etc/ssl/shadow/ && cat > %s" % (ACME, ACME, SHADOW), input=SHADOW_CONF)
+    test = zone.sh("node1", "nginx -t 2>&1")
+    assert test.returncode == 0 and "conflicting server name" in test.stdout
+    orders = pebble.orders()
+    proc = proxy(zone, inventories["all"], "-e",
+                 json.dumps({"trustzone_acme_renew_before_days": 100}), check=False)
+    assert proc.returncode != 0 and recap(proc.output)["node1"]["failed"] == 1
+    assert pebble.orders() == orders + 2  # both were renewed, then rolled back
+    assert proc.output.count("fatal: [node1]") == 1, proc.output
+    fatal = " ".join(proc.output.split("fatal: [node1]")[1].split())  # the result, unwrapped
+    line = re.search(
+        r"proxy node1: %s:443 \(route web\): serves certificate [0-9a-f]{16}, not "
+        r"[0-9a-f]{16} \(%s/web/fullchain.pem\) - the previous certificates and configuration "
+        r"were put back, the proxy reloaded and serves them again" % (re.escape(WEB), ACME),
+        fatal)
+    assert line, fatal
+    assert DASH not in fatal.rsplit("msg:", maxsplit=1)[-1]  # served with its new certificate
+    # the previous generation is back, byte for byte
+    for name, pem in before.items():
+        assert zone.read("node1", "%s/%s/cert.pem" % (ACME, name)) == pem
+    for path, data in files_before.items():
+        assert zone.read("node1", path) == data, path
+    assert served_certificate(zone, DASH, pebble_root).serial_number == pem_serial(before["apps"])
+    # without the shadow, a real client gets the route's (previous) certificate and the backend
+    zone.sh("node1", "rm -r %s /etc/ssl/shadow && nginx -s reload" % SHADOW)
+    assert eventually(lambda: user_get(zone, WEB, cafile=pebble_root).body.startswith(BODY))
+    shown = s_client(zone, WEB, "-CAfile", str(pebble_root), "-verify_return_error")
+    assert shown.returncode == 0, shown.stderr
+    first = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", shown.stdout,
+                      re.S).group(0)
+    assert pem_serial(first) == pem_serial(before["web"])
+    stats = recap(proxy(zone, inventories["all"]).output)
+    assert stats["node1"]["changed"] == 0 and stats["node1"]["failed"] == 0
+
+
 def test_no_secret_ever_appears_in_output(zone):
     account = zone.read("node1", ACME + "/account/account.key")
     key = zone.read("node1", ACME + "/web/privkey.pem")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -274,6 +275,52 @@ def test_a_configuration_traefik_refuses_is_rolled_back(zone, inventories, pebbl
         ["trustzone-dashboard.yml", "trustzone-http.yml", "trustzone-routes.yml"])
     assert traefik_pid(zone) == pid
     assert user_get(zone, WEB, cafile=pebble_root).body.startswith(BODY)
+
+
+SHADOW = "/etc/traefik/dynamic/00-shadow.yml"
+SHADOW_YML = """
+# an operator's file with a copy of the certificate of the day for the same name; Traefik
+# reads the watched directory in name order and keeps the first certificate for a set of
+# names (a later one is skipped: "already exists for this store")
+tls:
+  certificates:
+    - certFile: /etc/ssl/shadow/fullchain.pem
+      keyFile: /etc/ssl/shadow/privkey.pem
+"""
+
+
+def test_a_door_that_does_not_serve_the_renewed_certificate_is_rolled_back(
+        zone, pebble, inventories, pebble_root):
+    """Traefik takes the new routes file (its routers are enabled, the marker shows) but the
+    door does not serve the renewed certificate: a stray dynamic file holds a copy of today's
+    certificate for the same name and comes first. The probe sees the copy, the role puts
+    back the last generation that passed (certificate files and trustzone-routes.yml),
+    Traefik takes it without a restart, and the run fails with one line."""
+    pid = traefik_pid(zone)
+    assert zone.exists("node1", "/var/lib/trustzone-proxy/served/manifest.json")
+    files = {p: zone.read("node1", p) for p in (
+        ACME + "/web/cert.pem", ACME + "/web/fullchain.pem", ACME + "/web/privkey.pem",
+        ACME + "/web/state.json", "/etc/traefik/dynamic/trustzone-routes.yml")}
+    zone.sh("node1", "mkdir -p /etc/ssl/shadow && cp %s/web/fullchain.pem %s/web/privkey.pem "
+            "/etc/ssl/shadow/ && cat > %s" % (ACME, ACME, SHADOW), input=SHADOW_YML)
+    proc = proxy(zone, inventories["files"], "-e",
+                 json.dumps({"trustzone_acme_renew_before_days": 100}), check=False)
+    assert proc.returncode != 0 and "request web" in proc.output
+    assert proc.output.count("fatal: [node1]") == 1, proc.output[-3000:]
+    fatal = " ".join(proc.output.split("fatal: [node1]")[1].split())
+    assert re.search(
+        r"proxy node1: %s:443 \(route web\): serves certificate [0-9a-f]{16}, not "
+        r"[0-9a-f]{16} \(%s/web/fullchain.pem\) - the previous certificates and configuration "
+        r"were put back, the proxy reloaded and serves them again" % (re.escape(WEB), ACME),
+        fatal), fatal
+    assert {p: zone.read("node1", p) for p in files} == files
+    assert traefik_pid(zone) == pid
+    zone.sh("node1", "rm -r %s /etc/ssl/shadow" % SHADOW)
+    before = pem_serial(files[ACME + "/web/cert.pem"])
+    assert eventually(lambda: served_certificate(zone, WEB, pebble_root).serial_number == before)
+    assert user_get(zone, WEB, cafile=pebble_root).body.startswith(BODY)
+    stats = recap(proxy(zone, inventories["files"]).output)
+    assert stats["node1"]["changed"] == 0 and stats["node1"]["failed"] == 0
 
 
 def test_traefiks_own_acme_resolver_gets_a_certificate_from_pebble(zone, pebble, inventories,
