@@ -282,8 +282,7 @@ def fetch(url, cafile, certfile, keyfile, timeout):
     seen = {"endpoint": url, "connected": False, "handshake": False, "accepted": False,
             "fingerprint": None, "status": None, "error": None}
     try:
-        context = ssl.create_default_context(cafile=cafile)
-        context.load_cert_chain(certfile, keyfile)
+        context = client_context(cafile, certfile, keyfile)
     except (OSError, ssl.SSLError) as err:
         seen["error"] = "the prober's zone files cannot be used: %s" % (err,)
         return seen
