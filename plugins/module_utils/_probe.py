@@ -20,7 +20,8 @@ import ssl
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -282,17 +283,19 @@ def fetch(url, cafile, certfile, keyfile, timeout):
     seen = {"endpoint": url, "connected": False, "handshake": False, "accepted": False,
             "fingerprint": None, "status": None, "error": None}
     try:
-        context = client_context(cafile, certfile, keyfile)
+        client_context(cafile, certfile, keyfile)  # the same files the handshake loads
     except (OSError, ssl.SSLError) as err:
         seen["error"] = "the prober's zone files cannot be used: %s" % (err,)
         return seen
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET"),  # nosec B310
-                                    timeout=timeout, context=context) as answer:
+        # straight to the node (no proxy, no .netrc), verified against the zone's roots
+        with open_url(url, method="GET", timeout=timeout, validate_certs=True, ca_path=cafile,
+                      client_cert=certfile, client_key=keyfile, use_proxy=False,
+                      use_netrc=False) as answer:
             seen["status"] = answer.status
     except urllib.error.HTTPError as err:
         seen["status"] = err.code
-    except (urllib.error.URLError, OSError, ssl.SSLError) as err:
+    except (urllib.error.URLError, OSError, ssl.SSLError, ValueError) as err:
         reason = getattr(err, "reason", err)
         seen["error"] = "no answer: %s" % (getattr(reason, "strerror", None) or reason,)
         return seen

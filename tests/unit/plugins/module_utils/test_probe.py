@@ -6,7 +6,6 @@ batches and the halt."""
 from __future__ import annotations
 
 import datetime
-import os
 import socket
 import ssl
 import threading
@@ -91,7 +90,7 @@ class Server:
     def serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn = self.sock.accept()[0]
             except OSError:
                 return
             try:
@@ -382,8 +381,10 @@ def test_the_health_url_answers_2xx_to_the_zone_client(files, code, ok):
         # the certificate names NAME; connect to loopback under that name
         url = "https://%s:%d/health" % (NAME, server.port)
         real = socket.getaddrinfo
-        socket.getaddrinfo = lambda host, *a, **k: real("127.0.0.1" if host == NAME else host,
-                                                       *a, **k)
+
+        def loopback(host, *args, **kwargs):
+            return real("127.0.0.1" if host == NAME else host, *args, **kwargs)
+        socket.getaddrinfo = loopback
         try:
             seen = P.fetch(url, files["roots"], files["client"], files["client_key"], 5)
         finally:

@@ -74,7 +74,7 @@ def test_check_mode_records_nothing(tmp_path):
 def test_a_ledger_written_before_the_events_table_still_reads(tmp_path):
     path = tmp_path / L.LEDGER_FILE
     conn = sqlite3.connect(str(path))
-    conn.executescript(L._SCHEMA.split("CREATE TABLE IF NOT EXISTS events")[0])
+    conn.executescript(L._SCHEMA.split("CREATE TABLE IF NOT EXISTS events", maxsplit=1)[0])
     conn.close()
     exists, rows, events = ledger_info.read_ledger(str(tmp_path), "prod")
     assert (exists, rows, events) == (True, [], [])
