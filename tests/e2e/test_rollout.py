@@ -297,9 +297,23 @@ def test_a_rotation_whose_canary_fails_keeps_the_old_root_and_does_not_retire(fl
         assert answered and fp == now, host
 
 
+def test_a_manual_rollback_whose_reload_fails_fails_at_once(fleet):
+    # rollback.yml has no rollout: the reload's failure stops the node in the play itself
+    fleet.sh("node1", "touch /etc/tz-svc/ec-only")
+    try:
+        proc = run(fleet, "rollback.yml", "--limit", "node1",
+                   "-e", '{"trustzone_certs_rollback_profiles": ["server"]}', check=False)
+        assert proc.returncode != 0
+        fatal = proc.output.split("[trustzone.pki.certs : Stop here with what the probe saw")
+        assert len(fatal) == 2 and "fatal: [node1]" in fatal[1], proc.output[-3000:]
+        assert "this service cannot use an RSA key" in fatal[1]
+    finally:
+        fleet.sh("node1", "rm -f /etc/tz-svc/ec-only")
+
+
 def test_no_secret_in_any_output(fleet):
     outputs = "\n".join(OUTPUTS)
-    assert len(OUTPUTS) >= 10
+    assert len(OUTPUTS) >= 11
     assert fleet.passphrase not in outputs
     assert "PRIVATE KEY" not in outputs
     assert "Traceback" not in outputs
