@@ -19,7 +19,7 @@ def plays(name):
 
 
 def first_tasks(play):
-    return [t for t in (play.get("pre_tasks") or []) + (play.get("tasks") or [])]
+    return (play.get("pre_tasks") or []) + (play.get("tasks") or [])
 
 
 @pytest.mark.parametrize("playbook, batched", [
