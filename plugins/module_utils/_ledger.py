@@ -328,19 +328,24 @@ def reconcile_decisions(ledger_rows, installed, now_text):
 def reconcile_installed(conn, zone, installed, now_text):
     """Apply ``reconcile_decisions`` for ``zone`` in one transaction (call it under
     ``locked()``). Returns ``(changes, unrecorded)``."""
+    with transaction(conn):
+        return _reconcile_in(conn, zone, installed, now_text)
+
+
+def _reconcile_in(conn, zone, installed, now_text):
+    """``reconcile_installed`` inside the caller's transaction."""
     installed = {h: p for h, p in (installed or {}).items() if p}
     if not installed:
         return [], {}
-    with transaction(conn):
-        marks = ", ".join("?" * len(installed))
-        found = []
-        for row in conn.execute("SELECT %s FROM issuance WHERE zone = ? AND host IN (%s)"
-                                % (", ".join(COLUMNS), marks), [zone] + sorted(installed)):
-            found.append(dict(zip(COLUMNS, row)))
-        changes, unrecorded = reconcile_decisions(found, installed, now_text)
-        for change in changes:
-            conn.execute("UPDATE issuance SET status = ? WHERE serial = ? AND zone = ? AND "
-                         "status != 'revoked'", (change["status"], change["serial"], zone))
+    marks = ", ".join("?" * len(installed))
+    found = []
+    for row in conn.execute("SELECT %s FROM issuance WHERE zone = ? AND host IN (%s)"
+                            % (", ".join(COLUMNS), marks), [zone] + sorted(installed)):
+        found.append(dict(zip(COLUMNS, row)))
+    changes, unrecorded = reconcile_decisions(found, installed, now_text)
+    for change in changes:
+        conn.execute("UPDATE issuance SET status = ? WHERE serial = ? AND zone = ? AND "
+                     "status != 'revoked'", (change["status"], change["serial"], zone))
     return changes, unrecorded
 
 
@@ -351,27 +356,33 @@ def rollout_events(zone, host, abandoned, restored, refused, detail, at):
     """The ``events`` rows for one node's automatic rollback (pure).
 
     ``abandoned[profile]``: fingerprint of the certificate installed and then given up;
-    ``restored[profile]``: fingerprint of the one put back; ``refused[profile]``: why that
-    profile could not be rolled back; ``detail``: what the probe saw (one line)."""
+    ``restored[profile]``: fingerprint of the one put back; ``refused``: why the node could
+    not roll back (one line; every profile given up is then ``rollback_refused``), else
+    empty; ``detail``: what the probe saw (one line)."""
     out = []
-    for profile in sorted(set(abandoned or {}) | set(restored or {}) | set(refused or {})):
-        why = (refused or {}).get(profile)
+    for profile in sorted(set(abandoned or {}) | set(restored or {})):
         out.append({"zone": zone, "host": host, "profile": profile,
-                    "event": "rollback_refused" if why else "rolled_back",
+                    "event": "rollback_refused" if refused else "rolled_back",
                     "fingerprint": (abandoned or {}).get(profile),
                     "restored_fingerprint": (restored or {}).get(profile),
-                    "detail": ("%s; not rolled back: %s" % (detail, why)) if why else detail,
+                    "detail": ("%s; not rolled back: %s" % (detail, refused)) if refused
+                    else detail,
                     "at": at})
     return out
 
 
-def record_events(conn, events):
-    """Insert ``events`` (``rollout_events`` rows) in one transaction."""
+def record_rollback(conn, zone, host, events, restored, at):
+    """Insert ``events`` (``rollout_events`` rows) and make ``host``'s rows follow what it
+    holds again (``restored[profile]``: the fingerprint put back), in one transaction: a
+    crash leaves both or neither. Call it under ``locked()``. Returns the status changes."""
     with transaction(conn):
         for event in events:
             conn.execute("INSERT INTO events (%s) VALUES (%s)" % (
                 ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS))),
                 [event.get(c) for c in EVENT_COLUMNS])
+        restored = {p: f for p, f in (restored or {}).items() if f}
+        changes, _unrecorded = _reconcile_in(conn, zone, {host: restored}, at)
+    return changes
 
 
 def events(conn, zone, host=None):

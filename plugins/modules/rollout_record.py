@@ -34,9 +34,11 @@ options:
     type: dict
     default: {}
   refused:
-    description: Per profile, why it could not be rolled back.
-    type: dict
-    default: {}
+    description:
+      - Why the node could not roll back (one line). Every profile of O(abandoned) is then
+        recorded as C(rollback_refused) with this reason, and no ledger row changes.
+    type: str
+    default: ""
   detail:
     description: What the probe or the reload saw (one line).
     type: str
@@ -94,12 +96,8 @@ def run(params, check, now=None):
         if conn is None:
             return result  # no ledger to record in (a CA that never signed)
         try:
-            _ledger.record_events(conn, events)
-            restored = {p: f for p, f in (params["restored"] or {}).items() if f}
-            if restored:
-                changes, _unrecorded = _ledger.reconcile_installed(
-                    conn, zone, {params["host"]: restored}, at)
-                result["reconciled"] = changes
+            result["reconciled"] = _ledger.record_rollback(conn, zone, params["host"], events,
+                                                           params["restored"], at)
         finally:
             conn.close()
     return result
@@ -111,7 +109,7 @@ def main():
         host=dict(type="str", required=True),
         abandoned=dict(type="dict", default={}),
         restored=dict(type="dict", default={}),
-        refused=dict(type="dict", default={}),
+        refused=dict(type="str", default=""),
         detail=dict(type="str", required=True),
     ))
     try:

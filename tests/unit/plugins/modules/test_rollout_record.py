@@ -33,7 +33,7 @@ def ledger(tmp_path):
 
 def params(tmp_path, **extra):
     out = {"zone": "prod", "dir": str(tmp_path), "host": "node3", "abandoned": {"server": NEW},
-           "restored": {"server": OLD}, "refused": {},
+           "restored": {"server": OLD}, "refused": "",
            "detail": "node3.z:8443: presents certificate bbbb, not the one just installed"}
     out.update(extra)
     return out
@@ -56,12 +56,38 @@ def test_a_rollback_is_recorded_and_the_ledger_follows_what_the_node_holds(tmp_p
 
 def test_a_refused_rollback_is_recorded_as_such_and_changes_no_row(tmp_path):
     conn = ledger(tmp_path)
-    RR.run(params(tmp_path, restored={}, refused={"server": "there is no previous certificate"}),
+    RR.run(params(tmp_path, restored={}, refused="there is no previous certificate"),
            check=False, now=NOW)
     (event,) = L.events(conn, "prod")
     assert event["event"] == "rollback_refused"
     assert event["detail"].endswith("; not rolled back: there is no previous certificate")
     assert {r["serial"]: r["status"] for r in L.rows(conn)} == {"1": "superseded", "2": "valid"}
+
+
+def test_a_crash_between_the_event_and_the_ledger_rows_leaves_neither(tmp_path, monkeypatch):
+    """The event and the rows' new status are one transaction: a process dying after the
+    event's insert and before the status update leaves the ledger as it was, and the same
+    call afterwards records both (and only once)."""
+    conn = ledger(tmp_path)
+    real = L._reconcile_in
+
+    def dies(*args):
+        real(*args)  # the updates are made inside the transaction...
+        raise KeyboardInterrupt("killed")  # ...and the process dies before the commit
+
+    monkeypatch.setattr(L, "_reconcile_in", dies)
+    try:
+        RR.run(params(tmp_path), check=False, now=NOW)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the injected crash did not happen")
+    assert L.events(conn, "prod") == []
+    assert {r["serial"]: r["status"] for r in L.rows(conn)} == {"1": "superseded", "2": "valid"}
+    monkeypatch.setattr(L, "_reconcile_in", real)
+    RR.run(params(tmp_path), check=False, now=NOW)
+    assert [e["event"] for e in L.events(conn, "prod")] == ["rolled_back"]
+    assert {r["serial"]: r["status"] for r in L.rows(conn)} == {"1": "valid", "2": "superseded"}
 
 
 def test_check_mode_records_nothing(tmp_path):
