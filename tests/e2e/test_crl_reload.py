@@ -101,7 +101,7 @@ def test_site_puts_back_a_stale_crl_and_reloads_only_that_node(fleet):
     OUTPUTS.append(check.output)
     # node1 would reload (the command is not run in check mode), and the plan says so
     handler = re.split(r"\n(?:TASK|RUNNING HANDLER|PLAY) \[", check.output.split(
-        "RUNNING HANDLER [trustzone.pki.certs : Run commands that pick up the zone's new CRL"
+        "RUNNING HANDLER [trustzone.pki.certs : Run commands that pick up the zone's files"
     )[1])[0]
     assert "[node1]" in handler and "Command would have run if not in check mode" in handler
     assert "[node2]" not in handler
