@@ -15,6 +15,8 @@ Fragment (options) -> doc fragment in plugins/doc_fragments/:
 - ``STORE_ROOTS`` (roots, roots_path; exactly one) -> ``trustzone.pki.store``
 - ``ROLE_SPEC`` (role_spec, read by the action plugin) -> ``trustzone.pki.action.role_spec``
 - ``SECRETS_NODE`` (cert_path, key_path, mode) -> ``trustzone.pki.secrets``
+- ``probe_bounds(timeout, retries, delay)`` (the same three options, each module's defaults)
+  -> ``trustzone.pki.probe`` (the module's documentation adds the defaults)
 
 ``ZONE_NODE``, ``ZONE_CA`` and ``ZONE_CA_KEYS`` are the combinations the modules use.
 
@@ -70,6 +72,15 @@ ZONE_CA = (ZONE, CA_DIR)
 ZONE_CA_KEYS = (ZONE, CA_DIR, CA_PASSPHRASE)
 # a module on a node's zone directory
 ZONE_NODE = (ZONE, NODE_DIR)
+
+
+def probe_bounds(timeout, retries, delay):
+    """The fragment of a module that probes: ``timeout`` (seconds per attempt), ``retries``
+    (further attempts), ``delay`` (seconds between attempts), with that module's defaults."""
+    return {"options": {"timeout": {"type": "float", "default": timeout},
+                        "retries": {"type": "int", "default": retries},
+                        "delay": {"type": "float", "default": delay}}}
+
 
 _RULES = ("mutually_exclusive", "required_one_of", "required_together", "required_if",
           "required_by")

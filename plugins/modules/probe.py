@@ -21,7 +21,8 @@ description:
     what to roll back (C(docs/rollout.md)). Fails, with one line, only on bad input.
   - Reaches only the probed node's own names and addresses (O(allowed)).
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.attributes.info, trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.attributes.info, trustzone.pki.attributes,
+                                 trustzone.pki.probe]
 options:
   endpoints:
     description:
@@ -65,17 +66,12 @@ options:
     description: The prober's client key.
     type: path
     required: true
+  # timeout, retries, delay: described in trustzone.pki.probe; the defaults are this module's
   timeout:
-    description: Seconds for each connection and handshake.
-    type: float
     default: 5
   retries:
-    description: Further attempts after a failed one.
-    type: int
     default: 3
   delay:
-    description: Seconds between attempts.
-    type: float
     default: 2
 notes:
   - The prober is a node, and nodes are not trusted - a lying prober can make a node roll
@@ -118,6 +114,7 @@ probes:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _probe
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 
@@ -144,22 +141,17 @@ def run(params, look=_probe.observe, fetch=_probe.fetch):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            endpoints=dict(type="list", elements="raw", required=True),
-            default_host=dict(type="str", required=True),
-            allowed=dict(type="list", elements="str", required=True),
-            health_url=dict(type="str"),
-            expect=dict(type="dict", default={}),
-            cafile=dict(type="path", required=True),
-            client_cert=dict(type="path", required=True),
-            client_key=dict(type="path", required=True, no_log=False),
-            timeout=dict(type="float", default=5),
-            retries=dict(type="int", default=3),
-            delay=dict(type="float", default=2),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.probe_bounds(timeout=5, retries=3, delay=2),
+        endpoints=dict(type="list", elements="raw", required=True),
+        default_host=dict(type="str", required=True),
+        allowed=dict(type="list", elements="str", required=True),
+        health_url=dict(type="str"),
+        expect=dict(type="dict", default={}),
+        cafile=dict(type="path", required=True),
+        client_cert=dict(type="path", required=True),
+        client_key=dict(type="path", required=True, no_log=False),
+    ))
     try:
         module.exit_json(**run(module.params))
     except TrustzoneError as exc:

@@ -23,7 +23,7 @@ description:
   - V(restored) writes the served generation kept in O(dir) back over the live files, with
     their recorded owner and mode, and fails with one line when none is kept.
 author: trustzone.pki maintainers (!UNKNOWN)
-extends_documentation_fragment: [trustzone.pki.attributes]
+extends_documentation_fragment: [trustzone.pki.attributes, trustzone.pki.probe]
 attributes:
   check_mode:
     description: Probes as usual; nothing is kept or written back, the result says what would be.
@@ -78,17 +78,12 @@ options:
     description: The proxy's name, for the lines.
     type: str
     required: true
+  # timeout, retries, delay: described in trustzone.pki.probe; the defaults are this module's
   timeout:
-    description: Seconds for each connection and handshake.
-    type: float
     default: 5
   retries:
-    description: Further attempts after a failed one.
-    type: int
     default: 5
   delay:
-    description: Seconds between attempts.
-    type: float
     default: 1
 """
 
@@ -147,6 +142,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _probe
 from ansible_collections.trustzone.pki.plugins.module_utils import _proxyprobe as P
@@ -271,23 +267,18 @@ def run(module, look=_probe.observe):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["probed", "restored"], default="probed"),
-            routes=dict(type="list", elements="dict", default=[]),
-            address=dict(type="str", default="127.0.0.1"),
-            port=dict(type="int", default=443),
-            configs=dict(type="list", elements="path", default=[]),
-            rolled_back=dict(type="list", elements="str"),
-            keep=dict(type="bool", default=False),
-            dir=dict(type="path", required=True),
-            proxy=dict(type="str", required=True),
-            timeout=dict(type="float", default=5),
-            retries=dict(type="int", default=5),
-            delay=dict(type="float", default=1),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**_args.module_args(
+        _args.probe_bounds(timeout=5, retries=5, delay=1),
+        state=dict(type="str", choices=["probed", "restored"], default="probed"),
+        routes=dict(type="list", elements="dict", default=[]),
+        address=dict(type="str", default="127.0.0.1"),
+        port=dict(type="int", default=443),
+        configs=dict(type="list", elements="path", default=[]),
+        rolled_back=dict(type="list", elements="str"),
+        keep=dict(type="bool", default=False),
+        dir=dict(type="path", required=True),
+        proxy=dict(type="str", required=True),
+    ))
     run_module(module, run)
 
 

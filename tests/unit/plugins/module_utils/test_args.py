@@ -33,6 +33,16 @@ def test_an_option_given_twice_is_a_mistake():
         _args.module_args(_args.ZONE_CA, dir=dict(type="path"))
 
 
+def test_probe_bounds_are_one_spec_with_each_modules_defaults():
+    probe = _args.module_args(_args.probe_bounds(timeout=5, retries=3, delay=2))
+    proxy = _args.module_args(_args.probe_bounds(timeout=5, retries=5, delay=1))
+    assert probe["argument_spec"] == {"timeout": {"type": "float", "default": 5},
+                                      "retries": {"type": "int", "default": 3},
+                                      "delay": {"type": "float", "default": 2}}
+    assert [proxy["argument_spec"][n]["default"] for n in ("timeout", "retries", "delay")] == \
+        [5, 5, 1]
+
+
 def test_zone_and_its_directories():
     assert _args.zone_and_ca_dir({"zone": "prod", "dir": None}) == (
         "prod", "/var/lib/trustzone/prod")

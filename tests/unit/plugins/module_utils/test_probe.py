@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import socket
-import ssl
 import threading
 
 import pytest
@@ -17,6 +16,8 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _probe as P
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.modules import probe as probe_module
+from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import (
+    TlsServer, server_context)
 
 UTC = datetime.timezone.utc
 NAME = "node1.lab.trustzone.test"
@@ -71,49 +72,12 @@ def files(tmp_path, zones):
     return f
 
 
-class Server:
-    """A TLS server on loopback that demands a client certificate of ``client_ca``."""
-
-    def __init__(self, cert, key, client_ca):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.ctx.verify_mode = ssl.CERT_REQUIRED
-        self.ctx.load_verify_locations(client_ca)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.peers = []
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while True:
-            try:
-                conn = self.sock.accept()[0]
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    self.peers.append(tls.getpeercert())
-                    tls.settimeout(3)
-                    try:
-                        tls.recv(1)
-                    except (OSError, ssl.SSLError):
-                        pass
-            except (OSError, ssl.SSLError):
-                conn.close()
-
-    def close(self):
-        self.sock.close()
-
-
 def _endpoint(port):
     return {"host": "127.0.0.1", "port": port, "server_name": NAME, "profile": "server"}
 
 
 def test_a_zone_server_that_takes_the_client_certificate_passes(files):
-    server = Server(files["server"], files["server_key"], files["roots"])
+    server = TlsServer(files["server"], files["server_key"], client_ca=files["roots"])
     try:
         seen = P.probe(_endpoint(server.port), files["roots"], files["client"],
                        files["client_key"], timeout=5, retries=0,
@@ -127,7 +91,7 @@ def test_a_zone_server_that_takes_the_client_certificate_passes(files):
 
 
 def test_a_server_presenting_another_certificate_fails_naming_both(files):
-    server = Server(files["server"], files["server_key"], files["roots"])
+    server = TlsServer(files["server"], files["server_key"], client_ca=files["roots"])
     try:
         seen = P.probe(_endpoint(server.port), files["roots"], files["client"],
                        files["client_key"], timeout=5, retries=0, expect_fingerprint="ab" * 32)
@@ -141,7 +105,7 @@ def test_a_server_presenting_another_certificate_fails_naming_both(files):
 def test_a_server_refusing_the_zone_client_certificate_fails(files):
     # the server trusts only the other zone: our client certificate is refused (TLS 1.3
     # says so after the handshake, on the first read)
-    server = Server(files["server"], files["server_key"], files["other_roots"])
+    server = TlsServer(files["server"], files["server_key"], client_ca=files["other_roots"])
     try:
         seen = P.probe(_endpoint(server.port), files["roots"], files["client"],
                        files["client_key"], timeout=5, retries=0)
@@ -152,7 +116,7 @@ def test_a_server_refusing_the_zone_client_certificate_fails(files):
 
 
 def test_a_server_outside_the_zone_does_not_verify(files):
-    server = Server(files["server"], files["server_key"], files["roots"])
+    server = TlsServer(files["server"], files["server_key"], client_ca=files["roots"])
     try:
         seen = P.probe(_endpoint(server.port), files["other_roots"], files["client"],
                        files["client_key"], timeout=5, retries=0)
@@ -162,7 +126,7 @@ def test_a_server_outside_the_zone_does_not_verify(files):
 
 
 def test_the_wrong_name_does_not_verify(files):
-    server = Server(files["server"], files["server_key"], files["roots"])
+    server = TlsServer(files["server"], files["server_key"], client_ca=files["roots"])
     try:
         endpoint = dict(_endpoint(server.port), server_name="node9.lab.trustzone.test")
         seen = P.probe(endpoint, files["roots"], files["client"], files["client_key"],
@@ -199,7 +163,7 @@ def test_unusable_prober_files_fail_in_one_line(files, tmp_path):
 
 
 def test_the_module_probes_every_endpoint_and_never_fails_on_a_bad_probe(files):
-    server = Server(files["server"], files["server_key"], files["roots"])
+    server = TlsServer(files["server"], files["server_key"], client_ca=files["roots"])
     try:
         result = probe_module.run({
             "endpoints": [server.port, "127.0.0.1:%d" % server.port],
@@ -361,10 +325,7 @@ class Health:
                 pass
 
         self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(files["server"], files["server_key"])
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(files["roots"])
+        ctx = server_context(files["server"], files["server_key"], files["roots"])
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -5,9 +5,7 @@ client certificate."""
 from __future__ import annotations
 
 import datetime
-import socket
 import ssl
-import threading
 
 import pytest
 from cryptography import x509
@@ -16,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _probe
+from ansible_collections.trustzone.pki.tests.unit.plugins.module_utils.tz_testlib import TlsServer
 
 
 def self_signed(tmp_path, name):
@@ -41,46 +40,9 @@ def server(tmp_path):
     """A TLS server on 127.0.0.1 with a certificate per SNI name (like nginx's server
     blocks); yields (port, {name: sha256 of its DER})."""
     certs = {n: self_signed(tmp_path, n) for n in ("web.example.test", "other.example.test")}
-    contexts = {}
-    for name, (crt, key, _der) in certs.items():
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(crt, key)
-        contexts[name] = ctx
-    main = contexts["web.example.test"]
-
-    def choose(sock, name, _ctx):
-        if name in contexts:
-            sock.context = contexts[name]
-
-    main.sni_callback = choose
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    stop = threading.Event()
-
-    def serve():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _peer = listener.accept()
-            except socket.timeout:
-                continue
-            try:
-                with main.wrap_socket(conn, server_side=True) as tls:
-                    tls.settimeout(0.5)
-                    try:
-                        tls.recv(1)
-                    except (OSError, ssl.SSLError):
-                        pass
-            except (OSError, ssl.SSLError):
-                conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1], {n: _probe.fingerprint(c[2]) for n, c in certs.items()}
-    stop.set()
-    thread.join(2)
-    listener.close()
+    crt, key, _der = certs["web.example.test"]
+    with TlsServer(crt, key, by_name={n: c[:2] for n, c in certs.items()}, hold=0.5) as tls:
+        yield tls.port, {n: _probe.fingerprint(c[2]) for n, c in certs.items()}
 
 
 def test_observe_without_a_client_certificate_sees_the_certificate_for_each_sni(server):
