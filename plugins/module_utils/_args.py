@@ -112,16 +112,6 @@ def module_args(*fragments, **options):
     return kwargs
 
 
-def token_access(params, check=False):
-    """The zone's PKCS#11 token (``_pkcs11.TokenAccess``) of a module built with ``PKCS11``,
-    or None when it has none. Opened on first use; close it when the run ends."""
-    if not params.get("pkcs11_token"):
-        return None
-    from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs11
-    return _pkcs11.TokenAccess(params["pkcs11_module"], params["pkcs11_token"],
-                               params["pkcs11_pin"], params["pkcs11_keys"], check=check)
-
-
 def zone_and_ca_dir(params):
     """``(zone, CA directory)`` of a module built with ``ZONE_CA``: the zone name checked,
     the directory given or the default."""

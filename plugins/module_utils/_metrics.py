@@ -211,28 +211,6 @@ def target(directory, optional):
     return directory
 
 
-def ca_facts(ca_dir, zone, now):
-    """``ca_text``'s facts read from the CA directory (the state in force, read only): the
-    ledger's counts by status, the rotation phase, every CRL's issuer and nextUpdate, and
-    ``now`` as the time of the last run (``docs/metrics.md``). Only the CA host's modules
-    call it; it loads cryptography there, never on a node's stamp path."""
-    # pylint: disable=import-outside-toplevel
-    from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
-    from ansible_collections.trustzone.pki.plugins.module_utils import _rotation
-    from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
-
-    counts = {}
-    conn = _ledger.connect(ca_dir, create=False)
-    if conn is not None:
-        try:
-            counts = _ledger.counts_by_status(conn, zone)
-        finally:
-            conn.close()
-    path = os.path.join(ca_dir, _layout.CRL_FILE)
-    return {"ledger": counts, "phase": _rotation.phase_of(CaDir(ca_dir).load_state()),
-            "crls": crl_facts(_fs.read_file(path), path), "last_success": _layout.iso(now)}
-
-
 def crl_facts(data, path):
     """Issuer and nextUpdate of every CRL in ``data`` (the PEM read from ``path``; None or
     empty: none), as the node's and the CA host's files list them."""
@@ -245,11 +223,6 @@ def crl_facts(data, path):
         facts.append({"issuer": crl.issuer.rfc4514_string(), "path": path,
                       "next_update": _layout.iso(when) if when is not None else None})
     return facts
-
-
-def publish_ca(directory, zone, ca_dir, now):
-    """Write the CA host's file from the CA directory (``ca_facts``) when it differs."""
-    return publish(directory, ca_file(zone), ca_text(zone, ca_facts(ca_dir, zone, now)))
 
 
 def publish(directory, name, text):

@@ -418,3 +418,14 @@ class TokenKey:
 
     def sign_builder(self, builder, what):  # pylint: disable=unused-argument
         return self.signer().sign(builder)
+
+
+def token_access(params, check=False):
+    """The zone's PKCS#11 token (``TokenAccess``) of a module built with ``_args.PKCS11``, or
+    None when it has none. Opened on first use; close it when the run ends. (Here, not in
+    ``_args``: a node module, which AnsiballZ ships with every module_utils it might import,
+    never carries the token code.)"""
+    if not params.get("pkcs11_token"):
+        return None
+    return TokenAccess(params["pkcs11_module"], params["pkcs11_token"], params["pkcs11_pin"],
+                       params["pkcs11_keys"], check=check)

@@ -147,7 +147,9 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _args
 from ansible_collections.trustzone.pki.plugins.module_utils import _issue
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
+from ansible_collections.trustzone.pki.plugins.module_utils import _ca_metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
+from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs11
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
 from ansible_collections.trustzone.pki.plugins.module_utils._runner import run_module
 
@@ -160,15 +162,15 @@ def run(module):
         return {"changed": bool(requests), "certificates": {}, "refused": {}, "issued": 0,
                 "reconciled": [], "unrecorded": {}}
     metrics_dir = _metrics.target(params["metrics_dir"], params["metrics_dir_optional"])
-    token = _args.token_access(params)
+    token = _pkcs11.token_access(params)
     try:
         result = _sign(params, zone, ca_dir, requests, token)
     finally:
         if token is not None:
             token.close()
     if metrics_dir:  # the ledger's counts as they are now (docs/metrics.md)
-        _metrics.publish_ca(metrics_dir, zone, ca_dir,
-                            datetime.datetime.now(datetime.timezone.utc))
+        _ca_metrics.publish_ca(metrics_dir, zone, ca_dir,
+                               datetime.datetime.now(datetime.timezone.utc))
     return result
 
 

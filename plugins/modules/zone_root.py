@@ -381,7 +381,9 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
 from ansible_collections.trustzone.pki.plugins.module_utils import _fs
 from ansible_collections.trustzone.pki.plugins.module_utils import _ledger
 from ansible_collections.trustzone.pki.plugins.module_utils import _layout
+from ansible_collections.trustzone.pki.plugins.module_utils import _ca_metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
+from ansible_collections.trustzone.pki.plugins.module_utils import _pkcs11
 from ansible_collections.trustzone.pki.plugins.module_utils import _offline
 from ansible_collections.trustzone.pki.plugins.module_utils import _rootplan
 from ansible_collections.trustzone.pki.plugins.module_utils._ca import CaDir
@@ -402,7 +404,7 @@ def run(module):
         raise TrustzoneError("the root key cannot be both offline and in the PKCS#11 token",
                              fix="set trustzone_ca_pkcs11_keys to [intermediate] with an "
                                  "offline root")
-    token = _args.token_access(params, check)
+    token = _pkcs11.token_access(params, check)
     try:
         result = _run(module, params, check, zone, ca_dir, uid, gid, token)
     finally:
@@ -410,8 +412,8 @@ def run(module):
             token.close()
     if metrics_dir and (not check or params["metrics_in_check_mode"]) \
             and not result.get("root_requests") and os.path.isdir(ca_dir):
-        _metrics.publish_ca(metrics_dir, zone, ca_dir,
-                            datetime.datetime.now(datetime.timezone.utc))
+        _ca_metrics.publish_ca(metrics_dir, zone, ca_dir,
+                               datetime.datetime.now(datetime.timezone.utc))
     return result
 
 
