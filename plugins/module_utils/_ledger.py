@@ -327,7 +327,9 @@ def reconcile_decisions(ledger_rows, installed, now_text):
 
 def reconcile_installed(conn, zone, installed, now_text):
     """Apply ``reconcile_decisions`` for ``zone`` in one transaction (call it under
-    ``locked()``). Returns ``(changes, unrecorded)``."""
+    ``locked()``). Returns ``(changes, unrecorded)``. Nothing installed: no transaction."""
+    if not any((installed or {}).values()):
+        return [], {}
     with transaction(conn):
         return _reconcile_in(conn, zone, installed, now_text)
 

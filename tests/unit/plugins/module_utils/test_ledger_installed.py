@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.module_utils import _crypto as C
@@ -92,3 +94,19 @@ def test_installed_fingerprints_are_computed_from_the_certificate(keys, zone, se
     }
     out = _issue.installed_fingerprints(installed, pending={("web2", "server")})
     assert out == {"web1": {"server": C.fingerprint(cert), "admin": FP["f"]}}
+
+
+def test_nothing_installed_takes_no_write_lock(tmp_path):
+    """A run that installed nothing reconciles nothing and never waits for the ledger's
+    write lock (another run may hold it)."""
+    L.connect(str(tmp_path)).close()
+    holder = sqlite3.connect(str(tmp_path / L.LEDGER_FILE), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        conn = sqlite3.connect(str(tmp_path / L.LEDGER_FILE), timeout=0.1, isolation_level=None)
+        assert L.reconcile_installed(conn, "prod", {}, NOW) == ([], {})
+        assert L.reconcile_installed(conn, "prod", {"node1": {}}, NOW) == ([], {})
+        with pytest.raises(sqlite3.OperationalError):  # a real reconciliation would wait
+            L.reconcile_installed(conn, "prod", {"node1": {"server": FP["a"]}}, NOW)
+    finally:
+        holder.execute("ROLLBACK")
