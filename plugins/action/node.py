@@ -22,6 +22,7 @@ from ansible_collections.trustzone.pki.plugins.module_utils import _identity
 from ansible_collections.trustzone.pki.plugins.module_utils import _metrics
 from ansible_collections.trustzone.pki.plugins.module_utils import _preflight as F
 from ansible_collections.trustzone.pki.plugins.module_utils import _publish
+from ansible_collections.trustzone.pki.plugins.module_utils import _zonecheck as ZC
 from ansible_collections.trustzone.pki.plugins.module_utils._errors import TrustzoneError
 from ansible_collections.trustzone.pki.plugins.plugin_utils._inventory import InventoryActionMixin
 
@@ -73,6 +74,10 @@ class ActionModule(InventoryActionMixin, ActionBase):
                                       module_args=module_args, task_vars=task_vars)
         result.update(remote)
         result.pop("profiles", None)
+        # The CA outputs this call carried, from the arguments sent, never from the node:
+        # playbooks/zone_check.yml's verdict compares it with the CA's (module_utils/_zonecheck.py).
+        result["checked_against"] = ZC.checked_digest(args.get("roots"), args.get("issuers"),
+                                                      args.get("crl"))
         if result.get("failed"):
             if _metrics.VARIABLE in str(result.get("msg", "")):
                 result["msg"] = "%s: %s" % (host, result["msg"])  # one line naming the host

@@ -94,9 +94,8 @@ def zone_settled(ca_host, hostvars, checked, nodes):
     node_results = {h: _var(hostvars, h, "__trustzone_certs_node") for h in nodes}
     node_vars = {h: {v: _var(hostvars, h, v) for v in ZC.STORE_VARS} for h in nodes}
     ledger = (ca_result or {}).get("ledger_valid") if isinstance(ca_result, dict) else None
-    done, why = ZC.settled(ca_result, _var(hostvars, ca_host, "__trustzone_zone_cache"),
-                           list(checked or []), list(nodes or []), node_results, node_vars,
-                           ledger)
+    done, why = ZC.settled(ca_result, list(checked or []), list(nodes or []), node_results,
+                           node_vars, ledger)
     return {"settled": done, "why": why}
 
 

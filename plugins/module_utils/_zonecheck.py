@@ -11,7 +11,10 @@ time, runs its node call against the CA outputs (roots, issuer, CRL) this contro
 from the zone's last run (``cache_path``: written by the zone_root action after every run
 that was not in check mode). The zone is **settled** (``settled``) when
 
-- the CA would change nothing, and its outputs are the ones the nodes were checked against;
+- the CA would change nothing, and its outputs are the ones each node was checked against
+  (``checked_digest``: the node action puts it in each node's result, on the controller, from
+  the arguments it sent; a node cannot set it, and a node checked against outputs kept before
+  an overlapping run changed the CA does not pass);
 - every node of the run was checked, would change nothing and asks for nothing;
 - the ledger already holds, as the one valid row, exactly what each node holds (the signing
   step would learn nothing), and
@@ -63,6 +66,21 @@ def outputs(ca_result):
     return {name: ca_result.get(name) for name in OUTPUTS}
 
 
+def checked_digest(roots, issuers, crl):
+    """One digest of the CA outputs a node call carried: its roots, issuers and CRL (an empty
+    list or CRL is the same as none)."""
+    body = json.dumps([list(roots or []), list(issuers or []), crl or ""])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def outputs_digest(ca_result):
+    """``checked_digest`` of what the certs role sends a node from this CA result: its roots,
+    its issuer as the one issuer, its CRL."""
+    kept = outputs(ca_result)
+    return checked_digest(kept["roots"], [kept["issuer"]] if kept["issuer"] else [],
+                          kept["crl"])
+
+
 def read_cache(path):
     """The outputs kept at ``path``, or None (missing, unreadable, another format)."""
     try:
@@ -101,12 +119,12 @@ def would_change(result):
                 or trust.get("rebuilt"))
 
 
-def settled(ca_result, cached, checked, nodes, node_results, node_vars, ledger_valid):
+def settled(ca_result, checked, nodes, node_results, node_vars, ledger_valid):
     """``(True, [])`` when the zone needs nothing this run (see the module docstring), else
     ``(False, [why, ...])``.
 
-    ``ca_result``: the CA host's zone_root result of the check round; ``cached``: the
-    outputs the nodes were checked against; ``checked``: the hosts the check round ran on;
+    ``ca_result``: the CA host's zone_root result of the check round; ``checked``: the hosts
+    the check round ran on;
     ``nodes``: the zone's nodes in this run; ``node_results[host]``: each node's result of the
     check round; ``node_vars[host]``: its store variables; ``ledger_valid[host][profile]``:
     the fingerprints of the ledger's valid rows (from the CA's result).
@@ -116,9 +134,7 @@ def settled(ca_result, cached, checked, nodes, node_results, node_vars, ledger_v
         return False, ["the CA host was not checked"]
     if ca_result.get("would_change") or ca_result.get("changed"):
         why.append("the CA would change")
-    if not cached or outputs(ca_result) != outputs(cached):
-        why.append("the CA's roots, issuer or CRL are not the ones the nodes were checked "
-                   "against")
+    current = outputs_digest(ca_result)
     if "ledger_valid" not in ca_result:
         why.append("the CA did not report its ledger")
     for host in nodes:
@@ -128,6 +144,9 @@ def settled(ca_result, cached, checked, nodes, node_results, node_vars, ledger_v
             continue
         if result.get("failed") or result.get("skipped") or result.get("unreachable"):
             why.append("%s was not checked" % host)
+            continue
+        if result.get("checked_against") != current:
+            why.append("%s was checked against other roots, issuer or CRL than the CA's" % host)
             continue
         if would_change(result):
             why.append("%s would change" % host)

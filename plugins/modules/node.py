@@ -231,6 +231,13 @@ profiles:
   returned: always
   type: list
   elements: dict
+checked_against:
+  description:
+    - SHA-256 over the O(roots), O(issuers) and O(crl) this call carried, set by the action
+      plugin on the controller from the arguments it sent (never from the node).
+      C(playbooks/zone_check.yml) ends a run only when it equals the CA's current outputs.
+  returned: when the node was contacted
+  type: str
 requests:
   description: CSRs to sign, keyed by profile (CSR is null in check mode).
   returned: inspect

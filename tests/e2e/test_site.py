@@ -334,6 +334,26 @@ def test_a_ledger_out_of_step_takes_the_full_path_and_is_reconciled(fleet):
     assert NOTHING in run(fleet).output
 
 
+def test_nodes_checked_against_outputs_the_ca_no_longer_gives_take_the_full_path(fleet, tmp_path):
+    """Another controller re-signs the CRL on the CA host alone: the nodes still hold the old
+    one, which is what this controller kept. Each node answers "nothing to change" against
+    that, but its result says (from the controller) what it was checked against, and the
+    verdict compares that with the CA's outputs, node by node."""
+    assert NOTHING in run(fleet).output
+    old = fleet.read("node1", DIR + "/crl.pem")
+    run(fleet, "--limit", "ca", "-e", "trustzone_zone_cache_dir=%s" % (tmp_path / "other"),
+        "-e", "trustzone_ca_crl_lifetime=8d", "-e", "trustzone_ca_crl_refresh_before=7d")
+    assert fleet.read("node1", DIR + "/crl.pem") == old
+    proc = run(fleet, "-v")
+    assert NOTHING not in proc.output
+    for host in ("node1", "node2", "node3"):
+        assert "%s was checked against other roots, issuer or CRL than the CA's" % host \
+            in proc.output
+    new = fleet.read("node1", DIR + "/crl.pem")
+    assert new != old and new == fleet.read("node2", DIR + "/crl.pem")
+    assert NOTHING in run(fleet).output
+
+
 def test_check_mode_on_a_settled_zone_ends_early_and_writes_nothing(fleet):
     before = {h: fleet.tree(h, DIR) for h in ("node1", "node2", "node3")}
     proc = run(fleet, "--check")

@@ -12,6 +12,7 @@ from unittest import mock
 import pytest
 
 from ansible_collections.trustzone.pki.plugins.action.node import ActionModule
+from ansible_collections.trustzone.pki.plugins.module_utils import _zonecheck as ZC
 from ansible_collections.trustzone.pki.tests.unit.plugins.action.tz_fakeinventory import (
     FakeInventory)
 
@@ -80,6 +81,22 @@ def test_profiles_the_node_returns_are_replaced_by_the_controllers():
     result = run(action)
     assert result["profiles"] == module_args(action)["profiles"]
     assert result["profiles"][0]["dns"] != ["*"]
+
+
+def test_what_the_node_was_checked_against_is_set_on_the_controller():
+    # zone_check.yml's verdict compares it with the CA's outputs (module_utils/_zonecheck.py):
+    # a node that says it was checked against the current outputs is not believed
+    forged = ZC.checked_digest(["NEW ROOT"], ["NEW ISSUER"], "NEW CRL")
+    action = make_action({"issuers": ["ISSUER PEM"], "crl": "CRL PEM"},
+                         remote={"changed": False, "requests": {}, "checked_against": forged})
+    result = run(action)
+    assert result["checked_against"] == ZC.checked_digest(["ROOT PEM"], ["ISSUER PEM"],
+                                                          "CRL PEM")
+    assert result["checked_against"] == ZC.outputs_digest(
+        {"roots": ["ROOT PEM"], "issuer": "ISSUER PEM", "crl": "CRL PEM"})
+    assert "checked_against" not in module_args(action)
+    failed = make_action(remote={"failed": True, "msg": "boom", "checked_against": forged})
+    assert run(failed).get("checked_against") != forged
 
 
 def test_a_pending_request_is_a_change():

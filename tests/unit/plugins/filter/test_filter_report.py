@@ -13,6 +13,7 @@ from ansible.errors import AnsibleFilterError
 from ansible.plugins.filter.core import FilterModule as CoreFilters
 
 from ansible_collections.trustzone.pki.plugins.filter import report as F
+from ansible_collections.trustzone.pki.plugins.module_utils import _zonecheck as ZC
 
 REPO = Path(__file__).resolve().parents[4]
 NOW = "2025-06-01T12:00:00Z"
@@ -68,10 +69,9 @@ def test_zone_settled_reads_the_check_round_from_hostvars():
     fp = "aa" * 32
     ca = {"roots": ["R"], "issuer": "I", "crl": "C", "would_change": False,
           "ledger_valid": {"n1": {"server": [fp]}}}
-    node = {"files": [], "requests": {}, "installed": {"server": {"fingerprint": fp}}}
-    hv = {"ca": {"trustzone_ca_root": ca,
-                 "__trustzone_zone_cache": {"roots": ["R"], "issuer": "I", "crl": "C"}},
-          "n1": {"__trustzone_certs_node": node}}
+    node = {"files": [], "requests": {}, "installed": {"server": {"fingerprint": fp}},
+            "checked_against": ZC.checked_digest(["R"], ["I"], "C")}
+    hv = {"ca": {"trustzone_ca_root": ca}, "n1": {"__trustzone_certs_node": node}}
     assert F.zone_settled("ca", hv, ["ca", "n1"], ["n1"]) == {"settled": True, "why": []}
     hv["n1"]["trustzone_stores_java"] = True
     assert F.zone_settled("ca", hv, ["ca", "n1"], ["n1"]) == {
