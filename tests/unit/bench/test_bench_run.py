@@ -191,6 +191,42 @@ def test_table_has_memory_columns_and_mitogen_ratios():
     assert all("M " not in x for x in lines[3:])
 
 
+def test_lower_bounds_are_set_against_their_targets_and_set_none():
+    samples = {f: [] for f in bench.FIGURES}
+    samples.update({"floor": [2.0, 2.0], "ours-noop": [4.0], "ours-rotate": [28.0],
+                    "bound-nodecall": [2.6], "bound-stores": [14.4]})
+    lines, med, targets = bench.table(10, samples)
+    assert "1.30x" in next(x for x in lines if x.startswith("bound: 1 node call/node")).split()
+    assert any(x.startswith("no-op bound / floor") and "1.30x" in x
+               and "above the 1.15x target: out of reach here" in x for x in lines)
+    assert any(x.startswith("forced rotation bound / floor") and "7.20x" in x
+               and "above the 6x target" in x for x in lines)
+    assert [t[0] for t in targets] == ["no-op <= 1.15x floor (N=10)",
+                                       "forced rotation <= 6x floor (N=10)"]
+    samples.update({"bound-stores": [10.0]})
+    lines = bench.table(10, samples)[0]
+    assert any(x.startswith("forced rotation bound / floor") and "within the 6x target" in x
+               for x in lines)
+
+
+def test_bound_playbooks_parse_and_stay_minimal():
+    import yaml
+    stores = yaml.safe_load((bench.BENCH / "bound_stores.yml").read_text())
+    assert [t["ansible.builtin.command"] for t in stores[0]["tasks"]] == [
+        "update-ca-certificates", "update-ca-certificates --fresh"]
+    call = yaml.safe_load((bench.BENCH / "bound_node_call.yml").read_text())
+    check = yaml.safe_load((bench.REPO / "playbooks" / "zone_check.yml").read_text())
+    node_task = next(t for t in check[0]["tasks"]
+                     if t.get("ansible.builtin.import_role", {}).get("tasks_from") == "node_call")
+    # the same call as the check round's, and only it
+    assert [t["ansible.builtin.import_role"] for t in call[0]["tasks"]] == [
+        node_task["ansible.builtin.import_role"]]
+    assert call[0]["tasks"][0]["vars"] == node_task["vars"]
+    lookup = call[0]["vars"]["__trustzone_zone_cache"].strip()
+    assert lookup.startswith("{{ lookup('trustzone.pki.zone_cache'")
+    assert lookup[2:-2].strip() in check[0]["vars"]["__trustzone_zone_cache"]
+
+
 def test_growth_lines_cover_every_size():
     meds = {10: {"floor": 4.0, "ours-noop": 5.0}, 50: {"floor": 11.0, "ours-noop": 17.0},
             100: {"floor": 26.0, "ours-noop": 30.0, "ours-first": 100.0}}
